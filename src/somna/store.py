@@ -1,0 +1,594 @@
+"""The core API: write, edit, read, search, history, revert, feedback, proposals, sync, doctor.
+
+Files are the truth, git is the history, the index is derived. Every change follows one path:
+take the store lock, check the base version, write the file atomically, commit it with its author,
+update the index. Knows nothing of MCP or the CLI.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fcntl
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from somna import history, notes
+from somna.config import StoreConfig
+from somna.db import transaction
+from somna.embeddings import Embedder
+from somna.errors import BadNote, Conflict, DuplicateFound, InvalidInput, NotFound, StoreBusy, StoreNotFound
+from somna.index import Index, Row, pack
+from somna.notes import Note
+from somna.search import search as search_store
+
+log = logging.getLogger("somna.store")
+
+SUBDIRS = ("memory", "blocks", "skills", "inbox", "proposals")
+TRACKED = ("memory", "blocks", "skills", "proposals", "somna.toml")
+MAX_FILE = 1_000_000
+INACTIVE = ("archived", "superseded")
+OPS = ("str_replace", "append", "replace", "archive")
+DUP_VECTOR = 0.93
+DUP_WORDS = 0.85
+GITIGNORE = ".somna/\ninbox/\n.tmp-*\n"
+DEFAULT_BLOCKS = {
+    "user": "Who the user is and how they like to work: preferences that hold across projects.",
+    "project": "What this project is, its conventions, and decisions already settled.",
+}
+TYPE_RE = re.compile(r"^[a-z][a-z-]{0,29}$")
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+class Store:
+    """One store directory: memory/, blocks/, skills/, inbox/, proposals/, .somna/ and its git repo."""
+
+    def __init__(self, root: Path, *, scope: str = "user", embedder: Embedder | None = None) -> None:
+        root = Path(root).expanduser().resolve()
+        if not (root / ".git").exists() or not (root / "memory").is_dir():
+            raise StoreNotFound(f"no somna store at {root}: create one with `somna init {root}`")
+        self.root = root
+        self.scope = scope
+        self.embedder = embedder
+        self.config = StoreConfig.load(root)
+        self.index = Index(root / ".somna")
+        self._tlock = threading.RLock()
+        self._synced = threading.Event()
+
+    # -- creation -----------------------------------------------------------------------------
+    @classmethod
+    def init(cls, root: Path, **kwargs: Any) -> Store:
+        root = Path(root).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRS:
+            (root / sub).mkdir(exist_ok=True)
+        for sub in ("skills", "proposals"):
+            keep = root / sub / ".gitkeep"
+            if not keep.exists():
+                keep.write_text("", encoding="utf-8")
+        if not (root / ".gitignore").exists():
+            (root / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+        for name, desc in DEFAULT_BLOCKS.items():
+            path = root / "blocks" / f"{name}.md"
+            if not path.exists():
+                block = Note({"id": name, "title": name, "description": desc, "limit": 2000}, "")
+                notes.atomic_write(path, notes.serialize(block))
+        if not history.is_repo(root):
+            history.init(root)
+        history.commit(root, [".gitignore", *TRACKED[:-1]], "init somna store", "somna")
+        store = cls(root, **kwargs)
+        store.sync()
+        return store
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- locking and paths --------------------------------------------------------------------
+    @contextmanager
+    def locked(self, timeout: float = 60.0) -> Iterator[None]:
+        """The store lock: one writer at a time across threads and processes."""
+        with self._tlock:
+            fd = os.open(self.root / ".somna" / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise StoreBusy(f"the store {self.root} is locked by another process") from None
+                        time.sleep(0.005)
+                yield
+            finally:
+                os.close(fd)
+
+    def _abs(self, relpath: str) -> Path:
+        """The absolute path of a file in the store; refuses anything that resolves outside it."""
+        path = self.root / relpath
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, str(self.root)]) != str(self.root):
+            raise InvalidInput(f"{relpath!r} resolves outside the store")
+        return path
+
+    def _target(self, ref: str) -> tuple[str, str]:
+        """(kind, relative path) of a memory id or `block:<name>`."""
+        if not isinstance(ref, str) or not ref:
+            raise InvalidInput("id is empty: pass an id returned by search or write")
+        if ref.startswith("block:"):
+            name = ref[6:]
+            if not notes.BLOCK_RE.match(name):
+                raise InvalidInput(f"block name {name[:60]!r} is not valid")
+            rel = f"blocks/{name}.md"
+            if not self._abs(rel).exists():
+                raise NotFound(f"no block {name!r}; blocks: {', '.join(self.block_names()) or 'none'}")
+            return "block", rel
+        notes.check_id(ref)
+        self.ensure_synced()
+        row = self.index.get(ref)
+        if row is not None and row.kind == "memory":
+            return "memory", row.path
+        rel = f"memory/{ref}.md"
+        if self._abs(rel).is_file():
+            return "memory", rel
+        raise NotFound(f"no memory with id {ref!r} in the {self.scope} store; search to find ids")
+
+    def _load(self, rel: str) -> tuple[str, Note, str]:
+        path = self._abs(rel)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{rel} no longer exists") from None
+        if len(raw) > MAX_FILE:
+            raise BadNote(f"{rel} is {len(raw):,} bytes; somna reads files up to {MAX_FILE:,}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadNote(f"{rel} is not UTF-8 text") from None
+        note = notes.parse(text, fallback_id=Path(rel).stem.lower() if rel.startswith("memory/") else "")
+        return text, note, notes.version_of(raw)
+
+    def block_names(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "blocks").glob("*.md") if notes.BLOCK_RE.match(p.stem))
+
+    # -- indexing -----------------------------------------------------------------------------
+    def _embed_text(self, note: Note) -> str:
+        return f"{note.title}\n{note.body}"
+
+    def _model(self) -> str | None:
+        if self.embedder is None or not self.embedder.ready:
+            return None
+        self.index.ensure_vec_table(self.embedder.name, self.embedder.dim)
+        return self.embedder.name
+
+    def _index_file(self, conn: Any, rel: str, text: str, note: Note, *, vec: list[float] | None = None) -> None:
+        st = self._abs(rel).stat()
+        kind = "block" if rel.startswith("blocks/") else "memory"
+        if kind == "block":
+            note.meta["id"] = f"block:{Path(rel).stem}"
+        self.index.upsert(
+            conn, kind=kind, path=rel, note=note, version=notes.version_of(text),
+            text_hash=notes.content_hash(self._embed_text(note)), mtime_ns=st.st_mtime_ns, size=st.st_size,
+            vec=vec, model=self._model(),
+        )
+
+    def _vector(self, note: Note) -> list[float] | None:
+        if self.embedder is None or not self.embedder.ready:
+            return None
+        return self.embedder.embed([self._embed_text(note)])[0]
+
+    def _files(self) -> Iterator[str]:
+        for sub, pattern in (("memory", "**/*.md"), ("blocks", "*.md")):
+            base = self.root / sub
+            for path in base.glob(pattern):
+                if any(part.startswith(".") for part in path.relative_to(self.root).parts):
+                    continue
+                yield path.relative_to(self.root).as_posix()
+
+    def sync(self, *, commit_as: str = "human") -> dict[str, Any]:
+        """Bring the index in line with the files, and commit edits made outside somna."""
+        report: dict[str, Any] = {"indexed": 0, "removed": 0, "problems": [], "committed": None}
+        with self.locked():
+            known = self.index.file_stats()
+            seen: set[str] = set()
+            ids: dict[str, str] = {
+                i: p for p, (_, _, i) in known.items() if p.startswith("memory/")
+            }
+            with transaction(self.index.conn) as conn:
+                for rel in sorted(self._files()):
+                    seen.add(rel)
+                    path = self.root / rel
+                    try:
+                        self._abs(rel)
+                        st = path.stat()
+                    except (InvalidInput, OSError) as exc:
+                        self.index.delete_path(conn, rel)
+                        self.index.set_problem(conn, rel, str(exc))
+                        report["problems"].append((rel, str(exc)))
+                        continue
+                    old = known.get(rel)
+                    if old and old[0] == st.st_mtime_ns and old[1] == st.st_size:
+                        continue
+                    try:
+                        text, note, _ = self._load(rel)
+                        owner = ids.get(note.id)
+                        if rel.startswith("memory/") and owner and owner != rel and (self.root / owner).exists():
+                            raise BadNote(f"id {note.id!r} is already used by {owner}")
+                    except (BadNote, NotFound) as exc:
+                        self.index.delete_path(conn, rel)
+                        self.index.set_problem(conn, rel, str(exc))
+                        report["problems"].append((rel, str(exc)))
+                        continue
+                    self._index_file(conn, rel, text, note)
+                    ids[note.id] = rel
+                    report["indexed"] += 1
+                for rel in set(known) - seen:
+                    self.index.delete_path(conn, rel)
+                    report["removed"] += 1
+            dirty = history.dirty_paths(self.root, *TRACKED)
+            if dirty:
+                names = ", ".join(sorted(dirty)[:5]) + (" …" if len(dirty) > 5 else "")
+                report["committed"] = history.commit(
+                    self.root, dirty, f"{commit_as} edit picked up by somna: {names}", commit_as
+                )
+        self._synced.set()
+        self.backfill_vectors()
+        return report
+
+    def ensure_synced(self) -> None:
+        if not self._synced.is_set():
+            self.sync()
+
+    def backfill_vectors(self, batch: int = 64) -> int:
+        """Embed every indexed note that has no vector yet; cached vectors are reused."""
+        model = self._model()
+        if model is None or self.embedder is None:
+            return 0
+        done = 0
+        while True:
+            todo = self.index.missing_vectors(model, batch)
+            if not todo:
+                return done
+            cached = self.index.cached_vectors(model, [h for _, h, _ in todo])
+            need = [(r, h, t) for r, h, t in todo if h not in cached]
+            fresh = self.embedder.embed([t for _, _, t in need]) if need else []
+            items = [(r, h, cached[h]) for r, h, _ in todo if h in cached]
+            items += [(r, h, pack(v)) for (r, h, _), v in zip(need, fresh, strict=True)]
+            self.index.put_vectors(model, items)
+            done += len(items)
+
+    # -- reading ------------------------------------------------------------------------------
+    def read(self, ref: str) -> dict[str, Any]:
+        kind, rel = self._target(ref)
+        text, note, version = self._load(rel)
+        meta = {k: v for k, v in note.meta.items() if k not in ("id", "title")}
+        return {
+            "id": ref, "scope": self.scope, "kind": kind, "title": note.title, "version": version,
+            "path": rel, "meta": meta, "content": note.body,
+        }
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, content: str, *, title: str | None = None, type: str = "note", tags: list[str] | None = None,
+              author: str, force: bool = False, related: list[str] | None = None) -> dict[str, Any]:
+        body = notes.check_body(content)
+        title = (title or "").strip() or next(ln.strip("# ").strip() for ln in body.splitlines() if ln.strip())
+        title = title.splitlines()[0][: notes.MAX_TITLE]
+        if not TYPE_RE.match(type):
+            raise InvalidInput(f"type {type[:40]!r} is not valid; use one of {', '.join(notes.TYPES)}")
+        tag_list = notes.check_tags(tags)
+        if not force:
+            self._check_duplicate(f"{title}\n{body}")
+        stamp = notes.now_iso()
+        meta: dict[str, Any] = {"id": "", "title": title, "type": type, "tags": tag_list, "created": stamp,
+                                "updated": stamp, "source": author}
+        if related:
+            meta["related"] = [notes.check_id(r, what="related id") for r in related]
+        note = Note(meta, body)
+        vec = self._vector(note)
+        with self.locked():
+            for _ in range(20):
+                note.meta["id"] = notes.new_id(title)
+                rel = f"memory/{note.id}.md"
+                if not (self.root / rel).exists() and self.index.get(note.id) is None:
+                    break
+            text = notes.serialize(note)
+            self._commit_file(rel, text, f"write {note.id}: {title}", author, note, vec, new=True)
+        return {"id": note.id, "scope": self.scope, "version": notes.version_of(text), "path": rel,
+                "title": title}
+
+    def _commit_file(self, rel: str, text: str, message: str, author: str, note: Note,
+                     vec: list[float] | None, *, new: bool = False, old_text: str | None = None) -> str | None:
+        """Write, commit and index one file under the lock; on failure the file is put back as it was."""
+        path = self._abs(rel)
+        notes.atomic_write(path, text)
+        try:
+            sha = history.commit(self.root, [rel], message, author)
+        except Exception:
+            if new:
+                path.unlink(missing_ok=True)
+            elif old_text is not None:
+                notes.atomic_write(path, old_text)
+            raise
+        with transaction(self.index.conn) as conn:
+            self._index_file(conn, rel, text, note, vec=vec)
+        return sha
+
+    def _check_duplicate(self, text: str) -> None:
+        hits = self._candidates(text, 5)
+        best: tuple[float, Row] | None = None
+        if hits["vectors"]:
+            rows = self.index.rows(r for r, _ in hits["vectors"])
+            for rowid, sim in hits["vectors"]:
+                row = rows.get(rowid)
+                if row and row.kind == "memory" and row.status not in INACTIVE and sim >= DUP_VECTOR:
+                    best = (sim, row) if best is None or sim > best[0] else best
+        else:
+            words = _words(text)
+            rows = self.index.rows(r for r, _, _ in hits["words"])
+            for row in rows.values():
+                other = _words(f"{row.title}\n{row.body}")
+                sim = len(words & other) / max(1, len(words | other))
+                if row.kind == "memory" and row.status not in INACTIVE and sim >= DUP_WORDS:
+                    best = (sim, row) if best is None or sim > best[0] else best
+        if best:
+            sim, row = best
+            raise DuplicateFound(
+                f"a near-duplicate exists: {row.id} ({row.title!r}, similarity {sim:.2f}). Nothing was written. "
+                f"Add the new detail to it with propose_edit (append), or write again with force=true "
+                "if it is really different.", duplicate_id=row.id, similarity=round(sim, 3),
+            )
+
+    def write_many(self, items: list[dict[str, Any]], *, author: str, message: str = "import") -> list[str]:
+        """Bulk write (import, benchmarks): one commit, batched embeddings, no duplicate check."""
+        stamp = notes.now_iso()
+        built: list[Note] = []
+        for item in items:
+            body = notes.check_body(str(item.get("content", "")))
+            title = str(item.get("title") or body.splitlines()[0])[: notes.MAX_TITLE]
+            meta = {"id": "", "title": title, "type": item.get("type", "note"),
+                    "tags": notes.check_tags(item.get("tags")), "created": stamp, "updated": stamp,
+                    "source": author}
+            built.append(Note(meta, body))
+        vecs: list[list[float] | None] = [None] * len(built)
+        if self.embedder is not None and self.embedder.ready:
+            vecs = list(self.embedder.embed([self._embed_text(n) for n in built]))
+        ids: list[str] = []
+        with self.locked():
+            rels = []
+            for note in built:
+                note.meta["id"] = notes.new_id(note.title)
+                while (self.root / f"memory/{note.id}.md").exists() or note.id in ids:
+                    note.meta["id"] = notes.new_id(note.title)
+                rel = f"memory/{note.id}.md"
+                notes.atomic_write(self._abs(rel), notes.serialize(note))
+                rels.append(rel)
+                ids.append(note.id)
+            history.commit(self.root, ["memory"], f"{message}: {len(built)} memories", author)
+            with transaction(self.index.conn) as conn:
+                for rel, note, vec in zip(rels, built, vecs, strict=True):
+                    self._index_file(conn, rel, notes.serialize(note), note, vec=vec)
+        return ids
+
+    # -- editing ------------------------------------------------------------------------------
+    def edit(self, ref: str, op: str, base_version: str, *, author: str, old: str | None = None,
+             new: str | None = None, count: int = 1, text: str | None = None, reason: str | None = None,
+             policy: str | None = None) -> dict[str, Any]:
+        """A conditional edit: applied at once or queued as a proposal, as the store's policy says."""
+        if op not in OPS:
+            raise InvalidInput(f"op must be one of {', '.join(OPS)}")
+        kind, rel = self._target(ref)
+        current_text, current, version = self._load(rel)
+        if base_version != version:
+            raise Conflict(
+                f"{ref} changed since version {base_version!r}; it is now {version!r}. Re-apply your edit to the "
+                "current text (included) with base_version set to the current version.",
+                current_version=version, current_text=current.body,
+            )
+        self._apply_op(current, op, old, new, count, text, kind)
+        if (policy or self.config.policy_for(rel)) == "propose":
+            return self._propose(ref, rel, op, base_version, author, current_text, current,
+                                 {"old": old, "new": new, "count": count, "text": text, "reason": reason})
+        return self._apply_edit(ref, rel, op, base_version, author, old, new, count, text, reason)
+
+    def _apply_op(self, note: Note, op: str, old: str | None, new: str | None, count: int, text: str | None,
+                  kind: str) -> None:
+        if op == "str_replace":
+            if not old:
+                raise InvalidInput("str_replace needs `old`: the exact text to replace")
+            if new is None:
+                raise InvalidInput("str_replace needs `new`: the replacement text (may be empty)")
+            found = note.body.count(old)
+            if found != count:
+                raise InvalidInput(
+                    f"`old` occurs {found} time(s) in {note.id}, not {count}: make it longer to be unique, "
+                    "or set count to the number of occurrences to replace them all"
+                )
+            note.body = notes.check_body(note.body.replace(old, new)) if kind == "memory" else \
+                note.body.replace(old, new)
+        elif op == "append":
+            add = notes.check_body(text or "")
+            note.body = (note.body.rstrip("\n") + "\n" + add) if note.body.strip() else add
+        elif op == "replace":
+            note.body = notes.check_body(text or "") if kind == "memory" else (text or "")
+        elif op == "archive":
+            if kind == "block":
+                raise InvalidInput("blocks cannot be archived; edit their text instead")
+            note.meta["status"] = "archived"
+        if len(note.body) > notes.MAX_BODY:
+            raise InvalidInput(f"the result would be {len(note.body):,} characters; the limit is {notes.MAX_BODY:,}")
+        limit = note.meta.get("limit")
+        if kind == "block" and isinstance(limit, int) and len(note.body) > limit:
+            raise InvalidInput(
+                f"block {Path(note.id).name} would be {len(note.body):,} characters; its limit is {limit:,}. "
+                "Keep the block short and move details into a memory (write), then reference it."
+            )
+        note.meta["updated"] = notes.now_iso()
+
+    def _apply_edit(self, ref: str, rel: str, op: str, base_version: str, author: str, old: str | None,
+                    new: str | None, count: int, text: str | None, reason: str | None,
+                    extra_paths: list[str] | None = None, message: str | None = None) -> dict[str, Any]:
+        kind = "block" if rel.startswith("blocks/") else "memory"
+        with self.locked():
+            current_text, note, version = self._load(rel)
+            if version != base_version:
+                raise Conflict(
+                    f"{ref} changed since version {base_version!r}; it is now {version!r}.",
+                    current_version=version, current_text=note.body,
+                )
+            self._apply_op(note, op, old, new, count, text, kind)
+            new_text = notes.serialize(note)
+            vec = self._vector(note)
+            msg = message or f"{op} {ref}" + (f": {reason.strip()[:200]}" if reason and reason.strip() else "")
+            path = self._abs(rel)
+            notes.atomic_write(path, new_text)
+            try:
+                for extra in extra_paths or []:
+                    self._abs(extra).unlink(missing_ok=True)
+                sha = history.commit(self.root, [rel, *(extra_paths or [])], msg, author)
+            except Exception:
+                notes.atomic_write(path, current_text)
+                raise
+            with transaction(self.index.conn) as conn:
+                self._index_file(conn, rel, new_text, note, vec=vec)
+        return {"status": "applied", "id": ref, "scope": self.scope, "version": notes.version_of(new_text),
+                "previous_version": base_version, "commit": sha}
+
+    # -- proposals ----------------------------------------------------------------------------
+    def _propose(self, ref: str, rel: str, op: str, base_version: str, author: str, current_text: str,
+                 proposed: Note, args: dict[str, Any]) -> dict[str, Any]:
+        pid = notes.new_id(f"{op}-{ref.replace(':', '-')}")
+        after = notes.serialize(proposed)
+        preview = "".join(difflib.unified_diff(
+            current_text.splitlines(keepends=True), after.splitlines(keepends=True), rel, f"{rel} (proposed)",
+        ))
+        meta = {"id": pid, "title": f"{op} {ref}", "type": "proposal", "target": ref, "op": op,
+                "base_version": base_version, "author": author, "created": notes.now_iso(),
+                **{k: v for k, v in args.items() if v is not None}}
+        prel = f"proposals/{pid}.md"
+        body = f"Proposed by {author}. Accept with `somna proposals accept {pid}`.\n\n```diff\n{preview}```\n"
+        with self.locked():
+            notes.atomic_write(self._abs(prel), notes.serialize(Note(meta, body)))
+            history.commit(self.root, [prel], f"propose {op} on {ref}", author)
+        return {"status": "proposed", "proposal": pid, "id": ref, "scope": self.scope,
+                "note": "queued for review by this store's policy; nothing changed yet"}
+
+    def proposals(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted((self.root / "proposals").glob("*.md")):
+            try:
+                _, note, _ = self._load(path.relative_to(self.root).as_posix())
+            except (BadNote, NotFound) as exc:
+                out.append({"id": path.stem, "error": str(exc)})
+                continue
+            m = note.meta
+            out.append({"id": note.id, "target": m.get("target"), "op": m.get("op"), "author": m.get("author"),
+                        "created": m.get("created"), "reason": m.get("reason"), "diff": note.body})
+        return out
+
+    def _proposal(self, pid: str) -> tuple[str, dict[str, Any]]:
+        notes.check_id(pid, what="proposal id")
+        prel = f"proposals/{pid}.md"
+        if not self._abs(prel).is_file():
+            raise NotFound(f"no proposal {pid!r}; list them with the proposals tool")
+        _, note, _ = self._load(prel)
+        return prel, note.meta
+
+    def accept(self, pid: str, *, author: str) -> dict[str, Any]:
+        prel, m = self._proposal(pid)
+        ref = str(m.get("target"))
+        _, rel = self._target(ref)
+        return self._apply_edit(
+            ref, rel, str(m.get("op")), str(m.get("base_version")), author, m.get("old"), m.get("new"),
+            int(m.get("count") or 1), m.get("text"), m.get("reason"), extra_paths=[prel],
+            message=f"accept proposal {pid}: {m.get('op')} {ref} (proposed by {m.get('author')})",
+        ) | {"proposal": pid}
+
+    def reject(self, pid: str, *, author: str, reason: str | None = None) -> dict[str, Any]:
+        prel, m = self._proposal(pid)
+        with self.locked():
+            self._abs(prel).unlink()
+            history.commit(self.root, [prel], f"reject proposal {pid}" + (f": {reason}" if reason else ""), author)
+        return {"status": "rejected", "proposal": pid}
+
+    # -- history ------------------------------------------------------------------------------
+    def history(self, ref: str, *, limit: int = 10, diff: bool = True) -> dict[str, Any]:
+        _, rel = self._target(ref)
+        commits = history.log(self.root, rel, limit)
+        versions = []
+        for c in commits:
+            text = history.show(self.root, c.sha, rel)
+            versions.append({"commit": c.sha[:12], "version": notes.version_of(text) if text is not None else None,
+                             "author": c.author, "date": c.date, "message": c.message})
+        out: dict[str, Any] = {"id": ref, "scope": self.scope, "versions": versions}
+        if diff and commits:
+            latest = commits[0].sha
+            out["diff"] = history.diff(self.root, history.parent_of(self.root, latest), latest, rel)
+        return out
+
+    def diff(self, ref: str, old: str, new: str = "HEAD") -> str:
+        _, rel = self._target(ref)
+        a, b = history.resolve(self.root, old), history.resolve(self.root, new)
+        if not a or not b:
+            raise InvalidInput(f"unknown commit {old if not a else new!r}; see history for commits")
+        return history.diff(self.root, a, b, rel)
+
+    def revert(self, ref: str, *, to: str | None = None, author: str) -> dict[str, Any]:
+        """Restore the memory's text as it was at an earlier commit or version, as a new commit."""
+        kind, rel = self._target(ref)
+        commits = history.log(self.root, rel, 200)
+        if to is None:
+            if len(commits) < 2:
+                raise InvalidInput(f"{ref} has only one version; nothing to revert to")
+            sha = commits[1].sha
+        else:
+            if not re.fullmatch(r"[0-9a-f]{4,40}", to or ""):
+                raise InvalidInput("`to` must be a commit or version from history (hex)")
+            sha = next((c.sha for c in commits if c.sha.startswith(to)), None)
+            if sha is None:
+                sha = next((c.sha for c in commits
+                            if (t := history.show(self.root, c.sha, rel)) and notes.version_of(t) == to), None)
+            if sha is None:
+                raise NotFound(f"{to!r} is not a commit or version in the history of {ref}")
+        old_text = history.show(self.root, sha, rel)
+        if old_text is None:
+            raise InvalidInput(f"{ref} did not exist at {sha[:12]}")
+        note = notes.parse(old_text, fallback_id=Path(rel).stem)
+        with self.locked():
+            current_text, _, _ = self._load(rel)
+            if current_text == old_text:
+                raise InvalidInput(f"{ref} already has the text of {sha[:12]}")
+            self._commit_file(rel, old_text, f"revert {ref} to {sha[:12]}", author, note, self._vector(note),
+                              old_text=current_text)
+        return {"status": "reverted", "id": ref, "scope": self.scope, "to_commit": sha[:12],
+                "version": notes.version_of(old_text)}
+
+    # -- feedback -----------------------------------------------------------------------------
+    def feedback(self, ids: list[str], signal: str, *, author: str) -> dict[str, Any]:
+        if signal not in ("helpful", "harmful"):
+            raise InvalidInput("signal must be 'helpful' or 'harmful'")
+        for ref in ids:
+            self._target(ref)
+        self.index.add_feedback(ids, signal, author, notes.now_iso())
+        return {"recorded": len(ids), "signal": signal}
+
+    # -- search -------------------------------------------------------------------------------
+    def _candidates(self, text: str, n: int, mode: str = "hybrid") -> dict[str, Any]:
+        words = self.index.search_words(text, n) if mode in ("hybrid", "words") else []
+        vectors: list[tuple[int, float]] = []
+        used = "words"
+        if mode in ("hybrid", "vectors") and self._model() is not None and self.embedder is not None:
+            vectors = self.index.search_vectors(self.embedder.embed([text])[0], n)
+            used = mode
+        return {"words": words, "vectors": vectors, "mode": used}
+
+    def search(self, query: str, **kwargs: Any) -> dict[str, Any]:
+        return search_store(self, query, **kwargs)
