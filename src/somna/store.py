@@ -249,22 +249,29 @@ class Store:
             self.sync()
 
     def backfill_vectors(self, batch: int = 64) -> int:
-        """Embed every indexed note that has no vector yet; cached vectors are reused."""
-        model = self._model()
-        if model is None or self.embedder is None:
+        """Embed every indexed note that has no vector yet; cached vectors are reused.
+
+        Runs on its own connection, so a background thread can fill vectors while tools run.
+        """
+        if self._model() is None or self.embedder is None:
             return 0
+        model = self.embedder.name
+        index = Index(self.root / ".somna")
         done = 0
-        while True:
-            todo = self.index.missing_vectors(model, batch)
-            if not todo:
-                return done
-            cached = self.index.cached_vectors(model, [h for _, h, _ in todo])
-            need = [(r, h, t) for r, h, t in todo if h not in cached]
-            fresh = self.embedder.embed([t for _, _, t in need]) if need else []
-            items = [(r, h, cached[h]) for r, h, _ in todo if h in cached]
-            items += [(r, h, pack(v)) for (r, h, _), v in zip(need, fresh, strict=True)]
-            self.index.put_vectors(model, items)
-            done += len(items)
+        try:
+            while True:
+                todo = index.missing_vectors(model, batch)
+                if not todo:
+                    return done
+                cached = index.cached_vectors(model, [h for _, h, _ in todo])
+                need = [(r, h, t) for r, h, t in todo if h not in cached]
+                fresh = self.embedder.embed([t for _, _, t in need]) if need else []
+                items = [(r, h, cached[h]) for r, h, _ in todo if h in cached]
+                items += [(r, h, pack(v)) for (r, h, _), v in zip(need, fresh, strict=True)]
+                index.put_vectors(model, items)
+                done += len(items)
+        finally:
+            index.close()
 
     # -- reading ------------------------------------------------------------------------------
     def read(self, ref: str) -> dict[str, Any]:

@@ -1,0 +1,242 @@
+"""The `somna` command for people: each command calls the core and turns its errors into messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from somna import __version__, doctor
+from somna.config import Settings
+from somna.embeddings import LazyEmbedder, make_embedder
+from somna.errors import Conflict, SomnaError
+from somna.scopes import Memory
+from somna.store import Store
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _open(args: argparse.Namespace, *, model: bool = False) -> Memory:
+    settings = Settings.from_env(store=args.store)
+    embedder = None
+    if model and settings.embedder != "none":
+        embedder = make_embedder(settings.embedder)
+        if isinstance(embedder, LazyEmbedder):
+            print("loading the embedding model…", file=sys.stderr)
+            if not embedder.wait():
+                print(f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr)
+    return Memory.open(settings, embedder)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    path = Path(args.path) if args.path else (Path(args.store) if args.store else settings.user_store)
+    existed = (path / ".git").exists() and (path / "memory").is_dir()
+    store = Store.init(path)
+    print(f"{'store already at' if existed else 'created store at'} {store.root}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Deliberately lazy: mcp and starlette take ~0.5 s to import, which other commands do not need.
+    from somna.server import build_server
+
+    settings = Settings.from_env(store=args.store)
+    build_server(settings).run("stdio")
+    return EXIT_OK
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    content = sys.stdin.read() if args.content in (None, "-") else args.content
+    memory = _open(args)
+    store = memory.store(args.scope)
+    out = store.write(content, title=args.title, type=args.type, tags=args.tag, author="human", force=args.force)
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"wrote {out['id']} ({out['path']} in the {store.scope} store)")
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    memory = _open(args, model=not args.words)
+    out = memory.search(" ".join(args.query), scope=args.scope, limit=args.limit, type=args.type, tags=args.tag,
+                        include_archived=args.archived)
+    if args.json:
+        _print_json(out)
+        return EXIT_OK
+    if out.get("note"):
+        print(f"({out['note']})", file=sys.stderr)
+    if not out["hits"]:
+        print("no matches")
+    for hit in out["hits"]:
+        print(f"{hit['id']}  [{hit['scope']}/{hit['type']}]  {hit['title']}")
+        print(f"    {hit['snippet']}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    memory = _open(args)
+    out = memory.locate(args.id, args.scope).read(args.id)
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"# {out['title']}  ({out['id']}, version {out['version']}, {out['path']})")
+        print(out["content"], end="")
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    memory = _open(args)
+    out = memory.locate(args.id, args.scope).history(args.id, limit=args.limit, diff=args.diff)
+    if args.json:
+        _print_json(out)
+        return EXIT_OK
+    for v in out["versions"]:
+        print(f"{v['commit']}  {v['date']}  {v['author']:<16} {v['message']}  (version {v['version']})")
+    if args.diff and out.get("diff"):
+        print(out["diff"], end="")
+    return EXIT_OK
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    memory = _open(args)
+    out = memory.locate(args.id, args.scope).revert(args.id, to=args.to, author="human")
+    print(f"reverted {out['id']} to {out['to_commit']} (new version {out['version']})")
+    return EXIT_OK
+
+
+def cmd_proposals(args: argparse.Namespace) -> int:
+    memory = _open(args)
+    store = memory.store(args.scope)
+    if args.action == "list":
+        items = store.proposals()
+        if args.json:
+            _print_json(items)
+        elif not items:
+            print("no proposals waiting")
+        for p in items:
+            print(f"{p['id']}  {p.get('op')} {p.get('target')}  by {p.get('author')}  {p.get('created')}")
+            if args.verbose:
+                print(p.get("diff", ""))
+        return EXIT_OK
+    if not args.id:
+        print(f"somna proposals {args.action} needs a proposal id", file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "accept":
+        out = store.accept(args.id, author="human")
+        print(f"accepted {args.id}: {out['id']} is now version {out['version']}")
+    else:
+        store.reject(args.id, author="human", reason=args.reason)
+        print(f"rejected {args.id}")
+    return EXIT_OK
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    memory = _open(args, model=not args.words)
+    for store in memory.stores.values():
+        if args.full:
+            store.index.close()
+            for suffix in ("", "-wal", "-shm"):
+                (store.root / ".somna" / f"index.db{suffix}").unlink(missing_ok=True)
+            store = Store(store.root, scope=store.scope, embedder=store.embedder)
+        report = store.sync()
+        print(f"{store.scope}: {store.root}: indexed {report['indexed']}, removed {report['removed']}, "
+              f"problems {len(report['problems'])}" + (", committed edits made by hand" if report["committed"] else ""))
+        for rel, problem in report["problems"]:
+            print(f"  {rel}: {problem}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    memory = _open(args)
+    ok = True
+    reports = []
+    for store in memory.stores.values():
+        report = doctor.repair(store) if args.repair else doctor.check(store)
+        reports.append(report)
+        ok = ok and report["ok"]
+        if not args.json:
+            print("\n".join(doctor.human_lines(report)))
+    if args.json:
+        _print_json(reports)
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="somna", description="A memory that learns, for your coding agents.")
+    p.add_argument("--version", action="version", version=f"somna {__version__}")
+    p.add_argument("--store", help="use this store only (default: project store here + user store)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.add_argument("--scope", help="project or user (default: the project store if there is one)")
+        return sp
+
+    sp = cmd("init", cmd_init, "create a store (default: the user store, ~/.somna or $SOMNA_HOME)")
+    sp.add_argument("path", nargs="?")
+    cmd("serve", cmd_serve, "run the MCP server over stdio (what harnesses launch)")
+    sp = cmd("add", cmd_add, "write a memory (content as argument, or - / nothing to read stdin)")
+    sp.add_argument("content", nargs="?")
+    sp.add_argument("--title")
+    sp.add_argument("--type", default="note")
+    sp.add_argument("--tag", action="append")
+    sp.add_argument("--force", action="store_true", help="write even if a near-duplicate exists")
+    sp = cmd("search", cmd_search, "search memories")
+    sp.add_argument("query", nargs="+")
+    sp.add_argument("--limit", type=int, default=8)
+    sp.add_argument("--type")
+    sp.add_argument("--tag", action="append")
+    sp.add_argument("--archived", action="store_true", help="include archived memories")
+    sp.add_argument("--words", action="store_true", help="words only: do not load the embedding model")
+    sp = cmd("show", cmd_show, "print a memory or block (block:NAME)")
+    sp.add_argument("id")
+    sp = cmd("log", cmd_log, "the history of a memory or block")
+    sp.add_argument("id")
+    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--diff", action="store_true", help="show the diff of the last change")
+    sp = cmd("revert", cmd_revert, "restore a memory or block to an earlier version (a new commit)")
+    sp.add_argument("id")
+    sp.add_argument("to", nargs="?", help="commit or version (default: the previous version)")
+    sp = cmd("proposals", cmd_proposals, "list, accept or reject proposed edits")
+    sp.add_argument("action", nargs="?", default="list", choices=["list", "accept", "reject"])
+    sp.add_argument("id", nargs="?")
+    sp.add_argument("--reason")
+    sp.add_argument("-v", "--verbose", action="store_true", help="show each proposal's diff")
+    sp = cmd("reindex", cmd_reindex, "bring the index in line with the files (--full: rebuild from scratch)")
+    sp.add_argument("--full", action="store_true")
+    sp.add_argument("--words", action="store_true", help="do not load the embedding model")
+    sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
+    sp.add_argument("--repair", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, settings.log_level, logging.WARNING),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return int(args.fn(args))
+    except Conflict as exc:
+        print(f"somna: conflict: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except SomnaError as exc:
+        print(f"somna: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Shared fixtures: every test gets its own store under tmp_path and a fast, deterministic embedder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp_types import Implementation
+
+from somna.embeddings import HashEmbedder
+from somna.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def somna_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home-store"
+    monkeypatch.setenv("SOMNA_HOME", str(home))
+    monkeypatch.setenv("SOMNA_EMBEDDER", "hash")
+    monkeypatch.delenv("SOMNA_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield home
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.init(tmp_path / "store", embedder=HashEmbedder())
+    yield s
+    s.close()
+
+
+def somna(*args: str, cwd: Path | None = None, input: str | None = None,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `somna` command."""
+    return subprocess.run(
+        [sys.executable, "-m", "somna", *args], capture_output=True, text=True, encoding="utf-8", input=input,
+        cwd=cwd, env={**os.environ, **(env or {})}, timeout=120,
+    )
+
+
+@asynccontextmanager
+async def mcp_client(store: Path | None = None, *, name: str = "test-agent",
+                     env: dict[str, str] | None = None, errlog: object = None) -> AsyncIterator[ClientSession]:
+    """A real MCP client session over stdio against a spawned `somna serve` process."""
+    args = ["-m", "somna"] + (["--store", str(store)] if store else []) + ["serve"]
+    params = StdioServerParameters(command=sys.executable, args=args, env={**os.environ, **(env or {})})
+    kwargs = {"errlog": errlog} if errlog is not None else {}
+    async with stdio_client(params, **kwargs) as (read, write):
+        async with ClientSession(read, write, client_info=Implementation(name=name, version="1.0")) as session:
+            await session.initialize()
+            yield session
