@@ -81,7 +81,12 @@ class _Target:
 
 
 def config_path(
-    harness: str, scope: str, *, home: Path, project: Path, platform: str = sys.platform,
+    harness: str,
+    scope: str,
+    *,
+    home: Path,
+    project: Path,
+    platform: str = sys.platform,
     environ: Mapping[str, str] | None = None,
 ) -> Path:
     """The file that holds `harness`'s MCP servers at `scope` (environ: CLAUDE_CONFIG_DIR, CODEX_HOME...)."""
@@ -99,8 +104,15 @@ def default_command() -> list[str]:
 
 
 def plan(
-    harness: str, scope: str, *, home: Path, project: Path, command: Sequence[str], use_cli: bool | None = None,
-    platform: str = sys.platform, environ: Mapping[str, str] | None = None,
+    harness: str,
+    scope: str,
+    *,
+    home: Path,
+    project: Path,
+    command: Sequence[str],
+    use_cli: bool | None = None,
+    platform: str = sys.platform,
+    environ: Mapping[str, str] | None = None,
 ) -> list[Change]:
     """What installing somna for `harness` at `scope` would change (use_cli None: `claude` if on PATH)."""
     if not command:
@@ -125,8 +137,14 @@ def plan(
 
 
 def uninstall(
-    harness: str, scope: str, *, home: Path, project: Path, use_cli: bool | None = None,
-    platform: str = sys.platform, environ: Mapping[str, str] | None = None,
+    harness: str,
+    scope: str,
+    *,
+    home: Path,
+    project: Path,
+    use_cli: bool | None = None,
+    platform: str = sys.platform,
+    environ: Mapping[str, str] | None = None,
 ) -> list[Change]:
     """What removing somna's entry would change: the file somna created goes, a backup that only
     lacks somna's entry comes back byte for byte, and otherwise just the entry is cut out."""
@@ -172,8 +190,10 @@ def apply(changes: Iterable[Change], *, dry_run: bool) -> list[str]:
                 lines.extend("  " + d for d in _diff(change))
             continue
         if _read(change.path) != change.old:
-            raise InstallError(f"{change.path} changed while somna was editing it; nothing was written. "
-                               "Run the command again.")
+            raise InstallError(
+                f"{change.path} changed while somna was editing it; nothing was written. "
+                "Run the command again."
+            )
         if change.old is not None and change.action in ("add", "update", "remove"):
             _write(change.backup_path, change.old, like=change.path)
             message += f" (backup: {change.backup_path})"
@@ -196,7 +216,12 @@ def apply(changes: Iterable[Change], *, dry_run: bool) -> list[str]:
 
 
 def run_install(
-    harness: str, scope: str, dry_run: bool, uninstall: bool, *, home: Path | None = None,
+    harness: str,
+    scope: str,
+    dry_run: bool,
+    uninstall: bool,
+    *,
+    home: Path | None = None,
     project: Path | None = None,
 ) -> int:
     """The `somna install|uninstall <harness>` command: plans, applies, prints; raises InstallError."""
@@ -206,10 +231,19 @@ def run_install(
     home = home if home is not None else Path.home()
     project = project if project is not None else _project_root(Path.cwd())
     if uninstall:
-        changes = _plan_uninstall(harness, scope, home=home, project=project, use_cli=use_cli, environ=environ)
+        changes = _plan_uninstall(
+            harness, scope, home=home, project=project, use_cli=use_cli, environ=environ
+        )
     else:
-        changes = plan(harness, scope, home=home, project=project, command=default_command(),
-                       use_cli=use_cli, environ=environ)
+        changes = plan(
+            harness,
+            scope,
+            home=home,
+            project=project,
+            command=default_command(),
+            use_cli=use_cli,
+            environ=environ,
+        )
     for line in apply(changes, dry_run=dry_run):
         print(line)
     if not uninstall and any(c.changed for c in changes) and (harness, scope) in _NOTES:
@@ -234,10 +268,13 @@ def _target(
     user = scope == "user"
     if harness == "claude-code":
         root = Path(environ["CLAUDE_CONFIG_DIR"]) if environ.get("CLAUDE_CONFIG_DIR", "").strip() else home
-        return _Target(harness, scope, root / ".claude.json" if user else project / ".mcp.json", "json",
-                       "mcpServers")
+        return _Target(
+            harness, scope, root / ".claude.json" if user else project / ".mcp.json", "json", "mcpServers"
+        )
     if harness == "cursor":
-        return _Target(harness, scope, (home if user else project) / ".cursor" / "mcp.json", "json", "mcpServers")
+        return _Target(
+            harness, scope, (home if user else project) / ".cursor" / "mcp.json", "json", "mcpServers"
+        )
     if harness == "codex":
         codex_home = Path(environ["CODEX_HOME"]) if user and environ.get("CODEX_HOME") else None
         folder = codex_home or (home if user else project) / ".codex"
@@ -318,8 +355,9 @@ def _run(cmd: Sequence[str], cwd: Path | None) -> None:
     except OSError as e:
         raise InstallError(f"cannot run {shlex.join(cmd)}: {e}") from e
     if done.returncode != 0:
-        raise InstallError(f"{shlex.join(cmd)} failed (exit {done.returncode}): "
-                           f"{(done.stderr or done.stdout).strip()}")
+        raise InstallError(
+            f"{shlex.join(cmd)} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()}"
+        )
 
 
 def _diff(change: Change) -> list[str]:
@@ -331,16 +369,24 @@ def _diff(change: Change) -> list[str]:
 def _document(target: _Target, text: str) -> dict[str, Any]:
     """The parsed file; an unparseable one is refused with a message a person can act on."""
     try:
-        value = tomllib.loads(text) if target.fmt == "toml" else _Parser(text, target.fmt == "jsonc").document().value
+        value = (
+            tomllib.loads(text)
+            if target.fmt == "toml"
+            else _Parser(text, target.fmt == "jsonc").document().value
+        )
     except ValueError as e:  # TOMLDecodeError, _SyntaxError, JSONDecodeError of a bad escape
         kind = {"json": "JSON", "jsonc": "JSON (with comments)", "toml": "TOML"}[target.fmt]
-        raise InstallError(f"{target.path} is not valid {kind} ({e}); somna changed nothing. "
-                           "Fix or move the file, then run the command again.") from e
+        raise InstallError(
+            f"{target.path} is not valid {kind} ({e}); somna changed nothing. "
+            "Fix or move the file, then run the command again."
+        ) from e
     if not isinstance(value, dict):
         raise InstallError(f"{target.path}: the top level is not an object; somna changed nothing.")
     box = value.get(target.container)
     if box is not None and not isinstance(box, dict):
-        raise InstallError(f"{target.path}: {target.container!r} is not a table of servers; somna changed nothing.")
+        raise InstallError(
+            f"{target.path}: {target.container!r} is not a table of servers; somna changed nothing."
+        )
     return value
 
 
@@ -355,14 +401,21 @@ def _set_entry(target: _Target, document: dict[str, Any], entry: dict[str, Any])
 
 
 def _verify(target: _Target, new: str, expected: dict[str, Any]) -> None:
-    """Parse what is about to be written; it must be exactly the old document with somna's entry changed."""
+    """Parse what is about to be written; it must be exactly the old document with somna's entry changed.
+    An emptied server table counts as absent: TOML drops the implicit [mcp_servers] with its last table."""
+
+    def normal(document: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in document.items() if not (k == target.container and v == {})}
+
     try:
-        ok = _document(target, new) == expected
+        ok = normal(_document(target, new)) == normal(expected)
     except InstallError:
         ok = False
     if not ok:
-        raise InstallError(f"somna could not edit {target.path} safely (an unusual layout?); nothing was "
-                           f"changed. Add the entry by hand; see examples/ or `somna install --dry-run`.")
+        raise InstallError(
+            f"somna could not edit {target.path} safely (an unusual layout?); nothing was "
+            f"changed. Add the entry by hand; see examples/ or `somna install --dry-run`."
+        )
 
 
 def _fresh(target: _Target, entry: dict[str, Any]) -> str:
@@ -544,7 +597,11 @@ def _insert(text: str, obj: _Node, key: str, value: Any, nl: str) -> str:
         return text[:end] + (f", {member}" if indent is None else f",{nl}{indent}{member}") + text[end:]
     if text[obj.start + 1 : obj.end - 1].strip():  # only comments inside: keep them after the member
         return text[: obj.start + 1] + f"{nl}{indent}{member}" + text[obj.start + 1 :]
-    return text[: obj.start + 1] + f"{nl}{indent}{member}{nl}{_line_indent(text, obj.start)}" + text[obj.end - 1 :]
+    return (
+        text[: obj.start + 1]
+        + f"{nl}{indent}{member}{nl}{_line_indent(text, obj.start)}"
+        + text[obj.end - 1 :]
+    )
 
 
 # --- TOML: somna's [mcp_servers.somna] table is cut out or written as text; the rest is left alone --------
@@ -622,7 +679,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         pairs = ", ".join(f"{_toml_name(k)} = {_toml_value(v)}" for k, v in value.items())
         return f"{{ {pairs} }}" if pairs else "{}"
-    raise InstallError(f"somna cannot write a {type(value).__name__} value into TOML; edit the entry by hand.")
+    raise InstallError(
+        f"somna cannot write a {type(value).__name__} value into TOML; edit the entry by hand."
+    )
 
 
 def _toml_name(key: str) -> str:
@@ -630,7 +689,10 @@ def _toml_name(key: str) -> str:
 
 
 def _toml_block(entry: dict[str, Any], nl: str) -> str:
-    lines = [f"[mcp_servers.{SERVER_NAME}]", *(f"{_toml_name(k)} = {_toml_value(v)}" for k, v in entry.items())]
+    lines = [
+        f"[mcp_servers.{SERVER_NAME}]",
+        *(f"{_toml_name(k)} = {_toml_value(v)}" for k, v in entry.items()),
+    ]
     return nl.join(lines) + nl
 
 

@@ -48,17 +48,20 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     store.ensure_synced()
     pool = max(50, limit * 8)
     cand = store._candidates(query, pool, mode)
+    rows = store.index.rows({r[0] for r in cand["words"]} | {r[0] for r in cand["vectors"]})
+    # Ties are broken by id, not by rowid, so a rebuilt index ranks exactly as the old one did.
+    words = sorted((w for w in cand["words"] if w[0] in rows), key=lambda w: (-round(w[1], 6), rows[w[0]].id))
+    vectors = sorted((v for v in cand["vectors"] if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id))
     fused: dict[int, float] = {}
     why: dict[int, set[str]] = {}
     snippets: dict[int, str] = {}
-    for rank, (rowid, _, snip) in enumerate(cand["words"]):
+    for rank, (rowid, _, snip) in enumerate(words):
         fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank + 1)
         why.setdefault(rowid, set()).add("words")
         snippets[rowid] = snip
-    for rank, (rowid, _) in enumerate(cand["vectors"]):
+    for rank, (rowid, _) in enumerate(vectors):
         fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank + 1)
         why.setdefault(rowid, set()).add("meaning")
-    rows = store.index.rows(fused)
     want_tags = {t.lower() for t in tags or []}
     keep = [
         r for r in rows.values()

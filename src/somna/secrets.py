@@ -10,8 +10,8 @@ Two families of rules:
   GitHub/GitLab/Slack/Stripe/OpenAI/Anthropic tokens, JWTs, PEM private key blocks, the ``private_key`` of a
   GCP service-account JSON, Azure ``AccountKey=``/``sig=`` values and ``aws_secret_access_key`` values.
 - *Named* secrets: the value of an assignment whose name says it is one (``DB_PASSWORD=...``,
-  ``export API_KEY=...``, ``password: ...``, ``"client_secret": "..."``, ``x-api-key: ...``), the password of a
-  connection string and the credential of an HTTP ``Authorization`` header. Only the value is redacted, so
+  ``export API_KEY=...``, ``password: ...``, ``"client_secret": "..."``, ``x-api-key: ...``), the password of
+  a connection string and the credential of an HTTP ``Authorization`` header. Only the value is redacted, so
   ``PASSWORD=`` or ``postgres://app:[REDACTED:password]@db:5432/x`` stay readable and useful.
 
 Deliberately *not* secrets:
@@ -64,7 +64,10 @@ _SHAPES = [  # (kind, regex); order breaks ties between shapes that start at the
     ("github_token", r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"),
     ("gitlab_token", r"gl(?:pat|dt|rt|ptt|cbt|oas)-[A-Za-z0-9_\-]{20,255}"),
     ("slack_token", r"xox[abposr]-[A-Za-z0-9\-]{10,250}|xapp-\d-[A-Za-z0-9\-]{10,250}"),
-    ("slack_webhook", r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/[A-Za-z0-9]{16,32}"),
+    (
+        "slack_webhook",
+        r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/[A-Za-z0-9]{16,64}",
+    ),
     ("stripe_key", r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}|whsec_[A-Za-z0-9]{24,64}"),
     ("aws_access_key", r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"),
     ("gcp_api_key", r"AIza[A-Za-z0-9_\-]{35}"),
@@ -73,33 +76,45 @@ _SHAPES = [  # (kind, regex); order breaks ties between shapes that start at the
 _SHAPED = re.compile(
     r"(?<![A-Za-z0-9_])(?:" + "|".join(f"(?P<{k}>{p})" for k, p in _SHAPES) + r")(?![A-Za-z0-9_\-])"
 )
-# Rules whose group 1 is the secret, with their priority (lower wins an overlap) and kind.
-_PEM_HEAD = r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
-_CONTEXT = [
-    (0, "gcp_service_account", re.compile(r"\"private_key\"[ \t]*:[ \t]*\"(-----BEGIN[^\"]{20,20000}+)\"")),
-    (1, "private_key", re.compile(
-        "(" + _PEM_HEAD + r"(?:(?:[^-]|-(?!----)){0,20000}+-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
-        r"|(?:(?:\r?\n|\\n)[A-Za-z0-9+/=]{16,100}){1,500}+))"
-    )),
-    (3, "aws_secret_key", re.compile(
-        r"(?i:secret[_\-]?access[_\-]?key)[\"']?[ \t]*[:=][ \t]*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
-    )),
-    (3, "azure_storage_key", re.compile(r"(?i:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{20,200}={0,2})")),
-    (3, "azure_sas", re.compile(r"[?&]sig=([A-Za-z0-9%+/]{20,200}(?:%3D|=){0,2})")),
-    (4, "http_auth", re.compile(
-        r"(?i:\bauthorization)[\"']?[ \t]*[:=][ \t]*[\"']?(?i:bearer|basic|token|bot)[ \t]+([A-Za-z0-9._~+/\-]{8,4096}+=*)"
-    )),
-    (5, "password", re.compile(
-        r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s:/@?#\"'<>]{0,200}:"
-        r"([^\s/?#\"'<>()\[\]`]{1,200})@(?=[\w\[])"  # greedy: backtracks to the last @ of the authority
-    )),
+_PEM = re.compile(  # a whole block, or a truncated one: the BEGIN line and the base64 lines after it
+    r"(-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----(?:(?:[^-]|-(?!----)){0,20000}+"
+    r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|(?:(?:\r?\n|\\n)[A-Za-z0-9+/=]{16,100}){1,500}+))"
+)
+_GCP_JSON = re.compile(r"\"private_key\"[ \t]*:[ \t]*\"(-----BEGIN[^\"]{20,20000}+)\"")
+_AWS_SECRET = re.compile(
+    r"(?i:secret[_\-]?access[_\-]?key)[\"']?[ \t]*[:=][ \t]*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+)
+_AZURE_KEY = re.compile(r"(?i:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{20,200}={0,2})")
+_AZURE_SAS = re.compile(r"[?&]sig=([A-Za-z0-9%+/]{20,200}(?:%3D|=){0,2})")
+_AUTH_HEADER = re.compile(
+    r"(?i:\bauthorization)[\"']?[ \t]*[:=][ \t]*[\"']?(?i:bearer|basic|token|bot)[ \t]+"
+    r"([A-Za-z0-9._~+/\-]{8,4096}+=*)"
+)
+_URL_PASSWORD = re.compile(  # scheme://user:PASSWORD@host; greedy, so it backtracks to the authority's last @
+    r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s:/@?#\"'<>]{0,200}:"
+    r"([^\s/?#\"'<>()\[\]`]{1,200})@(?=[\w\[])"
+)
+_SQL_PASSWORD = re.compile(
+    r"(?i:\bwith[ \t]+(?:encrypted[ \t]+)?password|\bidentified[ \t]+by)[ \t]+'([^'\n]{1,200}+)'"
+)
+_CONTEXT = [  # (priority: the lower wins an overlap, kind, pattern whose group 1 is the secret)
+    (0, "gcp_service_account", _GCP_JSON),
+    (1, "private_key", _PEM),
+    (3, "aws_secret_key", _AWS_SECRET),
+    (3, "azure_storage_key", _AZURE_KEY),
+    (3, "azure_sas", _AZURE_SAS),
+    (4, "http_auth", _AUTH_HEADER),
+    (5, "password", _URL_PASSWORD),
+    (6, "password", _SQL_PASSWORD),
 ]
-_WORD = r"(?:passw(?:or)?d|passphrase|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|auth[_\-]?key)"
+_WORD = r"passw(?:or)?d|passphrase|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|auth[_\-]?key"
 _ASSIGN = re.compile(  # group 1 quote, 2 name, 3 space before op, 4 op, 5 space after op
     r"(?<![\w.$])([\"']?)((?=[A-Za-z_])[\w.\-]{0,40}?(?i:" + _WORD + r")[\w.\-]{0,40})\1"
     r"([ \t]*)(:=|=>|=(?!=)|:(?![:=]))([ \t]*)"
 )
-_VALUE = re.compile(r"\"((?:[^\"\\\n]|\\.){1,1000}+)\"|'([^'\n]{1,1000}+)'|([^\s'\"`,;&()\[\]{}<>|]{1,4096}+)")
+_VALUE = re.compile(  # group 1 "double-quoted", 2 'single-quoted', 3 bare
+    r"\"((?:[^\"\\\n]|\\.){1,1000}+)\"|'([^'\n]{1,1000}+)'|([^\s'\"`,;&()\[\]{}<>|]{1,4096}+)"
+)
 _KEY_BODY = re.compile(r"[A-Za-z0-9+/]{32}")
 _PLAIN_WORD = re.compile(r"[A-Za-z][a-z]*")
 _EOL = re.compile(r"[ \t]*[,;}\]]?[ \t]*(?:#[^\n]*)?(?:\r?\n|\Z)")
@@ -112,9 +127,9 @@ _PLACEHOLDER = re.compile(
     re.IGNORECASE,
 )
 _PLACEHOLDER_WORDS = frozenset(
-    "changeme change_me change-me changeit password passwd pass secret token apikey api_key api-key none null nil"
-    " true false undefined example placeholder redacted todo tbd fixme required optional default empty hidden"
-    " masked notset unset string str bytes int bool any secretstr secretbytes".split()
+    "changeme change_me change-me changeit password passwd pass secret token apikey api_key api-key none null"
+    " nil true false undefined example placeholder redacted todo tbd fixme required optional default empty"
+    " hidden masked notset unset string str bytes int bool any secretstr secretbytes".split()
 )
 _TAILS = frozenset("key value val base b64 base64 hex raw plain plaintext cleartext".split())
 _PREFIXES = frozenset(
@@ -217,7 +232,7 @@ def scan(text: str) -> list[Finding]:
             secret = m.group(1)
             if kind == "private_key" and _KEY_BODY.search(secret) is None:
                 continue  # a BEGIN/END pair around prose, not a key
-            if kind in ("password", "http_auth") and (
+            if kind in ("password", "http_auth") and (  # placeholders, and "Authorization: Basic auth is..."
                 _is_placeholder(secret) or _PLAIN_WORD.fullmatch(secret)
             ):
                 continue
@@ -239,7 +254,7 @@ def redact(text: str) -> tuple[str, list[Finding]]:
 
 
 def apply_policy(text: str, policy: str = "redact") -> tuple[str, list[Finding]]:
-    """Apply a secrets policy: "redact" the secrets, "refuse" (raise SecretRefused) or "allow" them as they are."""
+    """Apply a secrets policy: "redact" them, "refuse" (raise SecretRefused) or "allow" the text as it is."""
     if policy not in POLICIES:
         raise ValueError(f"unknown secrets policy {policy!r}; expected one of {', '.join(POLICIES)}")
     if policy == "redact":
