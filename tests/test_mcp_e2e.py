@@ -136,3 +136,18 @@ async def test_blocks_are_in_instructions_and_resources(tmp_path: Path) -> None:
         assert "src layout" in text
         read = await call(s, "read", id="block:project")
         assert "src layout" in read["content"]
+
+
+async def test_handshake_imports_nothing_heavy(tmp_path: Path) -> None:
+    """With the real default embedder configured, torch & co. load only after the handshake."""
+    store = tmp_path / "s"
+    somna("init", str(store))
+    errlog = tmp_path / "stderr.log"
+    with errlog.open("w", encoding="utf-8") as err:
+        async with mcp_client(store, env={"SOMNA_EMBEDDER": "minilm", "SOMNA_LOG_LEVEL": "INFO"}, errlog=err) as s:
+            out = await call(s, "search", query="anything at all")
+            assert out["mode"] in ("words", "hybrid")
+            with anyio.fail_after(10):
+                while "handshake answered" not in errlog.read_text(encoding="utf-8"):
+                    await anyio.sleep(0.05)
+    assert "heavy modules loaded before it: none" in errlog.read_text(encoding="utf-8")

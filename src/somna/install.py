@@ -698,12 +698,16 @@ def _toml_block(entry: dict[str, Any], nl: str) -> str:
 
 def _toml_with_entry(text: str, entry: dict[str, Any], path: Path) -> str:
     nl = _newline(text)
+    try:
+        block = _toml_block(entry, nl)
+    except InstallError as e:
+        raise InstallError(f"{path}: {e}") from e
     region = _toml_region(text, path)
     if region is not None:
-        return text[: region[0]] + _toml_block(entry, nl) + text[region[1] :]
+        return text[: region[0]] + block + text[region[1] :]
     if SERVER_NAME in (tomllib.loads(text).get("mcp_servers") or {}):
         raise InstallError(f"{path}: somna's entry is not a [mcp_servers.somna] table; edit it by hand.")
-    return text + ("" if text.endswith("\n") else nl) + nl + _toml_block(entry, nl)
+    return text + ("" if text.endswith("\n") else nl) + nl + block
 
 
 def _toml_without_entry(text: str, path: Path) -> str:

@@ -109,7 +109,7 @@ _CONTEXT = [  # (priority: the lower wins an overlap, kind, pattern whose group 
 ]
 _WORD = r"passw(?:or)?d|passphrase|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|auth[_\-]?key"
 _ASSIGN = re.compile(  # group 1 quote, 2 name, 3 space before op, 4 op, 5 space after op
-    r"(?<![\w.$])([\"']?)((?=[A-Za-z_])[\w.\-]{0,40}?(?i:" + _WORD + r")[\w.\-]{0,40})\1"
+    r"(?<![\w.])([\"']?)((?=[A-Za-z_])[\w.\-]{0,40}?(?i:" + _WORD + r")[\w.\-]{0,40})\1"
     r"([ \t]*)(:=|=>|=(?!=)|:(?![:=]))([ \t]*)"
 )
 _VALUE = re.compile(  # group 1 "double-quoted", 2 'single-quoted', 3 bare
@@ -122,7 +122,7 @@ _NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _IDENT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-/]*|[A-Za-z]:\\[\w.\-\\ ]*")
 _PLACEHOLDER = re.compile(
-    r"^[\W_xX]*$|\.\.\.|…|\$\{|\{\{|example|placeholder|redacted|\byour|(?:\b|_)here\b"
+    r"^[\W_xX]*$|x{5,}|\*{3}|\.\.\.|…|\$\{|\{\{|example|placeholder|redacted|\byour|(?:\b|_)here\b"
     r"|^(?:op://|vault:|arn:|env:|file:)",
     re.IGNORECASE,
 )
@@ -153,6 +153,13 @@ def _random_enough(kind: str, token: str) -> bool:
     if kind == "openai_key":  # real keys mix cases and digits; kebab-case words (sk-fading-circle-...) do not
         return any(c.isdigit() for c in token) and any(c.isupper() for c in token)
     return True
+
+
+def _random_identifier(value: str) -> bool:
+    """``hunter2``/``khGzRjqYzX`` look like values; ``new_password``, ``accessToken``, ``getpass`` like code."""
+    if "_" in value:
+        return False
+    return any(c.isdigit() for c in value) or any(len(w) < 3 for w in _NAME_WORDS.findall(value))
 
 
 def _name_kind(name: str) -> str | None:
@@ -189,7 +196,7 @@ def _assignments(text: str) -> list[tuple[int, int, str]]:
                 found.append((start, end, kind))
             continue
         start, end = v.span(3)
-        value = text[start:end].rstrip(".:!?")
+        value = text[start:end].rstrip(".:!?")  # for the checks; redact "hunter2." whole
         op, loose = m.group(4), bool(m.group(3) or m.group(5)) or m.group(4) != "="
         if _is_placeholder(value) or text[end : end + 1] in ("(", "[", "{") or _PATH.fullmatch(value):
             continue
@@ -197,11 +204,11 @@ def _assignments(text: str) -> list[tuple[int, int, str]]:
         if ident is not None:  # code: a reference (self.token), a kwarg (f(token=tok)) or a plain word
             if ident.group(1) or (not loose and text[end : end + 1] in (",", ")")):
                 continue
-            if loose and ("_" in value or not any(c.isdigit() for c in value)):
+            if loose and not _random_identifier(value):
                 continue
         if op == ":" and not _EOL.match(text, end):  # "password: is rotated monthly" is prose
             continue
-        found.append((start, start + len(value), kind))
+        found.append((start, end, kind))
     return found
 
 
@@ -232,10 +239,10 @@ def scan(text: str) -> list[Finding]:
             secret = m.group(1)
             if kind == "private_key" and _KEY_BODY.search(secret) is None:
                 continue  # a BEGIN/END pair around prose, not a key
-            if kind in ("password", "http_auth") and (  # placeholders, and "Authorization: Basic auth is..."
-                _is_placeholder(secret) or _PLAIN_WORD.fullmatch(secret)
-            ):
+            if kind not in ("private_key", "gcp_service_account") and _is_placeholder(secret):
                 continue
+            if kind in ("password", "http_auth") and _PLAIN_WORD.fullmatch(secret):
+                continue  # "Authorization: Basic authentication is..."
             candidates.append((priority, m.start(1), m.end(1), kind))
     candidates.extend((6, start, end, kind) for start, end, kind in _assignments(text))
     return _select(candidates)
