@@ -414,7 +414,7 @@ def _verify(target: _Target, new: str, expected: dict[str, Any]) -> None:
     if not ok:
         raise InstallError(
             f"somna could not edit {target.path} safely (an unusual layout?); nothing was "
-            f"changed. Add the entry by hand; see examples/ or `somna install --dry-run`."
+            "changed. Add somna's entry by hand, as in examples/ of the somna repository."
         )
 
 

@@ -98,6 +98,7 @@ def build_server(settings: Settings) -> MCPServer:
     memory = Memory.open(settings, embedder)
     instructions = compose_instructions(memory, settings.instructions_budget)
     warm = threading.Event()
+    busy = threading.Lock()  # one core call at a time on the stores' shared connections
     app = App(memory, embedder, warm)
 
     def warm_up() -> None:
@@ -109,10 +110,10 @@ def build_server(settings: Settings) -> MCPServer:
         log.info("handshake answered; heavy modules loaded before it: %s", heavy or "none")
 
         def run() -> None:
-            memory.sync()
-            if isinstance(embedder, LazyEmbedder):
-                if embedder.wait():
-                    memory.backfill()
+            with busy:
+                memory.sync()
+            if isinstance(embedder, LazyEmbedder) and embedder.wait():
+                memory.backfill()  # on connections of its own: tools keep running meanwhile
 
         threading.Thread(target=run, name="somna-warm-up", daemon=True).start()
 
@@ -138,10 +139,14 @@ def build_server(settings: Settings) -> MCPServer:
     )
     limiter = anyio.CapacityLimiter(1)
 
+    def locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with busy:
+            return fn(*args, **kwargs)
+
     async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a core call on a worker thread, one at a time, and turn somna's errors into tool errors."""
         try:
-            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)
+            return await anyio.to_thread.run_sync(lambda: locked(fn, *args, **kwargs), limiter=limiter)
         except Conflict as exc:
             raise ToolError(f"conflict: {exc}\n--- current version {exc.current_version} ---\n{exc.current_text}")
         except DuplicateFound as exc:
@@ -182,7 +187,7 @@ def build_server(settings: Settings) -> MCPServer:
         force: Annotated[bool, Field(description="write even if a near-duplicate exists")] = False,
     ) -> dict[str, Any]:
         """Create a memory. If a near-duplicate exists nothing is written and its id is returned in the error."""
-        store = app.memory.store(scope) if scope else app.memory.default
+        store = await call(app.memory.store, scope)
         return await call(store.write, content, title=title, type=type, tags=tags, author=_author(ctx),
                           force=force)
 
@@ -247,14 +252,14 @@ def build_server(settings: Settings) -> MCPServer:
     ) -> dict[str, Any]:
         """List pending proposed edits, or accept / reject one by id."""
         if action == "list":
-            stores = [app.memory.store(scope)] if scope else list(app.memory.stores.values())
+            stores = [await call(app.memory.store, scope)] if scope else list(app.memory.stores.values())
             items = []
             for store in stores:
                 items += [p | {"scope": store.scope} for p in await call(store.proposals)]
             return {"proposals": items}
         if not id:
             raise ToolError(f"{action} needs the proposal id (from action=list)")
-        store = app.memory.store(scope) if scope else app.memory.default
+        store = await call(app.memory.store, scope)
         if action == "accept":
             return await call(store.accept, id, author=_author(ctx))
         return await call(store.reject, id, author=_author(ctx), reason=reason)
@@ -264,14 +269,14 @@ def build_server(settings: Settings) -> MCPServer:
             server.add_resource(FunctionResource(
                 uri=f"somna://blocks/{scope_name}/{name}", name=f"{scope_name} block: {name}",
                 description=f"core memory block {name!r} of the {scope_name} store", mime_type="text/markdown",
-                fn=lambda s=store, n=name: s.read(f"block:{n}")["content"],
+                fn=lambda s=store, n=name: locked(s.read, f"block:{n}")["content"],
             ))
 
     @server.resource("somna://memory/{scope}/{id}", mime_type="text/markdown")
     def memory_resource(scope: str, id: str) -> str:
         """A memory's Markdown body."""
         try:
-            return app.memory.store(scope).read(id)["content"]
+            return locked(lambda: app.memory.store(scope).read(id)["content"])
         except SomnaError as exc:
             raise ValueError(str(exc)) from None
 

@@ -164,10 +164,10 @@ class Store:
     def _embed_text(self, note: Note) -> str:
         return f"{note.title}\n{note.body}"
 
-    def _model(self) -> str | None:
+    def _model(self, index: Index | None = None) -> str | None:
         if self.embedder is None or not self.embedder.ready:
             return None
-        self.index.ensure_vec_table(self.embedder.name, self.embedder.dim)
+        (index or self.index).ensure_vec_table(self.embedder.name, self.embedder.dim)
         return self.embedder.name
 
     def _index_file(self, conn: Any, rel: str, text: str, note: Note, *, vec: list[float] | None = None) -> None:
@@ -253,12 +253,12 @@ class Store:
 
         Runs on its own connection, so a background thread can fill vectors while tools run.
         """
-        if self._model() is None or self.embedder is None:
+        if self.embedder is None or not self.embedder.ready:
             return 0
-        model = self.embedder.name
         index = Index(self.root / ".somna")
         done = 0
         try:
+            model = self._model(index) or ""
             while True:
                 todo = index.missing_vectors(model, batch)
                 if not todo:
