@@ -13,6 +13,7 @@ from somna import __version__, doctor
 from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
+from somna.install import HARNESSES, SCOPES, run_install
 from somna.scopes import Memory
 from somna.store import Store
 
@@ -155,6 +156,10 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_install(args: argparse.Namespace) -> int:
+    return run_install(args.harness, args.scope, args.dry_run, args.command == "uninstall")
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     memory = _open(args)
     ok = True
@@ -176,11 +181,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="use this store only (default: project store here + user store)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cmd(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+    def cmd(name: str, fn: Any, help: str, *, scoped: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
-        sp.add_argument("--json", action="store_true", help="machine-readable output")
-        sp.add_argument("--scope", help="project or user (default: the project store if there is one)")
+        if scoped:
+            sp.add_argument("--json", action="store_true", help="machine-readable output")
+            sp.add_argument("--scope", help="project or user (default: the project store if there is one)")
         return sp
 
     sp = cmd("init", cmd_init, "create a store (default: the user store, ~/.somna or $SOMNA_HOME)")
@@ -216,6 +222,13 @@ def parser() -> argparse.ArgumentParser:
     sp = cmd("reindex", cmd_reindex, "bring the index in line with the files (--full: rebuild from scratch)")
     sp.add_argument("--full", action="store_true")
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")
+    for name, verb in (("install", "register somna in"), ("uninstall", "remove somna from")):
+        sp = cmd(name, cmd_install, f"{verb} a harness's MCP configuration (merged, backed up, reversible)",
+                 scoped=False)
+        sp.add_argument("harness", choices=HARNESSES)
+        sp.add_argument("--scope", choices=SCOPES, default="user",
+                        help="user: every project; project: this repository's config file")
+        sp.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")
     return p
