@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ SUBDIRS = ("memory", "blocks", "skills", "inbox", "proposals")
 TRACKED = ("memory", "blocks", "skills", "proposals", "somna.toml")
 MAX_FILE = 1_000_000
 INACTIVE = ("archived", "superseded")
-OPS = ("str_replace", "append", "replace", "archive")
+OPS = ("str_replace", "append", "replace", "archive", "meta")
 DUP_VECTOR = 0.93
 DUP_WORDS = 0.85
 GITIGNORE = ".somna/\ninbox/\n.tmp-*\n"
@@ -43,6 +44,36 @@ DEFAULT_BLOCKS = {
     "project": "What this project is, its conventions, and decisions already settled.",
 }
 TYPE_RE = re.compile(r"^[a-z][a-z-]{0,29}$")
+
+
+META_KEYS = ("status", "supersedes", "superseded_by", "valid_until", "related", "helpful", "harmful", "tags",
+             "archived_reason")
+
+
+@dataclass
+class Edit:
+    """One change to a note: an op and its arguments, as an agent, a person or sleep-time asked for it."""
+
+    op: str
+    old: str | None = None
+    new: str | None = None
+    count: int = 1
+    text: str | None = None
+    reason: str | None = None
+    meta: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise InvalidInput(f"op must be one of {', '.join(OPS)}")
+        bad = set(self.meta or {}) - set(META_KEYS)
+        if bad:
+            raise InvalidInput(f"front matter keys {sorted(bad)} cannot be set by an edit; allowed: {META_KEYS}")
+
+    def args(self) -> dict[str, Any]:
+        """The arguments worth storing in a proposal file."""
+        out = {"old": self.old, "new": self.new, "count": self.count if self.op == "str_replace" else None,
+               "text": self.text, "reason": self.reason, "meta": self.meta}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 def _words(text: str) -> set[str]:
@@ -388,10 +419,9 @@ class Store:
     # -- editing ------------------------------------------------------------------------------
     def edit(self, ref: str, op: str, base_version: str, *, author: str, old: str | None = None,
              new: str | None = None, count: int = 1, text: str | None = None, reason: str | None = None,
-             policy: str | None = None) -> dict[str, Any]:
+             meta: dict[str, Any] | None = None, policy: str | None = None) -> dict[str, Any]:
         """A conditional edit: applied at once or queued as a proposal, as the store's policy says."""
-        if op not in OPS:
-            raise InvalidInput(f"op must be one of {', '.join(OPS)}")
+        change = Edit(op, old=old, new=new, count=count, text=text, reason=reason, meta=meta)
         kind, rel = self._target(ref)
         current_text, current, version = self._load(rel)
         if base_version != version:
@@ -400,36 +430,40 @@ class Store:
                 "current text (included) with base_version set to the current version.",
                 current_version=version, current_text=current.body,
             )
-        self._apply_op(current, op, old, new, count, text, kind)
+        self._apply_op(current, change, kind)
         if (policy or self.config.policy_for(rel)) == "propose":
-            return self._propose(ref, rel, op, base_version, author, current_text, current,
-                                 {"old": old, "new": new, "count": count, "text": text, "reason": reason})
-        return self._apply_edit(ref, rel, op, base_version, author, old, new, count, text, reason)
+            return self._propose(ref, rel, change, base_version, author, current_text, current)
+        return self._apply_edit(ref, rel, change, base_version, author)
 
-    def _apply_op(self, note: Note, op: str, old: str | None, new: str | None, count: int, text: str | None,
-                  kind: str) -> None:
+    def _apply_op(self, note: Note, change: Edit, kind: str) -> None:
+        op = change.op
         if op == "str_replace":
-            if not old:
+            if not change.old:
                 raise InvalidInput("str_replace needs `old`: the exact text to replace")
-            if new is None:
+            if change.new is None:
                 raise InvalidInput("str_replace needs `new`: the replacement text (may be empty)")
-            found = note.body.count(old)
-            if found != count:
+            found = note.body.count(change.old)
+            if found != change.count:
                 raise InvalidInput(
-                    f"`old` occurs {found} time(s) in {note.id}, not {count}: make it longer to be unique, "
+                    f"`old` occurs {found} time(s) in {note.id}, not {change.count}: make it longer to be unique, "
                     "or set count to the number of occurrences to replace them all"
                 )
-            note.body = notes.check_body(note.body.replace(old, new)) if kind == "memory" else \
-                note.body.replace(old, new)
+            body = note.body.replace(change.old, change.new)
+            note.body = notes.check_body(body) if kind == "memory" else body
         elif op == "append":
-            add = notes.check_body(text or "")
+            add = notes.check_body(change.text or "")
             note.body = (note.body.rstrip("\n") + "\n" + add) if note.body.strip() else add
         elif op == "replace":
-            note.body = notes.check_body(text or "") if kind == "memory" else (text or "")
+            note.body = notes.check_body(change.text or "") if kind == "memory" else (change.text or "")
         elif op == "archive":
             if kind == "block":
                 raise InvalidInput("blocks cannot be archived; edit their text instead")
             note.meta["status"] = "archived"
+        for key, value in (change.meta or {}).items():
+            if value is None:
+                note.meta.pop(key, None)
+            else:
+                note.meta[key] = value
         if len(note.body) > notes.MAX_BODY:
             raise InvalidInput(f"the result would be {len(note.body):,} characters; the limit is {notes.MAX_BODY:,}")
         limit = note.meta.get("limit")
@@ -440,8 +474,7 @@ class Store:
             )
         note.meta["updated"] = notes.now_iso()
 
-    def _apply_edit(self, ref: str, rel: str, op: str, base_version: str, author: str, old: str | None,
-                    new: str | None, count: int, text: str | None, reason: str | None,
+    def _apply_edit(self, ref: str, rel: str, change: Edit, base_version: str, author: str,
                     extra_paths: list[str] | None = None, message: str | None = None) -> dict[str, Any]:
         kind = "block" if rel.startswith("blocks/") else "memory"
         with self.locked():
@@ -451,10 +484,11 @@ class Store:
                     f"{ref} changed since version {base_version!r}; it is now {version!r}.",
                     current_version=version, current_text=note.body,
                 )
-            self._apply_op(note, op, old, new, count, text, kind)
+            self._apply_op(note, change, kind)
             new_text = notes.serialize(note)
             vec = self._vector(note)
-            msg = message or f"{op} {ref}" + (f": {reason.strip()[:200]}" if reason and reason.strip() else "")
+            reason = (change.reason or "").strip()
+            msg = message or f"{change.op} {ref}" + (f": {reason[:200]}" if reason else "")
             path = self._abs(rel)
             notes.atomic_write(path, new_text)
             try:
@@ -470,8 +504,9 @@ class Store:
                 "previous_version": base_version, "commit": sha}
 
     # -- proposals ----------------------------------------------------------------------------
-    def _propose(self, ref: str, rel: str, op: str, base_version: str, author: str, current_text: str,
-                 proposed: Note, args: dict[str, Any]) -> dict[str, Any]:
+    def _propose(self, ref: str, rel: str, change: Edit, base_version: str, author: str, current_text: str,
+                 proposed: Note) -> dict[str, Any]:
+        op = change.op
         pid = notes.new_id(f"{op}-{ref.replace(':', '-')}")
         after = notes.serialize(proposed)
         preview = "".join(difflib.unified_diff(
@@ -479,7 +514,7 @@ class Store:
         ))
         meta = {"id": pid, "title": f"{op} {ref}", "type": "proposal", "target": ref, "op": op,
                 "base_version": base_version, "author": author, "created": notes.now_iso(),
-                **{k: v for k, v in args.items() if v is not None}}
+                **change.args()}
         prel = f"proposals/{pid}.md"
         body = f"Proposed by {author}. Accept with `somna proposals accept {pid}`.\n\n```diff\n{preview}```\n"
         with self.locked():
@@ -513,9 +548,10 @@ class Store:
         prel, m = self._proposal(pid)
         ref = str(m.get("target"))
         _, rel = self._target(ref)
+        change = Edit(str(m.get("op")), old=m.get("old"), new=m.get("new"), count=int(m.get("count") or 1),
+                      text=m.get("text"), reason=m.get("reason"), meta=m.get("meta"))
         return self._apply_edit(
-            ref, rel, str(m.get("op")), str(m.get("base_version")), author, m.get("old"), m.get("new"),
-            int(m.get("count") or 1), m.get("text"), m.get("reason"), extra_paths=[prel],
+            ref, rel, change, str(m.get("base_version")), author, extra_paths=[prel],
             message=f"accept proposal {pid}: {m.get('op')} {ref} (proposed by {m.get('author')})",
         ) | {"proposal": pid}
 
