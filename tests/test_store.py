@@ -114,3 +114,26 @@ def test_parse_keeps_unknown_keys_and_dates_as_strings() -> None:
     note = notes.parse("---\nid: x1\ncreated: 2026-01-02T03:04:05Z\ncustom: keep me\n---\nbody\n")
     assert note.meta["created"] == "2026-01-02T03:04:05Z"
     assert "custom: keep me" in notes.serialize(note)
+
+
+def test_secrets_are_redacted_before_anything_is_stored(store: Store) -> None:
+    key = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    out = store.write(f"The CI bot token is {key}; it rotates monthly.", author="agent")
+    assert out["redacted"] == ["github_token"]
+    on_disk = (store.root / out["path"]).read_text(encoding="utf-8")
+    assert key not in on_disk and "[REDACTED:github_token]" in on_disk
+    log = subprocess.run(["git", "log", "-p"], cwd=store.root, capture_output=True, text=True).stdout
+    assert key not in log
+    edited = store.edit(out["id"], "append", out["version"], text="DB_PASSWORD=hunter2hunter2", author="agent")
+    assert edited["redacted"] == ["password"]
+    assert "hunter2hunter2" not in (store.root / out["path"]).read_text(encoding="utf-8")
+
+
+def test_secrets_policy_refuse(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    Store.init(root).close()
+    (root / "somna.toml").write_text('[secrets]\npolicy = "refuse"\n', encoding="utf-8")
+    store = Store(root, embedder=HashEmbedder())
+    with pytest.raises(InvalidInput, match="refuses secrets"):
+        store.write("key AKIAIOSFODNN7EXAMPLF in use", author="a")
+    assert not list((root / "memory").glob("*.md"))

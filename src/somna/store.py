@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from somna import history, notes
+from somna import history, notes, secrets
 from somna.config import StoreConfig
 from somna.db import transaction
 from somna.embeddings import Embedder
@@ -315,10 +315,23 @@ class Store:
         }
 
     # -- writing ------------------------------------------------------------------------------
+    def _clean(self, text: str) -> tuple[str, list[str]]:
+        """Apply the store's secrets policy before anything is written: redact (default), refuse or allow."""
+        try:
+            cleaned, findings = secrets.apply_policy(text, self.config.secrets)
+        except secrets.SecretRefused as exc:
+            raise InvalidInput(f"{exc}; this store refuses secrets (somna.toml [secrets] policy)") from None
+        if findings and self.config.secrets == "redact":
+            log.info("redacted %d likely secret(s): %s", len(findings), sorted({f.kind for f in findings}))
+            return cleaned, [f.kind for f in findings]
+        return text, []
+
     def write(self, content: str, *, title: str | None = None, type: str = "note", tags: list[str] | None = None,
               author: str, force: bool = False, related: list[str] | None = None) -> dict[str, Any]:
-        body = notes.check_body(content)
-        title = (title or "").strip() or next(ln.strip("# ").strip() for ln in body.splitlines() if ln.strip())
+        body, found = self._clean(notes.check_body(content))
+        title, found_t = self._clean((title or "").strip())
+        found += found_t
+        title = title or next(ln.strip("# ").strip() for ln in body.splitlines() if ln.strip())
         title = title.splitlines()[0][: notes.MAX_TITLE]
         if not TYPE_RE.match(type):
             raise InvalidInput(f"type {type[:40]!r} is not valid; use one of {', '.join(notes.TYPES)}")
@@ -340,8 +353,10 @@ class Store:
                     break
             text = notes.serialize(note)
             self._commit_file(rel, text, f"write {note.id}: {title}", author, note, vec, new=True)
-        return {"id": note.id, "scope": self.scope, "version": notes.version_of(text), "path": rel,
-                "title": title}
+        out = {"id": note.id, "scope": self.scope, "version": notes.version_of(text), "path": rel, "title": title}
+        if found:
+            out["redacted"] = sorted(set(found))
+        return out
 
     def _commit_file(self, rel: str, text: str, message: str, author: str, note: Note,
                      vec: list[float] | None, *, new: bool = False, old_text: str | None = None) -> str | None:
@@ -390,7 +405,7 @@ class Store:
         stamp = notes.now_iso()
         built: list[Note] = []
         for item in items:
-            body = notes.check_body(str(item.get("content", "")))
+            body, _ = self._clean(notes.check_body(str(item.get("content", ""))))
             title = str(item.get("title") or body.splitlines()[0])[: notes.MAX_TITLE]
             meta = {"id": "", "title": title, "type": item.get("type", "note"),
                     "tags": notes.check_tags(item.get("tags")), "created": stamp, "updated": stamp,
@@ -421,6 +436,8 @@ class Store:
              new: str | None = None, count: int = 1, text: str | None = None, reason: str | None = None,
              meta: dict[str, Any] | None = None, policy: str | None = None) -> dict[str, Any]:
         """A conditional edit: applied at once or queued as a proposal, as the store's policy says."""
+        new, found = self._clean(new) if new else (new, [])
+        text, found_t = self._clean(text) if text else (text, [])
         change = Edit(op, old=old, new=new, count=count, text=text, reason=reason, meta=meta)
         kind, rel = self._target(ref)
         current_text, current, version = self._load(rel)
@@ -432,8 +449,12 @@ class Store:
             )
         self._apply_op(current, change, kind)
         if (policy or self.config.policy_for(rel)) == "propose":
-            return self._propose(ref, rel, change, base_version, author, current_text, current)
-        return self._apply_edit(ref, rel, change, base_version, author)
+            out = self._propose(ref, rel, change, base_version, author, current_text, current)
+        else:
+            out = self._apply_edit(ref, rel, change, base_version, author)
+        if found or found_t:
+            out["redacted"] = sorted(set(found + found_t))
+        return out
 
     def _apply_op(self, note: Note, change: Edit, kind: str) -> None:
         op = change.op
