@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(store=args.store)
     build_server(settings).run("stdio")
-    return EXIT_OK
+    # The client has gone and the lifespan has closed the stores. A background thread may still be
+    # inside torch (model load, embedding backfill); letting the interpreter tear it down aborts the
+    # process. Index writes are SQLite transactions, so ending here loses nothing.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_OK)
 
 
 def cmd_add(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ extensions. Both speak the DB-API; only the module differs.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import itertools
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -49,12 +51,20 @@ def connect(path: Path | str, *, vec: bool = True) -> Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     if vec:
-        import sqlite_vec
-
         conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
+        conn.load_extension(_vec0_path())
         conn.enable_load_extension(False)
     return conn
+
+
+@functools.cache
+def _vec0_path() -> str:
+    """sqlite-vec's loadable extension, found without running the package's __init__: that imports
+    numpy, ~100 ms that the MCP handshake would otherwise wait for."""
+    spec = importlib.util.find_spec("sqlite_vec")
+    if spec is None or not spec.submodule_search_locations:
+        raise NoExtensionSupport("sqlite-vec is not installed: run scripts/setup.sh (or pip install sqlite-vec)")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "vec0")
 
 
 @contextmanager
