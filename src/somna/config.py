@@ -15,6 +15,11 @@ A store may carry `somna.toml` (committed, shared with the team):
 
     [secrets]
     policy = "redact"      # redact | refuse | allow
+
+    [sleep]                # per kind of consolidation: apply at once, or queue for review
+    merge = "apply"        # also: supersede, link, fold (apply); archive, split (propose)
+    [sleep.thresholds]     # cosine similarities
+    duplicate = 0.9
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ class Settings:
 class StoreConfig:
     policy: dict[str, str] = field(default_factory=dict)
     secrets: str = "redact"
+    sleep_policy: dict[str, str] = field(default_factory=dict)
+    sleep_thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: Path) -> StoreConfig:
@@ -98,7 +105,15 @@ class StoreConfig:
         secrets = str((data.get("secrets") or {}).get("policy", "redact"))
         if secrets not in ("redact", "refuse", "allow"):
             raise InvalidInput(f"{path}: secrets.policy must be redact, refuse or allow")
-        return cls(policy=policy, secrets=secrets)
+        sleep = dict(data.get("sleep") or {})
+        thresholds = sleep.pop("thresholds", {}) or {}
+        for kind, action in sleep.items():
+            if action not in ("apply", "propose"):
+                raise InvalidInput(f"{path}: sleep.{kind} must be 'apply' or 'propose', not {action!r}")
+        if not isinstance(thresholds, dict) or not all(isinstance(v, int | float) for v in thresholds.values()):
+            raise InvalidInput(f"{path}: sleep.thresholds must map names to numbers")
+        return cls(policy=policy, secrets=secrets, sleep_policy={str(k): str(v) for k, v in sleep.items()},
+                   sleep_thresholds={str(k): v for k, v in thresholds.items()})
 
     def policy_for(self, relpath: str) -> str:
         """The first matching glob decides; edits apply at once by default."""

@@ -58,7 +58,11 @@ def _m1_notes(conn: Connection) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-INDEX_MIGRATIONS = [_m1_notes]
+def _m2_related(conn: Connection) -> None:
+    conn.execute("ALTER TABLE notes ADD COLUMN related TEXT NOT NULL DEFAULT '[]'")
+
+
+INDEX_MIGRATIONS = [_m1_notes, _m2_related]
 
 
 def _s1_feedback(conn: Connection) -> None:
@@ -89,15 +93,16 @@ class Row:
     harmful: int
     version: str
     body: str
+    related: list[str]
 
 
 _ROW_COLS = "rowid, id, kind, path, title, type, tags, status, source, created, updated, helpful, harmful, " \
-    "version, body"
+    "version, body, related"
 
 
 def _row(r: tuple[Any, ...]) -> Row:
     return Row(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11], r[12],
-               r[13], r[14])
+               r[13], r[14], json.loads(r[15]))
 
 
 def pack(vec: list[float]) -> bytes:
@@ -155,13 +160,14 @@ class Index:
             note.status, str(m.get("source") or ""), str(m.get("created") or ""),
             str(m.get("updated") or m.get("created") or ""), int(m.get("helpful") or 0),
             int(m.get("harmful") or 0), version, text_hash, mtime_ns, size, note.body,
+            json.dumps([str(r) for r in m.get("related") or [] if isinstance(r, str | int)]),
         )
         old = conn.execute("SELECT rowid, text_hash FROM notes WHERE path = ? OR id = ?", (path, note.id)).fetchall()
         for rowid, _ in old:
             self._delete_rowid(conn, rowid)
         cur = conn.execute(
             "INSERT INTO notes (id, kind, path, title, type, tags, status, source, created, updated, helpful, "
-            "harmful, version, text_hash, mtime_ns, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "harmful, version, text_hash, mtime_ns, size, body, related) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             values,
         )
         rowid = int(cur.lastrowid)
@@ -251,6 +257,18 @@ class Index:
                     self.conn.execute("DELETE FROM notes_vec WHERE rowid = ?", (rowid,))
                     self.conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
 
+    def vectors(self, rowids: Iterable[int]) -> dict[int, list[float]]:
+        ids = list(rowids)
+        if not ids or not self.get_meta("vec_model"):
+            return {}
+        out: dict[int, list[float]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            q = ",".join("?" * len(chunk))
+            for rowid, blob in self.conn.execute(f"SELECT rowid, embedding FROM notes_vec WHERE rowid IN ({q})", chunk):
+                out[rowid] = list(struct.unpack(f"{len(blob) // 4}f", blob))
+        return out
+
     def vector_count(self) -> int:
         if not self.get_meta("vec_model"):
             return 0
@@ -288,6 +306,12 @@ class Index:
                 "INSERT INTO state.feedback (note_id, signal, client, at) VALUES (?, ?, ?, ?)",
                 [(i, signal, client, at) for i in note_ids],
             )
+
+    def mark_folded(self, note_ids: list[str], until: str) -> None:
+        """Feedback up to `until` has been folded into front matter counters."""
+        with transaction(self.conn):
+            self.conn.executemany("UPDATE state.feedback SET folded = 1 WHERE note_id = ? AND at <= ?",
+                                  [(i, until) for i in note_ids])
 
     def usage(self, note_ids: list[str]) -> dict[str, tuple[int, int, str]]:
         """Unfolded helpful / harmful counts and the last use, per note id."""

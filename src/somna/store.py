@@ -94,6 +94,8 @@ class Store:
         self.index = Index(root / ".somna")
         self._tlock = threading.RLock()
         self._synced = threading.Event()
+        self._batch: list[str] | None = None
+        self._held = False
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
@@ -128,6 +130,9 @@ class Store:
     def locked(self, timeout: float = 60.0) -> Iterator[None]:
         """The store lock: one writer at a time across threads and processes."""
         with self._tlock:
+            if self._held:  # re-entrant within the thread that holds it
+                yield
+                return
             fd = os.open(self.root / ".somna" / "lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 deadline = time.monotonic() + timeout
@@ -139,9 +144,32 @@ class Store:
                         if time.monotonic() > deadline:
                             raise StoreBusy(f"the store {self.root} is locked by another process") from None
                         time.sleep(0.005)
+                self._held = True
                 yield
             finally:
+                self._held = False
                 os.close(fd)
+
+    def _commit(self, paths: list[str], message: str, author: str) -> str | None:
+        if self._batch is not None:
+            self._batch.extend(paths)
+            return None
+        return history.commit(self.root, paths, message, author)
+
+    @contextmanager
+    def batch(self, message: str, author: str) -> Iterator[list[str]]:
+        """Changes made inside land as one commit at the end (sleep-time: one cycle, one commit).
+
+        Each file is still written atomically and indexed at once; only the commit is deferred.
+        """
+        with self.locked():  # held throughout: no other process may commit these files as its own
+            self._batch = []
+            try:
+                yield self._batch
+            finally:
+                paths, self._batch = self._batch, None
+                if paths:
+                    history.commit(self.root, sorted(set(paths)), message, author)
 
     def _abs(self, relpath: str) -> Path:
         """The absolute path of a file in the store; refuses anything that resolves outside it."""
@@ -225,7 +253,7 @@ class Store:
                     continue
                 yield path.relative_to(self.root).as_posix()
 
-    def sync(self, *, commit_as: str = "human") -> dict[str, Any]:
+    def sync(self, *, commit_as: str = "human", commit: bool = True) -> dict[str, Any]:
         """Bring the index in line with the files, and commit edits made outside somna."""
         report: dict[str, Any] = {"indexed": 0, "removed": 0, "problems": [], "committed": None}
         with self.locked():
@@ -265,7 +293,7 @@ class Store:
                 for rel in set(known) - seen:
                     self.index.delete_path(conn, rel)
                     report["removed"] += 1
-            dirty = history.dirty_paths(self.root, *TRACKED)
+            dirty = history.dirty_paths(self.root, *TRACKED) if commit else []
             if dirty:
                 names = ", ".join(sorted(dirty)[:5]) + (" …" if len(dirty) > 5 else "")
                 report["committed"] = history.commit(
@@ -327,7 +355,8 @@ class Store:
         return text, []
 
     def write(self, content: str, *, title: str | None = None, type: str = "note", tags: list[str] | None = None,
-              author: str, force: bool = False, related: list[str] | None = None) -> dict[str, Any]:
+              author: str, force: bool = False, related: list[str] | None = None,
+              meta: dict[str, Any] | None = None) -> dict[str, Any]:
         body, found = self._clean(notes.check_body(content))
         title, found_t = self._clean((title or "").strip())
         found += found_t
@@ -339,11 +368,15 @@ class Store:
         if not force:
             self._check_duplicate(f"{title}\n{body}")
         stamp = notes.now_iso()
-        meta: dict[str, Any] = {"id": "", "title": title, "type": type, "tags": tag_list, "created": stamp,
-                                "updated": stamp, "source": author}
+        fields: dict[str, Any] = {"id": "", "title": title, "type": type, "tags": tag_list, "created": stamp,
+                                  "updated": stamp, "source": author}
         if related:
-            meta["related"] = [notes.check_id(r, what="related id") for r in related]
-        note = Note(meta, body)
+            fields["related"] = [notes.check_id(r, what="related id") for r in related]
+        bad = set(meta or {}) - set(META_KEYS)
+        if bad:
+            raise InvalidInput(f"front matter keys {sorted(bad)} cannot be set on write")
+        fields.update(meta or {})
+        note = Note(fields, body)
         vec = self._vector(note)
         with self.locked():
             for _ in range(20):
@@ -364,7 +397,7 @@ class Store:
         path = self._abs(rel)
         notes.atomic_write(path, text)
         try:
-            sha = history.commit(self.root, [rel], message, author)
+            sha = self._commit([rel], message, author)
         except Exception:
             if new:
                 path.unlink(missing_ok=True)
@@ -493,7 +526,8 @@ class Store:
                 f"block {Path(note.id).name} would be {len(note.body):,} characters; its limit is {limit:,}. "
                 "Keep the block short and move details into a memory (write), then reference it."
             )
-        note.meta["updated"] = notes.now_iso()
+        if change.op != "meta":  # bookkeeping (links, counters, supersedes) is not a change of content
+            note.meta["updated"] = notes.now_iso()
 
     def _apply_edit(self, ref: str, rel: str, change: Edit, base_version: str, author: str,
                     extra_paths: list[str] | None = None, message: str | None = None) -> dict[str, Any]:
@@ -507,7 +541,8 @@ class Store:
                 )
             self._apply_op(note, change, kind)
             new_text = notes.serialize(note)
-            vec = self._vector(note)
+            # archive and meta leave the text as it was: its vector comes from the cache, not the model
+            vec = None if change.op in ("archive", "meta") else self._vector(note)
             reason = (change.reason or "").strip()
             msg = message or f"{change.op} {ref}" + (f": {reason[:200]}" if reason else "")
             path = self._abs(rel)
@@ -515,7 +550,7 @@ class Store:
             try:
                 for extra in extra_paths or []:
                     self._abs(extra).unlink(missing_ok=True)
-                sha = history.commit(self.root, [rel, *(extra_paths or [])], msg, author)
+                sha = self._commit([rel, *(extra_paths or [])], msg, author)
             except Exception:
                 notes.atomic_write(path, current_text)
                 raise

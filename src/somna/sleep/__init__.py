@@ -1,0 +1,1 @@
+"""Sleep-time: consolidation cycles over a store (see cycle.py), deterministic passes (passes.py)."""

@@ -1,0 +1,95 @@
+"""What a memory says that must never be lost, and whether two memories disagree. Pure functions.
+
+A *detail* is a token a person would hate to see summarised away: a number, a path, a flag, an
+identifier in backticks or code style, a URL, a proper name. Merges keep every detail of every
+member; compression that drops one is refused (the detail guard).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:\s?(?:ms|s|m|h|d|kb|mb|gb|%|x))?(?![\w])", re.I)
+PATH = re.compile(r"(?:~|\.{1,2})?/?(?:[\w.-]+/)+[\w.-]+|[\w-]+\.(?:py|md|toml|yaml|yml|json|sh|txt|cfg|ini|lock|js|ts)\b")
+FLAG = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
+CODE = re.compile(r"`([^`\n]{1,120})`")
+URL = re.compile(r"https?://[^\s)>\]]+")
+IDENT = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+|[A-Z][A-Z0-9_]{2,})\b")
+NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
+NEGATION = re.compile(r"\b(?:not|never|no|don't|doesn't|isn't|aren't|won't|can't|cannot|without|avoid)\b", re.I)
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])|\n+")
+WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+STOP = frozenset("a an the and or of to in on at for with by is are was were be been it this that as from".split())
+
+
+@dataclass(frozen=True)
+class Details:
+    numbers: frozenset[str]
+    paths: frozenset[str]
+    flags: frozenset[str]
+    code: frozenset[str]
+    names: frozenset[str]
+    negated: bool
+
+    def all(self) -> frozenset[str]:
+        return self.numbers | self.paths | self.flags | self.code
+
+
+def details(text: str) -> Details:
+    code = {c.strip() for c in CODE.findall(text)} | set(URL.findall(text)) | set(IDENT.findall(text))
+    names = {n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When")}
+    return Details(
+        numbers=frozenset(n.strip().lower() for n in NUMBER.findall(text)),
+        paths=frozenset(PATH.findall(text)),
+        flags=frozenset(FLAG.findall(text)),
+        code=frozenset(code),
+        names=frozenset(names),
+        negated=bool(NEGATION.search(text)),
+    )
+
+
+def words(text: str) -> set[str]:
+    return {w for w in WORD.findall(text.lower()) if w not in STOP}
+
+
+def missing(text: str, required: frozenset[str]) -> set[str]:
+    """The details of `required` that `text` no longer carries."""
+    return {d for d in required if d not in text}
+
+
+def conflict(a: str, b: str) -> str | None:
+    """Why two similar memories disagree, or None: both name different people or values for the same slot,
+    or one negates what the other states."""
+    da, db = details(a), details(b)
+    if da.names and db.names and (da.names - db.names) and (db.names - da.names):
+        return f"different names: {sorted(da.names - db.names)} vs {sorted(db.names - da.names)}"
+    if da.numbers and db.numbers and (da.numbers - db.numbers) and (db.numbers - da.numbers):
+        return f"different values: {sorted(da.numbers - db.numbers)} vs {sorted(db.numbers - da.numbers)}"
+    if da.negated != db.negated:
+        wa, wb = words(a), words(b)
+        if len(wa & wb) / max(1, len(wa | wb)) >= 0.6:
+            return "one negates the other"
+    return None
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in SENTENCE.split(text) if s and s.strip()]
+
+
+def merge_texts(texts: list[str]) -> str:
+    """One text that keeps every distinct detail of every member: the fullest member, then each sentence
+    of the others that adds a word or a detail it does not have yet."""
+    base = max(texts, key=lambda t: (len(details(t).all()), len(t)))
+    out = base.rstrip()
+    have_words = words(out)
+    for other in texts:
+        if other is base:
+            continue
+        for sentence in sentences(other):
+            new_words = words(sentence) - have_words
+            new_details = missing(out, details(sentence).all())
+            if new_details or len(new_words) >= 2:
+                out += (" " if out.endswith((".", "!", "?")) else "\n") + sentence
+                have_words |= words(sentence)
+    return out.strip() + "\n"
