@@ -77,7 +77,7 @@ def commit(root: Path, paths: list[str], message: str, author: str) -> str | Non
         return None
     clear_stale_lock(root)
     git(root, "add", "-A", "--", *paths)
-    staged = git(root, "diff", "--cached", "--name-only", "-z", "--", *paths).split("\x00")
+    staged = git(root, "diff", "--cached", "--no-renames", "--name-only", "-z", "--", *paths).split("\x00")
     staged = [p for p in staged if p]
     if not staged:
         return None

@@ -1,0 +1,170 @@
+"""`somna daemon`: watch a store, keep the index in step with hand edits, and sleep on new experience.
+
+- A file under memory/, blocks/, skills/ or proposals/ changed by hand is indexed and committed as
+  `human` (debounced, so a burst of events costs one pass).
+- New experience in inbox/ starts a consolidation cycle a few seconds later; a store that has changed
+  and then stayed idle for `idle` seconds gets one too.
+- One daemon per store (a lock file); SIGTERM / SIGINT stop it cleanly; logs go to
+  .somna/daemon.log and stderr.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from somna.errors import SomnaError, StoreBusy
+from somna.sleep.cycle import Cycle, ExtraPass
+from somna.store import Store
+
+log = logging.getLogger("somna.daemon")
+CONTENT = ("memory/", "blocks/", "skills/", "proposals/", "somna.toml")
+
+
+class _Events(FileSystemEventHandler):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "") or ""):
+            if raw:
+                self.daemon.note(os.fsdecode(raw))
+
+
+class Daemon:
+    def __init__(self, store: Store, *, idle: float = 600.0, debounce: float = 0.25, inbox_delay: float = 3.0,
+                 extra_passes: list[ExtraPass] | None = None) -> None:
+        self.store = store
+        self.idle = idle
+        self.debounce = debounce
+        self.inbox_delay = inbox_delay
+        self.extra_passes = extra_passes or []
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
+        self._last_event = 0.0
+        self._changed_since_cycle = False
+        self._cycle_due: float | None = None
+        self._lock_fd: int | None = None
+        self.cycles = 0
+        self.syncs = 0
+
+    # -- events -------------------------------------------------------------------------------
+    def note(self, path: str) -> None:
+        try:
+            rel = Path(path).resolve().relative_to(self.store.root).as_posix()
+        except ValueError:
+            return
+        if rel.startswith((".git/", ".somna/")) or rel in (".git", ".somna") or "/.tmp-" in f"/{rel}":
+            return
+        with self._lock:
+            self._pending.add(rel)
+            self._last_event = time.monotonic()
+
+    def _take(self) -> set[str]:
+        with self._lock:
+            if not self._pending or time.monotonic() - self._last_event < self.debounce:
+                return set()
+            out, self._pending = self._pending, set()
+            return out
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def acquire(self) -> None:
+        path = self.store.root / ".somna" / "daemon.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise StoreBusy(f"a somna daemon (pid {other}) already watches {self.store.root}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def run(self) -> None:
+        self.acquire()
+        observer = Observer()
+        observer.schedule(_Events(self), str(self.store.root), recursive=True)
+        observer.start()
+        log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
+        try:
+            self._safe(self.store.sync)
+            while not self.stop_event.wait(0.05):
+                self.tick()
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+            self.release()
+            log.info("stopped")
+
+    def tick(self) -> None:
+        changed = self._take()
+        now = time.monotonic()
+        if changed:
+            if any(p.startswith(CONTENT) for p in changed):
+                self._safe(self.store.sync)
+                self.syncs += 1
+            if any(p.startswith("inbox/") and not p.startswith("inbox/processed") for p in changed):
+                self._cycle_due = now + self.inbox_delay
+            self._changed_since_cycle = True
+        if self._cycle_due is not None and now >= self._cycle_due:
+            self.cycle("new experience in the inbox")
+        elif self._changed_since_cycle and now - self._last_event >= self.idle:
+            self.cycle(f"idle for {self.idle:.0f} s")
+
+    def cycle(self, why: str) -> dict[str, Any] | None:
+        log.info("sleep cycle: %s", why)
+        self._cycle_due = None
+        report = self._safe(lambda: Cycle(self.store, extra_passes=self.extra_passes).run())
+        self.cycles += 1
+        time.sleep(self.debounce * 2)
+        with self._lock:  # what the cycle itself wrote is not new experience
+            self._pending = {p for p in self._pending if p.startswith("inbox/") and not p.startswith("inbox/processed")}
+        self._changed_since_cycle = False
+        if report is not None:
+            log.info("cycle done: %s", report.counts() or "nothing to do")
+            return report.__dict__
+        return None
+
+    def _safe(self, fn: Any) -> Any:
+        """The daemon survives anything a pass or a broken file throws; it logs and carries on."""
+        try:
+            return fn()
+        except SomnaError as exc:
+            log.warning("%s", exc)
+        except Exception:
+            log.exception("unexpected error (the daemon keeps running)")
+        return None
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("signal %d: stopping", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+def setup_logging(store: Store, level: int = logging.INFO) -> None:
+    handler = logging.FileHandler(store.root / ".somna" / "daemon.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("somna")
+    root.addHandler(handler)
+    root.setLevel(level)

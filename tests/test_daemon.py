@@ -1,0 +1,88 @@
+"""Acceptance 6 of sleep-time: the watcher reflects hand edits within 2 s, survives bursts, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import somna
+from somna.index import Index
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 2.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if check():
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    raise AssertionError(f"not reflected within {timeout} s")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    store = tmp_path / "s"
+    somna("init", str(store))
+    with (tmp_path / "daemon.stderr").open("w", encoding="utf-8") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "somna", "--store", str(store), "daemon", "--idle", "3600"],
+                                stderr=err, text=True, env={**os.environ, "SOMNA_EMBEDDER": "hash"})
+        log = store / ".somna" / "daemon.log"
+        wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=20)
+        yield store, proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def rows(store: Path, query: str) -> list[str]:
+    index = Index(store / ".somna")
+    try:
+        return [index.rows([r]).get(r).id for r, _, _ in index.search_words(query, 10)]  # type: ignore[union-attr]
+    finally:
+        index.close()
+
+
+def test_hand_edits_are_reflected_within_two_seconds(daemon: tuple[Path, subprocess.Popen[str]]) -> None:
+    store, proc = daemon
+    note = store / "memory" / "by-hand.md"
+    note.write_text("The VPN needs split tunnelling for the build farm.\n", encoding="utf-8")
+    wait_for(lambda: rows(store, "tunnelling") == ["by-hand"])
+    note.write_text("The VPN needs full tunnelling since the audit.\n", encoding="utf-8")
+    wait_for(lambda: rows(store, "audit") == ["by-hand"])
+    note.rename(store / "memory" / "vpn.md")
+    wait_for(lambda: rows(store, "audit") == ["vpn"])
+    (store / "memory" / "vpn.md").unlink()
+    wait_for(lambda: rows(store, "audit") == [])
+    log = subprocess.run(["git", "log", "--format=%an"], cwd=store, capture_output=True, text=True).stdout
+    assert "human" in log.splitlines()
+    wait_for(lambda: not subprocess.run(["git", "status", "--porcelain"], cwd=store, capture_output=True,
+                                        text=True).stdout)
+    assert proc.poll() is None
+
+
+def test_burst_of_a_thousand_events_then_clean_stop(daemon: tuple[Path, subprocess.Popen[str]]) -> None:
+    store, proc = daemon
+    burst = store / "memory" / "burst"
+    burst.mkdir()
+    for i in range(500):
+        (burst / f"n{i}.md").write_text(f"Burst note number {i} about item{i}.\n", encoding="utf-8")
+    for i in range(500):
+        (burst / f"n{i}.md").write_text(f"Burst note number {i} about thing{i}, edited.\n", encoding="utf-8")
+    wait_for(lambda: rows(store, "thing499") == ["n499"], timeout=30)
+    assert proc.poll() is None
+    (store / "memory" / "after.md").write_text("Still watching after the burst.\n", encoding="utf-8")
+    wait_for(lambda: rows(store, "burst") != [] and rows(store, "watching") == ["after"])
+    second = somna("--store", str(store), "daemon")
+    assert second.returncode == 1 and "already watches" in second.stderr
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+    assert children.strip() == ""
+    report = somna("--store", str(store), "doctor")
+    assert report.returncode == 0, report.stdout
