@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from somna import __version__, doctor
+from somna import __version__, doctor, skill_store, skills
 from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
 from somna.install import HARNESSES, SCOPES, run_install
+from somna.daemon import Daemon, setup_logging
 from somna.scopes import Memory
+from somna.sleep.cycle import Cycle, decide, last_report, pending
+from somna.sleep.llm import llm_passes
 from somna.store import Store
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -25,15 +28,19 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _open(args: argparse.Namespace, *, model: bool = False) -> Memory:
+def _open(args: argparse.Namespace, *, model: bool = False, wait: bool = True) -> Memory:
+    """The stores, with the embedding model when `model` (waited for, unless `wait` is False)."""
     settings = Settings.from_env(store=args.store)
     embedder = None
     if model and settings.embedder != "none":
         embedder = make_embedder(settings.embedder)
         if isinstance(embedder, LazyEmbedder):
-            print("loading the embedding model…", file=sys.stderr)
-            if not embedder.wait():
-                print(f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr)
+            if not wait:
+                embedder.start()
+            else:
+                print("loading the embedding model…", file=sys.stderr)
+                if not embedder.wait():
+                    print(f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr)
     return Memory.open(settings, embedder)
 
 
@@ -139,7 +146,7 @@ def cmd_proposals(args: argparse.Namespace) -> int:
         print(f"somna proposals {args.action} needs a proposal id", file=sys.stderr)
         return EXIT_USAGE
     if args.action == "accept":
-        out = store.accept(args.id, author="human")
+        out = skill_store.accept_proposal(store, args.id, author="human")
         print(f"accepted {args.id}: {out['id']} is now version {out['version']}")
     else:
         store.reject(args.id, author="human", reason=args.reason)
@@ -163,8 +170,96 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_skills(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(store=args.store)
+    if args.action == "check" and args.paths:
+        found = skills.check_paths(Path(p) for p in args.paths)
+    else:
+        memory = _open(args)
+        catalog = skills.Catalog.for_stores(memory.stores, skills.mounts_from_env(os.environ, settings.cwd),
+                                            budget=skills.budget_from_env(os.environ))
+        if args.action == "install":
+            store = memory.store(args.scope)
+            out = skill_store.install(store, Path(args.source) if args.source else None, force=args.force,
+                                      author="human" if args.source else "somna")
+            if args.json:
+                _print_json(out)
+                return EXIT_OK
+            for key in ("installed", "updated", "unchanged", "skipped"):
+                if out[key]:
+                    print(f"{key}: {', '.join(out[key])}")
+            if out["skipped"]:
+                print("(skipped: they differ from what is in the store; --force replaces them)")
+            commit = f", commit {out['commit'][:12]}" if out["commit"] else ""
+            print(f"into the {store.scope} store at {store.root}{commit}")
+            return EXIT_OK
+        if args.action == "list":
+            out = catalog.search("", limit=100)
+            while "next_offset" in out:  # the whole catalog, a page at a time
+                page = catalog.search("", limit=100, offset=out.pop("next_offset"))
+                out = page | {"skills": out["skills"] + page["skills"]}
+            if args.json:
+                _print_json(out)
+                return EXIT_OK
+            for s in out["skills"] + out.get("invalid", []):
+                state = f"INVALID: {s['problems'][0]}" if s.get("invalid") else s["description"]
+                print(f"{s['name']}  [{s['scope']}]  {state}")
+            return EXIT_OK
+        found = list(catalog.skills.values()) + catalog.invalid + catalog.shadowed
+    problems = [p for s in found for p in s.problems]
+    if args.json:
+        _print_json([{"name": s.name, "path": str(s.folder), "valid": s.valid,
+                      "problems": [vars(p) for p in s.problems]} for s in found])
+    else:
+        for p in problems:
+            print(p)
+        errors = sum(not s.valid for s in found)
+        print(f"{len(found)} skills checked: {len(found) - errors} valid, {errors} invalid, "
+              f"{len(problems)} problems")
+    return EXIT_ERROR if problems else EXIT_OK
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     return run_install(args.harness, args.scope, args.dry_run, args.command == "uninstall")
+
+
+def cmd_sleep(args: argparse.Namespace) -> int:
+    memory = _open(args, model=not args.words)
+    store = memory.store(args.scope)
+    if args.report:
+        text = last_report(store)
+        print(text if text else "no sleep cycle has run on this store yet (`somna sleep --once`)", end="")
+        return EXIT_OK
+    if args.pending:
+        items = pending(store)
+        if args.json:
+            _print_json(items)
+        for p in items:
+            print(f"{p.get('id')}  {p.get('kind')}  {p.get('rationale', p.get('error'))}")
+        if not items:
+            print("no sleep proposals waiting")
+        return EXIT_OK
+    if args.accept or args.reject:
+        out = decide(store, args.accept or args.reject, accept=bool(args.accept))
+        print(f"{out['status']} {out['proposal']} ({out['kind']})")
+        return EXIT_OK
+    report = Cycle(store, dry_run=args.dry_run, extra_passes=llm_passes(store)).run()
+    if args.json:
+        _print_json(report.__dict__)
+    else:
+        print(report.markdown(), end="")
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    memory = _open(args, model=True, wait=False)  # the model loads in the background; cycles use it when ready
+    store = memory.store(args.scope)
+    daemon = Daemon(store, idle=args.idle, extra_passes=llm_passes(store))
+    setup_logging(store)
+    daemon.install_signal_handlers()
+    print(f"somna daemon watching {store.root} (Ctrl-C or SIGTERM stops it)", file=sys.stderr)
+    daemon.run()
+    return EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -229,6 +324,11 @@ def parser() -> argparse.ArgumentParser:
     sp = cmd("reindex", cmd_reindex, "bring the index in line with the files (--full: rebuild from scratch)")
     sp.add_argument("--full", action="store_true")
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")
+    sp = cmd("skills", cmd_skills, "skills: check (exit 1 on any problem), list, install somna's own")
+    sp.add_argument("action", choices=["check", "list", "install"])
+    sp.add_argument("paths", nargs="*", help="check: skill folders or folders of them (default: the catalog)")
+    sp.add_argument("--from", dest="source", help="install: a folder of skills (default: somna's own)")
+    sp.add_argument("--force", action="store_true", help="install: replace skills that differ")
     for name, verb in (("install", "register somna in"), ("uninstall", "remove somna from")):
         sp = cmd(name, cmd_install, f"{verb} a harness's MCP configuration (merged, backed up, reversible)",
                  scoped=False)
@@ -236,6 +336,16 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--scope", choices=SCOPES, default="user",
                         help="user: every project; project: this repository's config file")
         sp.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    sp = cmd("sleep", cmd_sleep, "run one consolidation cycle now and print its report (see also: somna daemon)")
+    sp.add_argument("--once", action="store_true", help="one cycle in the foreground (the default)")
+    sp.add_argument("--dry-run", action="store_true", help="plan and report; change nothing")
+    sp.add_argument("--report", action="store_true", help="show the last cycle's report")
+    sp.add_argument("--pending", action="store_true", help="list changes queued for review")
+    sp.add_argument("--accept", metavar="ID", help="apply a queued change")
+    sp.add_argument("--reject", metavar="ID", help="drop a queued change")
+    sp.add_argument("--words", action="store_true", help="do not load the embedding model")
+    sp = cmd("daemon", cmd_daemon, "watch the store: index hand edits, consolidate on new experience and when idle")
+    sp.add_argument("--idle", type=float, default=600.0, help="seconds of quiet before a cycle (default 600)")
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")
     return p

@@ -9,6 +9,7 @@ answered.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resources import FunctionResource
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
@@ -28,6 +30,9 @@ from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, DuplicateFound, SomnaError
 from somna.scopes import Memory
+from somna.skill_store import accept_proposal
+from somna.skill_tools import SkillTools
+from somna.skills import Catalog, budget_from_env, mounts_from_env
 
 log = logging.getLogger("somna.server")
 HEAVY = ("torch", "sentence_transformers", "transformers", "litellm")
@@ -59,9 +64,12 @@ def _tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def compose_instructions(memory: Memory, budget_tokens: int) -> str:
-    """Guidance first, then the core blocks, all within the token budget; nothing silently cut."""
-    parts = [GUIDE]
+def compose_instructions(memory: Memory, budget_tokens: int, skills: tuple[str, str] = ("", "")) -> str:
+    """Guidance first, then the core blocks, all within the token budget; nothing silently cut.
+
+    `skills` (a line after the guidance, the catalog at the end) has a budget of its own.
+    """
+    parts = [GUIDE, skills[0]]
     left = budget_tokens - _tokens(GUIDE)
     for scope, store in memory.stores.items():
         for name in store.block_names():
@@ -80,6 +88,7 @@ def compose_instructions(memory: Memory, budget_tokens: int) -> str:
                     text = f"\n(block {scope}/{name} not shown: over budget; read somna://blocks/{scope}/{name})\n"
             parts.append(text)
             left -= _tokens(text)
+    parts.append(skills[1])
     return "".join(parts)
 
 
@@ -96,7 +105,9 @@ def _author(ctx: Context) -> str:
 def build_server(settings: Settings) -> MCPServer:
     embedder = make_embedder(settings.embedder) if settings.embedder != "none" else None
     memory = Memory.open(settings, embedder)
-    instructions = compose_instructions(memory, settings.instructions_budget)
+    catalog = Catalog.for_stores(memory.stores, mounts_from_env(os.environ, settings.cwd),
+                                 budget=budget_from_env(os.environ), embedder=embedder)
+    instructions = compose_instructions(memory, settings.instructions_budget, catalog.instructions())
     warm = threading.Event()
     busy = threading.Lock()  # one core call at a time on the stores' shared connections
     app = App(memory, embedder, warm)
@@ -128,13 +139,15 @@ def build_server(settings: Settings) -> MCPServer:
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[App]:
         try:
-            yield app
+            async with skills.watching():
+                yield app
         finally:
             memory.close()
 
+    bus = InMemorySubscriptionBus()  # list_changed events for 2026-era clients' subscriptions/listen streams
     server = MCPServer(
         "somna", instructions=instructions, version=__version__, lifespan=lifespan,
-        middleware=[after_handshake], log_level=settings.log_level if settings.log_level in
+        middleware=[after_handshake], subscriptions=bus, log_level=settings.log_level if settings.log_level in
         ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",
     )
     limiter = anyio.CapacityLimiter(1)
@@ -261,7 +274,7 @@ def build_server(settings: Settings) -> MCPServer:
             raise ToolError(f"{action} needs the proposal id (from action=list)")
         store = await call(app.memory.store, scope)
         if action == "accept":
-            return await call(store.accept, id, author=_author(ctx))
+            return await call(accept_proposal, store, id, author=_author(ctx))
         return await call(store.reject, id, author=_author(ctx), reason=reason)
 
     for scope_name, store in memory.stores.items():
@@ -279,6 +292,8 @@ def build_server(settings: Settings) -> MCPServer:
             return locked(lambda: app.memory.store(scope).read(id)["content"])
         except SomnaError as exc:
             raise ValueError(str(exc)) from None
+
+    skills = SkillTools(server, catalog, memory, bus, _author)
 
     @server.prompt()
     def reflect() -> str:
