@@ -80,6 +80,7 @@ class Cycle:
         self.dir = store.root / ".somna" / "sleep"
         self.report = Report(started=notes.now_iso(), head=None, dry_run=dry_run)
         self.produced: dict[str, str] = {}
+        self.actions: list[Action] = []  # the plan so far: an extra pass may revise what came before it
 
     # -- snapshot -----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -125,7 +126,7 @@ class Cycle:
     def run(self) -> Report:
         t0 = time.monotonic()
         snap = self.snapshot()
-        actions = plan(snap, self.th)
+        self.actions = actions = plan(snap, self.th)
         for extra in self.extra_passes:
             actions += extra(self, snap)
         if not self.dry_run:

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:\s?(?:ms|s|m|h|d|kb|mb|gb|%|x))?(?![\w])", re.I)
-PATH = re.compile(r"(?:~|\.{1,2})?/?(?:[\w.-]+/)+[\w.-]+|[\w-]+\.(?:py|md|toml|yaml|yml|json|sh|txt|cfg|ini|lock|js|ts)\b")
+# a path ends on a word character: the full stop closing a sentence is not part of it
+PATH = re.compile(r"(?:~|\.{1,2})?/?(?:[\w.-]+/)+[\w.-]*[\w-]|[\w-]+\.(?:py|md|toml|yaml|yml|json|sh|txt|cfg|ini|lock|js|ts)\b")
 FLAG = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
 CODE = re.compile(r"`([^`\n]{1,120})`")
 URL = re.compile(r"https?://[^\s)>\]]+")
@@ -20,6 +21,8 @@ NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
 NEGATION = re.compile(r"\b(?:not|never|no|don't|doesn't|isn't|aren't|won't|can't|cannot|without|avoid)\b", re.I)
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])|\n+")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+FILLER = frozenset("also just very which while both has have had who whom whose into onto their his her its "
+                   "they them there then than when will would can could should only".split())
 STOP = frozenset("a an the and or of to in on at for with by is are was were be been it this that as from".split())
 
 
@@ -66,11 +69,24 @@ def conflict(a: str, b: str) -> str | None:
         return f"different names: {sorted(da.names - db.names)} vs {sorted(db.names - da.names)}"
     if da.numbers and db.numbers and (da.numbers - db.numbers) and (db.numbers - da.numbers):
         return f"different values: {sorted(da.numbers - db.numbers)} vs {sorted(db.numbers - da.numbers)}"
-    if da.negated != db.negated:
-        wa, wb = words(a), words(b)
-        if len(wa & wb) / max(1, len(wa | wb)) >= 0.6:
-            return "one negates the other"
+    wa, wb = _content(a), _content(b)
+    if da.negated != db.negated and len(wa & wb) / max(1, len(wa | wb)) >= 0.4:
+        return "one negates the other"
+    only_a, only_b = wa - wb, wb - wa
+    if only_a and only_b and len(wa & wb) >= max(2, len(wa | wb) // 3):
+        return f"different claims: {sorted(only_a)[:4]} vs {sorted(only_b)[:4]}"
     return None
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _content(text: str) -> set[str]:
+    return {_stem(w) for w in words(text) if len(w) > 2 and w not in FILLER}
 
 
 def sentences(text: str) -> list[str]:
