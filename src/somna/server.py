@@ -102,7 +102,8 @@ def _author(ctx: Context) -> str:
     return "mcp-client"
 
 
-def build_server(settings: Settings) -> MCPServer:
+def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
+    """The MCP server; `eager` (for the shared HTTP server) syncs and loads the model now."""
     embedder = make_embedder(settings.embedder) if settings.embedder != "none" else None
     memory = Memory.open(settings, embedder)
     catalog = Catalog.for_stores(memory.stores, mounts_from_env(os.environ, settings.cwd),
@@ -306,4 +307,6 @@ def build_server(settings: Settings) -> MCPServer:
             "`feedback` on the memories you used: helpful or harmful."
         )
 
+    if eager:
+        warm_up()
     return server
