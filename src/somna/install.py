@@ -206,7 +206,7 @@ def apply(changes: Iterable[Change], *, dry_run: bool) -> list[str]:
         if change.new is None:
             change.path.unlink()
             parent = change.path.parent
-            if parent.name in (".cursor", ".vscode", ".codex") and not any(parent.iterdir()):
+            if parent.name in (".cursor", ".vscode", ".codex", ".claude") and not any(parent.iterdir()):
                 parent.rmdir()
         else:
             _write(change.path, change.new, like=change.path)
@@ -223,8 +223,11 @@ def run_install(
     *,
     home: Path | None = None,
     project: Path | None = None,
+    hooks: bool = True,
 ) -> int:
-    """The `somna install|uninstall <harness>` command: plans, applies, prints; raises InstallError."""
+    """The `somna install|uninstall <harness>` command: plans, applies, prints; raises InstallError.
+
+    For Claude Code (unless `hooks` is False) also its SessionEnd and PreCompact hooks: `somna capture`."""
     _check(harness, scope)
     environ: Mapping[str, str] = os.environ if home is None else {}
     use_cli = harness == "claude-code" and home is None and shutil.which("claude") is not None
@@ -244,10 +247,23 @@ def run_install(
             use_cli=use_cli,
             environ=environ,
         )
-    for line in apply(changes, dry_run=dry_run):
+    hook_changes: list[Change] = []
+    if harness == "claude-code" and hooks:
+        hook_changes = (
+            uninstall_hooks(scope, home=home, project=project, environ=environ)
+            if uninstall
+            else plan_hooks(scope, home=home, project=project, command=default_command(), environ=environ)
+        )
+    for line in apply([*changes, *hook_changes], dry_run=dry_run):
         print(line)
     if not uninstall and any(c.changed for c in changes) and (harness, scope) in _NOTES:
         print(_NOTES[(harness, scope)])
+    if not uninstall and any(c.changed for c in hook_changes):
+        print(
+            "Claude Code's SessionEnd and PreCompact hooks run `somna capture`: each session's "
+            "transcript goes to the store's inbox, secrets redacted, for sleep-time to learn from "
+            "(--no-hooks leaves them out)."
+        )
     return 0
 
 
@@ -477,6 +493,7 @@ class _Node:
     end: int
     value: Any
     members: list[tuple[str, int, _Node]] | None = None  # objects: (key, offset of the key, value)
+    elements: list[_Node] | None = None  # arrays: each value
 
 
 _TOKEN = re.compile(
@@ -530,7 +547,7 @@ class _Parser:
         if token not in "{[":
             return _Node(start, end, json.loads(token))
         close = "}" if token == "{" else "]"
-        items: list[Any] = []
+        elements: list[_Node] = []
         members: list[tuple[str, int, _Node]] = []
         while self.peek() != close:
             if close == "}":
@@ -540,7 +557,7 @@ class _Parser:
                 self.take(":")
                 members.append((json.loads(key), key_start, self.value()))
             else:
-                items.append(self.value().value)
+                elements.append(self.value())
             if self.peek() != ",":
                 break
             self.take(",")
@@ -548,7 +565,7 @@ class _Parser:
                 self.fail("trailing comma")
         stop = self.take(close)[2]
         if close == "]":
-            return _Node(start, stop, items)
+            return _Node(start, stop, [e.value for e in elements], elements=elements)
         return _Node(start, stop, {k: n.value for k, _, n in members}, members)
 
 
@@ -719,3 +736,197 @@ def _toml_without_entry(text: str, path: Path) -> str:
     if not after and before.endswith(nl * 2):
         before = before[: -len(nl)]
     return before + after
+
+
+# --- Claude Code hooks: SessionEnd and PreCompact run `somna capture` (transcripts into the inbox) -------
+
+HOOK_EVENTS = ("SessionEnd", "PreCompact")
+HOOK_TIMEOUT = 60  # seconds; Claude Code allows a SessionEnd hook 1.5 s unless it declares a timeout
+_HOOK_MARK = re.compile(r"\bsomna\b.*\bcapture --harness claude-code\b")
+
+
+def settings_path(
+    scope: str, *, home: Path, project: Path, environ: Mapping[str, str] | None = None
+) -> Path:
+    """Claude Code's settings file, where hooks live: ~/.claude/settings.json or .claude/settings.json."""
+    _check("claude-code", scope)
+    env = environ or {}
+    if scope == "user":
+        custom = env.get("CLAUDE_CONFIG_DIR", "").strip()
+        return (Path(custom) if custom else home / ".claude") / "settings.json"
+    return project / ".claude" / "settings.json"
+
+
+def hook_group(command: Sequence[str]) -> dict[str, Any]:
+    """The matcher group somna adds to each event (no matcher: every session end, every compaction)."""
+    line = shlex.join([*command, "capture", "--harness", "claude-code"])
+    return {"hooks": [{"type": "command", "command": line, "timeout": HOOK_TIMEOUT}]}
+
+
+def _ours(group: Any) -> bool:
+    handlers = group.get("hooks") if isinstance(group, dict) else None
+    return isinstance(handlers, list) and any(
+        isinstance(h, dict) and isinstance(h.get("command"), str) and _HOOK_MARK.search(h["command"])
+        for h in handlers
+    )
+
+
+def _hook_lists(target: _Target, document: dict[str, Any]) -> dict[str, list[Any]]:
+    """Each of somna's events -> its list of matcher groups (refuses shapes somna would have to guess at)."""
+    events = document.get("hooks") or {}
+    out: dict[str, list[Any]] = {}
+    for event in HOOK_EVENTS:
+        groups = events.get(event, [])
+        if not isinstance(groups, list):
+            raise InstallError(f"{target.path}: hooks.{event} is not a list; somna changed nothing.")
+        if sum(_ours(g) for g in groups) > 1:
+            raise InstallError(f"{target.path}: somna's {event} hook is there twice; edit the file by hand.")
+        out[event] = groups
+    return out
+
+
+def _hooks_target(scope: str, home: Path, project: Path, environ: Mapping[str, str]) -> _Target:
+    return _Target("claude-code", scope, settings_path(scope, home=home, project=project, environ=environ),
+                   "json", "hooks")
+
+
+def _set_group(target: _Target, text: str, event: str, group: dict[str, Any]) -> str:
+    """`text` with somna's group in hooks.<event> set to `group` (appended when absent); the rest kept."""
+    if not text.strip():
+        return json.dumps({"hooks": {event: [group]}}, indent=2, ensure_ascii=False) + "\n"
+    nl, unit = _newline(text), _indent_unit(text)
+    root = _json_root(target, text)
+    box = _member(root, "hooks", target.path)
+    if box is None:
+        return _insert(text, root, "hooks", {event: [group]}, nl)
+    found = _member(box[1], event, target.path)
+    if found is None:
+        return _insert(text, box[1], event, [group], nl)
+    array = found[1]
+    elements = array.elements or []
+    mine = [e for e in elements if _ours(e.value)]
+    if mine:
+        indent = _line_indent(text, mine[0].start)
+        if text[text.rfind("\n", 0, mine[0].start) + 1 : mine[0].start].strip():
+            indent = None  # it shares its line with something else: keep it on one line
+        return text[: mine[0].start] + _dump(group, indent, unit, nl) + text[mine[0].end :]
+    if not elements:
+        outer = _line_indent(text, array.start)
+        member = _dump(group, outer + unit, unit, nl)
+        return text[: array.start + 1] + f"{nl}{outer}{unit}{member}{nl}{outer}" + text[array.end - 1 :]
+    last = elements[-1]
+    before = text[text.rfind("\n", 0, last.start) + 1 : last.start]
+    if before.strip():  # compact: [{...}, {...}]
+        return text[: last.end] + ", " + _dump(group, None, unit, nl) + text[last.end :]
+    return text[: last.end] + f",{nl}{before}{_dump(group, before, unit, nl)}" + text[last.end :]
+
+
+def _cut_member(text: str, obj: _Node, key: str, path: Path) -> str:
+    members = obj.members or []
+    found = _member(obj, key, path)
+    assert found is not None
+    i, node = found
+    if i + 1 < len(members):
+        return text[: members[i][1]] + text[members[i + 1][1] :]
+    if i > 0:
+        return text[: members[i - 1][2].end] + text[node.end :]
+    inside = text[obj.start + 1 : members[i][1]] + re.sub(r"^\s*,", "", text[node.end : obj.end - 1])
+    return text[: obj.start + 1] + (inside if inside.strip() else "") + text[obj.end - 1 :]
+
+
+def _cut_group(target: _Target, text: str, event: str) -> str:
+    """`text` without somna's group in hooks.<event>; an emptied list, and an emptied hooks, go too."""
+    root = _json_root(target, text)
+    box = _member(root, "hooks", target.path)
+    assert box is not None
+    found = _member(box[1], event, target.path)
+    assert found is not None
+    elements = found[1].elements or []
+    i = next(k for k, e in enumerate(elements) if _ours(e.value))
+    if len(elements) > 1:
+        if i + 1 < len(elements):
+            return text[: elements[i].start] + text[elements[i + 1].start :]
+        return text[: elements[i - 1].end] + text[elements[i].end :]
+    text = _cut_member(text, box[1], event, target.path)
+    root = _json_root(target, text)
+    box = _member(root, "hooks", target.path)
+    if box is not None and not box[1].members:
+        text = _cut_member(text, root, "hooks", target.path)
+    return text
+
+
+def plan_hooks(
+    scope: str,
+    *,
+    home: Path,
+    project: Path,
+    command: Sequence[str],
+    environ: Mapping[str, str] | None = None,
+) -> list[Change]:
+    """What adding somna's capture hooks to Claude Code's settings would change (merged, idempotent)."""
+    target = _hooks_target(scope, home, project, environ or {})
+    old = _read(target.path)
+    document = _document(target, old) if old is not None and old.strip() else {}
+    lists = _hook_lists(target, document)
+    group = hook_group(command)
+    new = old or ""
+    had = False
+    for event, groups in lists.items():
+        mine = [k for k, g in enumerate(groups) if _ours(g)]
+        had = had or bool(mine)
+        if mine and groups[mine[0]] == group:
+            continue
+        new = _set_group(target, new, event, group)
+        if mine:
+            groups[mine[0]] = group
+        else:
+            document.setdefault("hooks", {}).setdefault(event, []).append(group)
+    if new == (old or ""):
+        return [Change(target.path, old, old, "installed")]
+    _verify(target, new, document)
+    return [Change(target.path, old, new, "update" if had else "add")]
+
+
+def uninstall_hooks(
+    scope: str, *, home: Path, project: Path, environ: Mapping[str, str] | None = None
+) -> list[Change]:
+    """What taking somna's hooks out would change: a file somna created goes, a backup that only lacks
+    somna's hooks comes back byte for byte, and otherwise just somna's groups are cut out."""
+    target = _hooks_target(scope, home, project, environ or {})
+    old = _read(target.path)
+    if old is None or not old.strip():
+        return [Change(target.path, old, old, "absent")]
+    document = _document(target, old)
+    lists = _hook_lists(target, document)
+    mine = {event: g for event, groups in lists.items() for g in groups if _ours(g)}
+    if not mine:
+        return [Change(target.path, old, old, "absent")]
+
+    def with_mine(text: str) -> str:
+        for event, group in mine.items():
+            text = _set_group(target, text, event, group)
+        return text
+
+    backup = _read(target.path.with_name(target.path.name + BACKUP_SUFFIX))
+    if backup is not None:
+        try:
+            before = _hook_lists(target, _document(target, backup)) if backup.strip() else {}
+            clean = backup.strip() and not any(_ours(g) for gs in before.values() for g in gs)
+            if clean and with_mine(backup) == old:
+                return [Change(target.path, old, backup, "restore")]
+        except InstallError:
+            pass  # a broken backup is not ours to restore
+    if with_mine("") == old:
+        return [Change(target.path, old, None, "delete")]
+    new = old
+    for event in mine:
+        new = _cut_group(target, new, event)
+        groups = [g for g in lists[event] if not _ours(g)]
+        if groups:
+            document["hooks"][event] = groups
+        else:
+            del document["hooks"][event]
+    if not document.get("hooks"):
+        document.pop("hooks", None)
+    _verify(target, new, document)
+    return [Change(target.path, old, new, "remove")]
