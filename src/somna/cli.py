@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from somna import __version__, doctor, skill_store, skills
+from somna import __version__, attach, capture, doctor, portable, progress, skill_store, skills
 from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
@@ -38,8 +38,9 @@ def _open(args: argparse.Namespace, *, model: bool = False, wait: bool = True) -
             if not wait:
                 embedder.start()
             else:
-                print("loading the embedding model…", file=sys.stderr)
-                if not embedder.wait():
+                with progress.spinner("loading the embedding model"):
+                    embedder.wait()
+                if not embedder.ready:
                     print(f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr)
     return Memory.open(settings, embedder)
 
@@ -55,10 +56,20 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     # Deliberately lazy: mcp and starlette take ~0.5 s to import, which other commands do not need.
-    from somna.server import build_server
-
     settings = Settings.from_env(store=args.store)
-    build_server(settings).run("stdio")
+    if args.http:
+        from somna import transport  # deliberately lazy: uvicorn and the server, for this command only
+
+        transport.serve(settings, host=args.host, port=args.port, extra_origins=args.allow_origin or [],
+                        new_token=args.new_token)
+    elif attach.wanted(os.environ) and (shared := attach.find_shared(settings, os.environ)) is not None:
+        from somna import proxy  # deliberately lazy: the MCP client, only when a shared server runs
+
+        proxy.run(shared)
+    else:
+        from somna.server import build_server
+
+        build_server(settings).run("stdio")
     # The client has gone and the lifespan has closed the stores. A background thread may still be
     # inside torch (model load, embedding backfill); letting the interpreter tear it down aborts the
     # process. Index writes are SQLite transactions, so ending here loses nothing.
@@ -162,7 +173,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
             for suffix in ("", "-wal", "-shm"):
                 (store.root / ".somna" / f"index.db{suffix}").unlink(missing_ok=True)
             store = Store(store.root, scope=store.scope, embedder=store.embedder)
-        report = store.sync()
+        report = progress.sync(store)
         print(f"{store.scope}: {store.root}: indexed {report['indexed']}, removed {report['removed']}, "
               f"problems {len(report['problems'])}" + (", committed edits made by hand" if report["committed"] else ""))
         for rel, problem in report["problems"]:
@@ -220,7 +231,60 @@ def cmd_skills(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    return run_install(args.harness, args.scope, args.dry_run, args.command == "uninstall")
+    return run_install(args.harness, args.scope, args.dry_run, args.command == "uninstall",
+                       hooks=not args.no_hooks)
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    return capture.run(Settings.from_env(store=args.store), harness=args.harness, transcript=args.transcript,
+                       session_id=args.session_id, scope=args.scope)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    memory = _open(args)
+    if args.bundle:
+        with progress.spinner("writing the bundle"):
+            out = portable.bundle(memory.store(args.scope), Path(args.bundle))
+        if args.json:
+            _print_json(out)
+        else:
+            print(f"wrote {out['path']}: the store {out['store']} with {out['commits']} commits "
+                  f"({out['bytes']:,} bytes); `somna import {out['path']} PATH` restores it")
+        return EXIT_OK
+    if not args.format:
+        print("somna export needs --format claude-md|agents-md|cursor-rules, or --bundle FILE",
+              file=sys.stderr)
+        return EXIT_USAGE
+    stores = [memory.store(args.scope)] if args.scope else list(memory.stores.values())
+    exported = portable.render(stores, args.format, args.budget)
+    if args.output in (None, "-"):
+        sys.stdout.write(exported.text)
+    else:
+        portable.write_text(Path(args.output), exported.text)
+        print(f"wrote {args.output}: {len(exported.text):,} characters, {exported.shown} of {exported.total} "
+              f"memories ({exported.left_out} did not fit, {exported.harmful} left out as harmful)",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(store=args.store)
+    dest = Path(args.path) if args.path else settings.user_store
+    embedder = None
+    if settings.embedder != "none":
+        embedder = make_embedder(settings.embedder)
+        if isinstance(embedder, LazyEmbedder):
+            with progress.spinner("loading the embedding model"):
+                embedder.wait()
+    with progress.spinner("cloning the bundle"):
+        store = portable.restore(Path(args.file), dest, embedder=embedder)
+    try:
+        report = progress.sync(store)
+        indexed = report["indexed"] or store.index.count()
+        print(f"imported {args.file} into {store.root}: {indexed} notes indexed")
+    finally:
+        store.close()
+    return EXIT_OK
 
 
 def cmd_sleep(args: argparse.Namespace) -> int:
@@ -293,7 +357,15 @@ def parser() -> argparse.ArgumentParser:
 
     sp = cmd("init", cmd_init, "create a store (default: the user store, ~/.somna or $SOMNA_HOME)")
     sp.add_argument("path", nargs="?")
-    cmd("serve", cmd_serve, "run the MCP server over stdio (what harnesses launch)")
+    sp = cmd("serve", cmd_serve,
+             "run the MCP server over stdio (what harnesses launch), or --http for many clients")
+    sp.add_argument("--http", action="store_true", help="one shared server over streamable HTTP")
+    sp.add_argument("--host", default="127.0.0.1", help="--http: address (not loopback: a token is required)")
+    sp.add_argument("--port", type=int, default=8765, help="--http: port (default 8765)")
+    sp.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                    help="--http: a browser Origin to accept besides localhost (scheme://host[:port|:*])")
+    sp.add_argument("--new-token", action="store_true",
+                    help="--http: create a bearer token file (0600) in the user store's .somna/, require it")
     sp = cmd("add", cmd_add, "write a memory (content as argument, or - / nothing to read stdin)")
     sp.add_argument("content", nargs="?")
     sp.add_argument("--title")
@@ -336,6 +408,24 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--scope", choices=SCOPES, default="user",
                         help="user: every project; project: this repository's config file")
         sp.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+        sp.add_argument("--no-hooks", action="store_true",
+                        help="claude-code: leave its hooks alone (else SessionEnd, PreCompact: capture)")
+    sp = cmd("capture", cmd_capture, "put a session transcript into the store's inbox, secrets redacted "
+             "(a harness hook: reads the hook's JSON on stdin)")
+    sp.add_argument("--harness", default="claude-code", choices=capture.HARNESSES)
+    sp.add_argument("--transcript", help="capture this JSONL transcript (instead of a hook's input on stdin)")
+    sp.add_argument("--session-id", help="the session's id (default: the hook's, or the file name)")
+    sp = cmd("export", cmd_export,
+             "learned context as CLAUDE.md / AGENTS.md / a Cursor rule, or the whole store (--bundle)")
+    sp.add_argument("--format", choices=portable.FORMATS)
+    sp.add_argument("--budget", type=int, default=portable.DEFAULT_BUDGET, metavar="CHARS",
+                    help=f"size limit of the file in characters (default {portable.DEFAULT_BUDGET:,})")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    sp.add_argument("--bundle", metavar="FILE", help="write the whole store with its history (a git bundle)")
+    sp = cmd("import", cmd_import,
+             "restore a store from `somna export --bundle` (default: as the user store)")
+    sp.add_argument("file")
+    sp.add_argument("path", nargs="?", help="where the new store goes (must not exist, or be empty)")
     sp = cmd("sleep", cmd_sleep, "run one consolidation cycle now and print its report (see also: somna daemon)")
     sp.add_argument("--once", action="store_true", help="one cycle in the foreground (the default)")
     sp.add_argument("--dry-run", action="store_true", help="plan and report; change nothing")
