@@ -15,7 +15,7 @@ from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
 from somna.install import HARNESSES, SCOPES, run_install
-from somna.daemon import Daemon, setup_logging
+from somna.daemon import Daemon, setup_logging, watch_folders
 from somna.scopes import Memory
 from somna.sleep.cycle import Cycle, decide, last_report, pending
 from somna.sleep.llm import llm_passes
@@ -318,7 +318,7 @@ def cmd_sleep(args: argparse.Namespace) -> int:
 def cmd_daemon(args: argparse.Namespace) -> int:
     memory = _open(args, model=True, wait=False)  # the model loads in the background; cycles use it when ready
     store = memory.store(args.scope)
-    daemon = Daemon(store, idle=args.idle, extra_passes=llm_passes(store))
+    daemon = Daemon(store, idle=args.idle, extra_passes=llm_passes(store), watch=watch_folders(store, args.watch))
     setup_logging(store)
     daemon.install_signal_handlers()
     print(f"somna daemon watching {store.root} (Ctrl-C or SIGTERM stops it)", file=sys.stderr)
@@ -436,6 +436,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")
     sp = cmd("daemon", cmd_daemon, "watch the store: index hand edits, consolidate on new experience and when idle")
     sp.add_argument("--idle", type=float, default=600.0, help="seconds of quiet before a cycle (default 600)")
+    sp.add_argument("--watch", action="append", metavar="DIR",
+                    help="also capture harness transcripts (*.jsonl) that change under DIR (repeatable; "
+                         "or [daemon] watch in somna.toml)")
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")
     return p

@@ -4,6 +4,11 @@
   `human` (debounced, so a burst of events costs one pass).
 - New experience in inbox/ starts a consolidation cycle a few seconds later; a store that has changed
   and then stayed idle for `idle` seconds gets one too.
+- Folders of harness transcripts named in somna.toml (`[daemon] watch = ["~/.claude/projects"]`) or with
+  `--watch`: a `*.jsonl` transcript that changes while the daemon runs is captured into inbox/ (secrets
+  redacted, only the lines added since its last capture) once it has been quiet for a while, since a
+  harness appends to it turn by turn. Transcripts that do not change are left alone: `somna capture
+  --transcript PATH` takes an older one by hand.
 - One daemon per store (a lock file); SIGTERM / SIGINT stop it cleanly; logs go to
   .somna/daemon.log and stderr.
 """
@@ -22,12 +27,28 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from somna.capture import capture
 from somna.errors import SomnaError, StoreBusy
 from somna.sleep.cycle import Cycle, ExtraPass
 from somna.store import Store
 
 log = logging.getLogger("somna.daemon")
 CONTENT = ("memory/", "blocks/", "skills/", "proposals/", "somna.toml")
+TRANSCRIPT_QUIET = 30.0  # seconds without a write before a watched transcript is captured
+HARNESS_MARKERS = ((".claude", "claude-code"), (".codex", "codex"), (".cursor", "cursor"), (".vscode", "vscode"))
+
+
+def harness_of(path: Path) -> str:
+    """The harness a transcript belongs to, guessed from the folder it lives in."""
+    parts = {p.lower() for p in path.parts}
+    return next((name for marker, name in HARNESS_MARKERS if marker in parts), "transcript")
+
+
+def watch_folders(store: Store, extra: list[str] | None = None) -> list[Path]:
+    """somna.toml's [daemon] watch (relative to the store) and `--watch` folders (relative to here)."""
+    folders = [store.root / Path(w).expanduser() for w in store.config.watch]
+    folders += [Path(w).expanduser().absolute() for w in extra or []]
+    return list(dict.fromkeys(f.resolve() for f in folders))
 
 
 class _Events(FileSystemEventHandler):
@@ -44,8 +65,13 @@ class _Events(FileSystemEventHandler):
 
 class Daemon:
     def __init__(self, store: Store, *, idle: float = 600.0, debounce: float = 0.25, inbox_delay: float = 3.0,
-                 extra_passes: list[ExtraPass] | None = None) -> None:
+                 extra_passes: list[ExtraPass] | None = None, watch: list[Path] | None = None,
+                 transcript_quiet: float = TRANSCRIPT_QUIET) -> None:
         self.store = store
+        self.watch = [Path(w).resolve() for w in watch or []]
+        self.transcript_quiet = transcript_quiet
+        self._transcripts: dict[Path, float] = {}  # changed transcript -> when it last changed
+        self.captures = 0
         self.idle = idle
         self.debounce = debounce
         self.inbox_delay = inbox_delay
@@ -62,9 +88,13 @@ class Daemon:
 
     # -- events -------------------------------------------------------------------------------
     def note(self, path: str) -> None:
+        resolved = Path(path).resolve()
         try:
-            rel = Path(path).resolve().relative_to(self.store.root).as_posix()
+            rel = resolved.relative_to(self.store.root).as_posix()
         except ValueError:
+            if resolved.suffix == ".jsonl" and any(resolved.is_relative_to(w) for w in self.watch):
+                with self._lock:
+                    self._transcripts[resolved] = time.monotonic()
             return
         if rel.startswith((".git/", ".somna/")) or rel in (".git", ".somna") or "/.tmp-" in f"/{rel}":
             return
@@ -102,6 +132,12 @@ class Daemon:
         self.acquire()
         observer = Observer()
         observer.schedule(_Events(self), str(self.store.root), recursive=True)
+        for folder in self.watch:
+            if folder.is_dir():
+                observer.schedule(_Events(self), str(folder), recursive=True)
+                log.info("capturing transcripts from %s", folder)
+            else:
+                log.warning("not watching %s: no such folder", folder)
         observer.start()
         log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
         try:
@@ -114,9 +150,25 @@ class Daemon:
             self.release()
             log.info("stopped")
 
+    def _quiet_transcripts(self, now: float) -> list[Path]:
+        with self._lock:
+            due = [p for p, t in self._transcripts.items() if now - t >= self.transcript_quiet]
+            for p in due:
+                del self._transcripts[p]
+        return due
+
+    def capture(self, transcript: Path) -> None:
+        out = capture(self.store.root, transcript, harness=harness_of(transcript), session_id=transcript.stem,
+                      event="watch", final=False)
+        if out.path is not None:
+            self.captures += 1
+            log.info("captured %s: %s", transcript, out.summary())
+
     def tick(self) -> None:
-        changed = self._take()
         now = time.monotonic()
+        for transcript in self._quiet_transcripts(now):
+            self._safe(lambda t=transcript: self.capture(t))  # lands in inbox/: the store's watcher sees it
+        changed = self._take()
         if changed:
             if any(p.startswith(CONTENT) for p in changed):
                 self._safe(self.store.sync)
