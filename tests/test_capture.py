@@ -309,6 +309,7 @@ SETTINGS = """{
 }
 """
 COMMAND = ["/opt/somna/bin/somna"]
+CONTEXT = {"hooks": [{"type": "command", "command": "/opt/somna/bin/somna context", "timeout": 60}]}
 CAPTURE = {
     "hooks": [
         {"type": "command", "command": "/opt/somna/bin/somna capture --harness claude-code", "timeout": 60}
@@ -344,7 +345,8 @@ def test_install_adds_the_hooks_keeps_the_others_and_uninstall_restores_the_byte
     original = json.loads(SETTINGS)
     assert after["hooks"]["SessionEnd"] == [*original["hooks"]["SessionEnd"], CAPTURE]
     assert after["hooks"]["PreCompact"] == [CAPTURE]
-    del after["hooks"]["PreCompact"], after["hooks"]["SessionEnd"][1]
+    assert after["hooks"]["SessionStart"] == [CONTEXT]
+    del after["hooks"]["PreCompact"], after["hooks"]["SessionStart"], after["hooks"]["SessionEnd"][1]
     assert after == original
     assert lines == [f"added somna to {path} (backup: {path}.somna-backup)"]
     snapshot = tree(home.parent)
@@ -393,7 +395,7 @@ def test_hooks_in_a_missing_file_are_created_and_deleted_with_their_folder(
 
     apply(plan_hooks("project", home=home, project=project, command=COMMAND), dry_run=False)
     assert json.loads(path.read_text(encoding="utf-8")) == {
-        "hooks": {"SessionEnd": [CAPTURE], "PreCompact": [CAPTURE]}
+        "hooks": {"SessionStart": [CONTEXT], "SessionEnd": [CAPTURE], "PreCompact": [CAPTURE]}
     }
     assert apply(uninstall_hooks("project", home=home, project=project), dry_run=False) == [
         f"deleted {path} (somna created it)"

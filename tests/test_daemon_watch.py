@@ -112,8 +112,8 @@ def test_watch_folders_come_from_somna_toml_and_the_command_line(tmp_path: Path)
     store = Store(tmp_path / "s", embedder=HashEmbedder())
     try:
         folders = watch_folders(store, ["elsewhere"])
-        assert folders == [Path("~/.claude/projects").expanduser().resolve(), (tmp_path / "s" / "local").resolve(),
-                           (tmp_path / "elsewhere").resolve()]
+        assert folders == [Path("~/.claude/projects").expanduser().resolve(),
+                           (tmp_path / "s" / "local").resolve(), (tmp_path / "elsewhere").resolve()]
     finally:
         store.close()
     (tmp_path / "s" / "somna.toml").write_text("[daemon]\nwatch = 3\n", encoding="utf-8")
@@ -128,9 +128,9 @@ def test_somna_daemon_watch_starts_and_stops_cleanly(tmp_path: Path) -> None:
     somna("init", str(store))
     folder = tmp_path / "t"
     folder.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "somna", "--store", str(store), "daemon", "--watch", str(folder),
-                             "--watch", str(tmp_path / "missing")], stderr=subprocess.DEVNULL,
-                            env={**os.environ, "SOMNA_EMBEDDER": "hash"})
+    command = [sys.executable, "-m", "somna", "--store", str(store), "daemon",
+               "--watch", str(folder), "--watch", str(tmp_path / "missing")]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env={**os.environ, "SOMNA_EMBEDDER": "hash"})
     try:
         log = store / ".somna" / "daemon.log"
         wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=20)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from somna import __version__, attach, capture, doctor, portable, progress, skill_store, skills
+from somna import __version__, attach, capture, context, doctor, portable, progress, skill_store, skills
 from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
@@ -240,6 +240,26 @@ def cmd_capture(args: argparse.Namespace) -> int:
                        session_id=args.session_id, scope=args.scope)
 
 
+def cmd_context(args: argparse.Namespace) -> int:
+    """A SessionStart hook: what somna tells an agent, on stdout, which the harness adds as context."""
+    hook = not sys.stdin.isatty()
+    cwd: str | None = None
+    if hook:
+        try:
+            payload = capture.read_hook_input(0, wait=1.0)
+            cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
+        except capture.CaptureError:
+            pass  # run by hand with a pipe, or a harness that sends nothing: the current folder
+    try:
+        here = Path(cwd) if cwd and Path(cwd).is_dir() else None
+        settings = Settings.from_env(store=args.store, cwd=here)
+        print(context.session_context(settings, budget=args.budget), end="")
+    except Exception as exc:  # a hook must not break the session: say what went wrong, exit 0
+        print(f"somna context: nothing to add: {exc}", file=sys.stderr)
+        return EXIT_OK if hook else EXIT_ERROR
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     memory = _open(args)
     if args.bundle:
@@ -415,6 +435,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--harness", default="claude-code", choices=capture.HARNESSES)
     sp.add_argument("--transcript", help="capture this JSONL transcript (instead of a hook's input on stdin)")
     sp.add_argument("--session-id", help="the session's id (default: the hook's, or the file name)")
+    sp = cmd("context", cmd_context, "print the memory guidance, core blocks and skills catalog (Claude Code's "
+             "SessionStart hook adds it to the session)")
+    sp.add_argument("--budget", type=int, default=context.CONTEXT_BUDGET, help="tokens (default %(default)s)")
     sp = cmd("export", cmd_export,
              "learned context as CLAUDE.md / AGENTS.md / a Cursor rule, or the whole store (--bundle)")
     sp.add_argument("--format", choices=portable.FORMATS)

@@ -227,7 +227,8 @@ def run_install(
 ) -> int:
     """The `somna install|uninstall <harness>` command: plans, applies, prints; raises InstallError.
 
-    For Claude Code (unless `hooks` is False) also its SessionEnd and PreCompact hooks: `somna capture`."""
+    For Claude Code (unless `hooks` is False) also its hooks: SessionStart runs `somna context`, SessionEnd and
+    PreCompact run `somna capture`."""
     _check(harness, scope)
     environ: Mapping[str, str] = os.environ if home is None else {}
     use_cli = harness == "claude-code" and home is None and shutil.which("claude") is not None
@@ -260,9 +261,10 @@ def run_install(
         print(_NOTES[(harness, scope)])
     if not uninstall and any(c.changed for c in hook_changes):
         print(
-            "Claude Code's SessionEnd and PreCompact hooks run `somna capture`: each session's "
-            "transcript goes to the store's inbox, secrets redacted, for sleep-time to learn from "
-            "(--no-hooks leaves them out)."
+            "Claude Code's hooks: SessionStart runs `somna context` (the core blocks and skills catalog "
+            "join each session in full); SessionEnd and PreCompact run `somna capture` (each session's "
+            "transcript goes to the store's inbox, secrets redacted, for sleep-time to learn from). "
+            "--no-hooks leaves them out."
         )
     return 0
 
@@ -738,11 +740,15 @@ def _toml_without_entry(text: str, path: Path) -> str:
     return before + after
 
 
-# --- Claude Code hooks: SessionEnd and PreCompact run `somna capture` (transcripts into the inbox) -------
+# --- Claude Code hooks: SessionStart runs `somna context`; SessionEnd, PreCompact `somna capture` -----------
 
-HOOK_EVENTS = ("SessionEnd", "PreCompact")
+HOOK_EVENTS = ("SessionStart", "SessionEnd", "PreCompact")
+# SessionStart: `somna context` prints the guidance, core blocks and skills catalog, which Claude Code adds to
+# the session (server instructions are cut at ~2 KB there); the others capture the transcript.
+HOOK_ARGS = {"SessionStart": ("context",), "SessionEnd": ("capture", "--harness", "claude-code"),
+             "PreCompact": ("capture", "--harness", "claude-code")}
 HOOK_TIMEOUT = 60  # seconds; Claude Code allows a SessionEnd hook 1.5 s unless it declares a timeout
-_HOOK_MARK = re.compile(r"\bsomna\b.*\bcapture --harness claude-code\b")
+_HOOK_MARK = re.compile(r"\bsomna\b.*\bcapture --harness claude-code\b|\bsomna\s+context\s*$")
 
 
 def settings_path(
@@ -757,9 +763,9 @@ def settings_path(
     return project / ".claude" / "settings.json"
 
 
-def hook_group(command: Sequence[str]) -> dict[str, Any]:
-    """The matcher group somna adds to each event (no matcher: every session end, every compaction)."""
-    line = shlex.join([*command, "capture", "--harness", "claude-code"])
+def hook_group(command: Sequence[str], event: str = "SessionEnd") -> dict[str, Any]:
+    """The matcher group somna adds to `event` (no matcher: every session start and end, every compaction)."""
+    line = shlex.join([*command, *HOOK_ARGS[event]])
     return {"hooks": [{"type": "command", "command": line, "timeout": HOOK_TIMEOUT}]}
 
 
@@ -868,10 +874,10 @@ def plan_hooks(
     old = _read(target.path)
     document = _document(target, old) if old is not None and old.strip() else {}
     lists = _hook_lists(target, document)
-    group = hook_group(command)
     new = old or ""
     had = False
     for event, groups in lists.items():
+        group = hook_group(command, event)
         mine = [k for k, g in enumerate(groups) if _ours(g)]
         had = had or bool(mine)
         if mine and groups[mine[0]] == group:

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from somna import __version__
 from somna.config import Settings
+from somna.context import compose_instructions
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, DuplicateFound, SomnaError
 from somna.scopes import Memory
@@ -36,16 +37,6 @@ from somna.skills import Catalog, budget_from_env, mounts_from_env
 
 log = logging.getLogger("somna.server")
 HEAVY = ("torch", "sentence_transformers", "transformers", "litellm")
-
-GUIDE = """\
-somna is your long-term memory for this user and project: search it before you act, and write down \
-what you learn, so that no mistake is made twice and nothing settled is asked again.
-- Before a task or decision: `search` (a few words); `read` a hit for its full text.
-- After learning something durable (a fix, a preference, a decision and its why, a command that \
-worked): `write` one specific memory with the exact commands, paths, numbers. Never secrets.
-- To correct or extend a memory: `propose_edit` with the `version` from `read` (never write a copy).
-- After using memories: `feedback` helpful or harmful. `history` and `revert` undo any change.
-"""
 
 Scope = Annotated[str | None, Field(description="project or user; default: all for search, first for write")]
 Id = Annotated[str, Field(max_length=200, description="memory id from search/write, or block:<name>")]
@@ -58,38 +49,6 @@ class App:
     memory: Memory
     embedder: Any
     warm: threading.Event
-
-
-def _tokens(text: str) -> int:
-    return (len(text) + 3) // 4
-
-
-def compose_instructions(memory: Memory, budget_tokens: int, skills: tuple[str, str] = ("", "")) -> str:
-    """Guidance first, then the core blocks, all within the token budget; nothing silently cut.
-
-    `skills` (a line after the guidance, the catalog at the end) has a budget of its own.
-    """
-    parts = [GUIDE, skills[0]]
-    left = budget_tokens - _tokens(GUIDE)
-    for scope, store in memory.stores.items():
-        for name in store.block_names():
-            try:
-                body = store.read(f"block:{name}")["content"].strip()
-            except SomnaError:
-                continue
-            if not body:
-                continue
-            head = f"\n## {scope} block: {name}\n"
-            text = head + body + "\n"
-            if _tokens(text) > left:
-                room = max(0, (left - _tokens(head) - 20) * 4)
-                text = head + body[:room].rstrip() + f"\n[… cut to fit; read resource somna://blocks/{scope}/{name}]\n"
-                if room <= 0:
-                    text = f"\n(block {scope}/{name} not shown: over budget; read somna://blocks/{scope}/{name})\n"
-            parts.append(text)
-            left -= _tokens(text)
-    parts.append(skills[1])
-    return "".join(parts)
 
 
 def _author(ctx: Context) -> str:
