@@ -7,10 +7,13 @@
               against a strict schema and deduplicated against the store; then moved to inbox/processed/
     compress  a core block near its size limit -> a shorter block, under the detail guard (details may move
               to memories); queued for review by default
+    skill     a procedure that recurs (MIN_RECUR or more similar procedure/lesson/fix memories) -> an Agent
+              Skill, kept only if every command, path, flag and number that recurs in its sources survives;
+              queued for review by default, then written as skills/<name>/SKILL.md
 
 The passes run before the cycle takes the store lock, so slow calls never block an agent; what they return
 is applied like any other action, on the versions of the snapshot. Malformed answers change nothing; the
-budget stops every pass cleanly. Skill synthesis is not done here yet.
+budget stops every pass cleanly.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from somna import notes, secrets
+from somna import notes, secrets, skill_store
 from somna.embeddings import HashEmbedder
 from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.sleep.cycle import APPLY, AUTHOR
@@ -46,6 +50,9 @@ MAX_CHUNKS = 4  # per transcript: a longer one is read from its end, and the rep
 MAX_ATTEMPTS = 3  # unusable answers for one transcript before it is set aside in inbox/processed/
 COMPRESS_AT = 0.8  # a block longer than this share of its limit is offered for compression
 SIMILAR_WORDS = 0.85
+PROCEDURAL = ("procedure", "lesson", "fix")
+MIN_RECUR = 3  # memories that describe one procedure before it is worth a skill
+MAX_SOURCES = 8
 
 Str = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -91,6 +98,12 @@ class Compressed(_Strict):
     moved: Annotated[list[Moved], Field(max_length=8)] = []
 
 
+class SkillDraft(_Strict):
+    name: Annotated[Str, StringConstraints(max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+    description: Annotated[Str, StringConstraints(min_length=20, max_length=1024)]
+    body: Annotated[Str, StringConstraints(min_length=40, max_length=20_000)]
+
+
 EXTRACT = """You read the transcript of a coding agent's session and write down what is worth remembering in \
 later sessions: lessons, the user's preferences, facts about the project or its environment, and fixes \
 (symptom, cause, fix). Each item is small and specific: one idea, 1 to 4 sentences, keeping the exact \
@@ -112,6 +125,8 @@ COMPRESS = """This is a core memory block that a coding agent reads at the start
 to at most {target} characters. Every number, path, flag, command, identifier and URL must survive verbatim, \
 either in the block or in a memory you move it to. Answer with JSON only: \
 {{"text": "the new block", "moved": [{{"title": "...", "content": "details moved out of the block"}}]}}"""
+
+SKILL = """These memories of a coding agent describe the same kind of task, met again and again. Turn them into one Agent Skill: a short procedure that another agent can follow the next time. Keep every command, flag, path, number and identifier from the memories verbatim; add nothing you were not told. Answer with JSON only: {"name": "lowercase-words-joined-by-hyphens, at most 64 characters", "description": "what the skill does and when to use it, one or two sentences", "body": "Markdown: when to use it, numbered steps, pitfalls"}"""
 
 
 # -- transcripts ------------------------------------------------------------------------------------
@@ -210,7 +225,7 @@ class LLMPasses:
         return self._client
 
     def passes(self) -> list[ExtraPass]:
-        return [self.judge, self.merge, self.extract, self.compress]
+        return [self.judge, self.merge, self.extract, self.compress, self.skill]
 
     def _run(self, cycle: Cycle, name: str, fn: Callable[[Client], list[Action]]) -> list[Action]:
         client = self.client(cycle)
@@ -396,6 +411,91 @@ class LLMPasses:
         return out
 
 
+    # -- skill synthesis ------------------------------------------------------------------------
+    def skill(self, cycle: Cycle, snap: Snapshot) -> list[Action]:
+        out: list[Action] = []
+        state = _State(self.store, cycle.dry_run)
+
+        def run(client: Client) -> list[Action]:
+            taken = set(skill_names(self.store.root))
+            for group in recurring(snap, cycle.th.link, set(state.data["skilled"])):
+                members = [snap.rows[i] for i in group]
+                ids = [m.id for m in members]
+                user = "\n\n".join(f"Memory {n + 1} ({m.type}): {m.title}\n{m.body}" for n, m in enumerate(members))
+                try:
+                    draft = parse(client.ask(SKILL, user, max_output=estimate_tokens(user) + 400), SkillDraft)
+                except BadAnswer as exc:
+                    _bad(cycle, f"skill from {', '.join(ids)}", exc)
+                    continue
+                state.data["skilled"] = (state.data["skilled"] + ids)[-2000:]  # offered once, kept or not
+                recurring_details = _recurring_details([m.body for m in members])
+                lost = missing(f"{draft.description}\n{draft.body}", recurring_details)
+                if lost or draft.name in taken:
+                    why = f"it would lose {sorted(lost)[:8]}" if lost else f"a skill {draft.name!r} exists already"
+                    cycle.report.notes.append(f"skill from {', '.join(ids)} not proposed: {why}")
+                    cycle.report.dropped.append({"kind": "skill", "rationale": f"skill {draft.name}",
+                                                 "why": why, "targets": {}})
+                    continue
+                taken.add(draft.name)
+                text = skill_text(draft, ids)
+                out.append(Action("skill", f"{len(members)} memories describe one procedure: skill {draft.name}",
+                                  {}, {"sources": ids, "details_kept": len(recurring_details)},
+                                  {"name": draft.name, "content": text}))
+            return []
+        try:
+            self._run(cycle, "skill", run)
+        finally:
+            state.save()
+        return out
+
+
+def skill_names(root: Path) -> list[str]:
+    folder = root / "skills"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def recurring(snap: Snapshot, threshold: float, skip: set[str]) -> list[list[int]]:
+    """Groups of MIN_RECUR or more active procedure/lesson/fix memories that are similar to each other (each
+    joined to the group by a similarity of at least `threshold`), none offered for a skill before."""
+    pool = [i for i, r in enumerate(snap.rows)
+            if r.type in PROCEDURAL and r.status not in ("archived", "superseded") and r.id not in skip]
+    if len(pool) < MIN_RECUR or snap.matrix is None or len(snap.matrix) == 0:
+        return []
+    sims = snap.matrix[pool] @ snap.matrix[pool].T
+    parent = list(range(len(pool)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a in range(len(pool)):
+        for b in np.nonzero(sims[a, a + 1:] >= threshold)[0]:
+            parent[find(a + 1 + int(b))] = find(a)
+    groups: dict[int, list[int]] = {}
+    for k in range(len(pool)):
+        groups.setdefault(find(k), []).append(pool[k])
+    return [sorted(g)[:MAX_SOURCES] for g in groups.values() if len(g) >= MIN_RECUR]
+
+
+def _recurring_details(bodies: list[str]) -> frozenset[str]:
+    """The details (commands, paths, flags, numbers, identifiers) that two or more of the bodies share."""
+    counts: dict[str, int] = {}
+    for body in bodies:
+        for d in details(body).all():
+            counts[d] = counts.get(d, 0) + 1
+    return frozenset(d for d, n in counts.items() if n >= 2)
+
+
+def skill_text(draft: SkillDraft, sources: list[str]) -> str:
+    description = " ".join(draft.description.split())
+    meta = {"name": draft.name, "description": description,
+            "metadata": {"author": AUTHOR, "sources": " ".join(sources)}}
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n" + \
+        draft.body.strip() + "\n"
+
+
 def _bad(cycle: Cycle, what: str, exc: BadAnswer) -> None:
     cycle.report.notes.append(f"unusable LLM answer for {what}: {exc}; nothing changed")
     log.warning("unusable LLM answer for %s: %s", what, exc)
@@ -414,6 +514,7 @@ class _State:
             self.data = {}
         self.data.setdefault("attempts", {})
         self.data.setdefault("compressed", [])
+        self.data.setdefault("skilled", [])
 
     def failed(self, rel: str) -> int:
         self.data["attempts"][rel] = int(self.data["attempts"].get(rel, 0)) + 1
@@ -530,7 +631,14 @@ def _apply_compress(store: Store, action: Action) -> None:
         raise
 
 
+def _apply_skill(store: Store, action: Action) -> None:
+    out = skill_store.propose(store, action.data["name"], action.data["content"], author=AUTHOR,
+                              reason=f"learned from {', '.join(action.evidence.get('sources', []))}", policy="apply")
+    action.data["version"] = out["version"]
+
+
 APPLY["extract"] = _apply_extract
+APPLY["skill"] = _apply_skill
 APPLY["inbox"] = _apply_inbox
 APPLY["compress"] = _apply_compress
 
