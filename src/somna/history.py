@@ -58,17 +58,48 @@ def init(root: Path) -> None:
     git(root, "init", "-q", "-b", "main")
 
 
+MARKER = "somna-git-running"  # in .git/: somna is inside a git command that takes git's locks
+GIT_LOCKS = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "packed-refs.lock", "config.lock")
+
+
+def stale_locks(root: Path) -> list[str]:
+    """git's lock files in the repository (relative to .git): index.lock, HEAD.lock, refs/**/*.lock."""
+    gitdir = root / ".git"
+    found = [name for name in GIT_LOCKS if (gitdir / name).exists()]
+    refs = gitdir / "refs"
+    if refs.is_dir():
+        found += sorted(p.relative_to(gitdir).as_posix() for p in refs.rglob("*.lock"))
+    return found
+
+
+def interrupted(root: Path) -> bool:
+    """Whether a somna process died inside a git command (its marker is still there)."""
+    return (root / ".git" / MARKER).exists()
+
+
 def clear_stale_lock(root: Path, older_than: float = 5.0) -> bool:
-    """Remove .git/index.lock left by a killed process. Call only while holding the store lock."""
-    lock = root / ".git" / "index.lock"
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    if age >= older_than:
-        lock.unlink(missing_ok=True)
-        return True
-    return False
+    """Remove git's lock files left by a killed process. Call only while holding the store lock.
+
+    Every git command that takes a lock runs under the store lock with a marker in .git/; the store
+    lock dies with its process, so a marker found by the lock's next holder means the previous one was
+    killed inside git, and its locks are stale: they go at once. A lock without the marker belongs to
+    someone else's git (a person's `git commit` in the store) and goes only once `older_than` seconds old.
+    """
+    gitdir = root / ".git"
+    cleared = False
+    dead_somna = interrupted(root)
+    for name in stale_locks(root):
+        lock = gitdir / name
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if dead_somna or age >= older_than:
+            lock.unlink(missing_ok=True)
+            cleared = True
+    if dead_somna:
+        (gitdir / MARKER).unlink(missing_ok=True)
+    return cleared
 
 
 def commit(root: Path, paths: list[str], message: str, author: str) -> str | None:
@@ -76,14 +107,19 @@ def commit(root: Path, paths: list[str], message: str, author: str) -> str | Non
     if not paths:
         return None
     clear_stale_lock(root)
-    git(root, "add", "-A", "--", *paths)
-    staged = git(root, "diff", "--cached", "--no-renames", "--name-only", "-z", "--", *paths).split("\x00")
-    staged = [p for p in staged if p]
-    if not staged:
-        return None
-    name = _clean_author(author)
-    git(root, "commit", "-q", "--no-verify", "-m", message, f"--author={name} <{_email(name)}>", "--", *staged)
-    return git(root, "rev-parse", "HEAD").strip()
+    marker = root / ".git" / MARKER
+    marker.write_text(str(os.getpid()), encoding="utf-8")
+    try:
+        git(root, "add", "-A", "--", *paths)
+        staged = git(root, "diff", "--cached", "--no-renames", "--name-only", "-z", "--", *paths).split("\x00")
+        staged = [p for p in staged if p]
+        if not staged:
+            return None
+        name = _clean_author(author)
+        git(root, "commit", "-q", "--no-verify", "-m", message, f"--author={name} <{_email(name)}>", "--", *staged)
+        return git(root, "rev-parse", "HEAD").strip()
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def _clean_author(author: str) -> str:

@@ -62,7 +62,11 @@ def _m2_related(conn: Connection) -> None:
     conn.execute("ALTER TABLE notes ADD COLUMN related TEXT NOT NULL DEFAULT '[]'")
 
 
-INDEX_MIGRATIONS = [_m1_notes, _m2_related]
+def _m3_trust(conn: Connection) -> None:
+    conn.execute("ALTER TABLE notes ADD COLUMN trust TEXT NOT NULL DEFAULT ''")
+
+
+INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust]
 
 
 def _s1_feedback(conn: Connection) -> None:
@@ -94,15 +98,16 @@ class Row:
     version: str
     body: str
     related: list[str]
+    trust: str = ""  # provenance (somna.untrusted): human, agent, harvested; "" for rows indexed before it
 
 
 _ROW_COLS = "rowid, id, kind, path, title, type, tags, status, source, created, updated, helpful, harmful, " \
-    "version, body, related"
+    "version, body, related, trust"
 
 
 def _row(r: tuple[Any, ...]) -> Row:
     return Row(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11], r[12],
-               r[13], r[14], json.loads(r[15]))
+               r[13], r[14], json.loads(r[15]), r[16])
 
 
 def pack(vec: list[float]) -> bytes:
@@ -161,13 +166,15 @@ class Index:
             str(m.get("updated") or m.get("created") or ""), int(m.get("helpful") or 0),
             int(m.get("harmful") or 0), version, text_hash, mtime_ns, size, note.body,
             json.dumps([str(r) for r in m.get("related") or [] if isinstance(r, str | int)]),
+            str(m.get("trust") or ""),
         )
         old = conn.execute("SELECT rowid, text_hash FROM notes WHERE path = ? OR id = ?", (path, note.id)).fetchall()
         for rowid, _ in old:
             self._delete_rowid(conn, rowid)
         cur = conn.execute(
             "INSERT INTO notes (id, kind, path, title, type, tags, status, source, created, updated, helpful, "
-            "harmful, version, text_hash, mtime_ns, size, body, related) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "harmful, version, text_hash, mtime_ns, size, body, related, trust) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             values,
         )
         rowid = int(cur.lastrowid)

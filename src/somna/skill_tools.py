@@ -83,7 +83,7 @@ class SkillTools:
                                 reason: Annotated[str | None, Field(max_length=500)] = None,
                                 scope: Annotated[str | None, Field(description="project or user")] = None,
                                 ) -> dict[str, Any]:
-            store = self.memory.store(scope) if scope else self.memory.default
+            store = await self._run(self.memory.store, scope) if scope else self.memory.default
             out = await self._run(skill_store.propose, store, name, content, author=self.author(ctx),
                                   base_version=base_version, reason=reason)
             if out["status"] == "applied":

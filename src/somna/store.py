@@ -12,6 +12,8 @@ import fcntl
 import logging
 import os
 import re
+import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from somna import history, notes, secrets
+from somna import history, notes, secrets, untrusted
 from somna.config import StoreConfig
 from somna.db import transaction
 from somna.embeddings import Embedder
@@ -76,6 +78,21 @@ class Edit:
         return {k: v for k, v in out.items() if v is not None}
 
 
+def private(path: Path) -> bool:
+    """Make a directory (or file) the user's alone: 0700 (0600), where the platform has such modes."""
+    if sys.platform == "win32":
+        return False
+    try:
+        mode = path.stat().st_mode
+        want = 0o700 if stat.S_ISDIR(mode) else 0o600
+        if stat.S_IMODE(mode) & 0o077:
+            os.chmod(path, stat.S_IMODE(mode) & want)
+            return True
+    except OSError:
+        pass
+    return False
+
+
 def _words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.lower()))
 
@@ -91,17 +108,34 @@ class Store:
         self.scope = scope
         self.embedder = embedder
         self.config = StoreConfig.load(root)
-        self.index = Index(root / ".somna")
+        self.index = self._open_index()
         self._tlock = threading.RLock()
         self._synced = threading.Event()
         self._batch: list[str] | None = None
         self._held = False
+
+    def _open_index(self) -> Index:
+        """The index; one that SQLite cannot open (a torn or overwritten index.db) is derived data: it is
+        set aside in .somna/recovered/ and built again from the files."""
+        somna_dir = self.root / ".somna"
+        try:
+            return Index(somna_dir)
+        except Exception as exc:  # the driver's DatabaseError: "file is not a database", "malformed"
+            log.warning("index.db cannot be opened (%s); setting it aside and rebuilding it from the files", exc)
+            dest = somna_dir / "recovered" / time.strftime("%Y%m%dT%H%M%S")
+            dest.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                path = somna_dir / f"index.db{suffix}"
+                if path.exists():
+                    os.replace(path, dest / path.name)
+            return Index(somna_dir)
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
     def init(cls, root: Path, **kwargs: Any) -> Store:
         root = Path(root).expanduser()
         root.mkdir(parents=True, exist_ok=True)
+        private(root)
         for sub in SUBDIRS:
             (root / sub).mkdir(exist_ok=True)
         for sub in ("skills", "proposals"):
@@ -204,9 +238,16 @@ class Store:
     def _load(self, rel: str) -> tuple[str, Note, str]:
         path = self._abs(rel)
         try:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise BadNote(f"{rel} is not a regular file")
+            if st.st_size > MAX_FILE:
+                raise BadNote(f"{rel} is {st.st_size:,} bytes; somna reads files up to {MAX_FILE:,}")
             raw = path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"{rel} no longer exists") from None
+        except OSError as exc:
+            raise BadNote(f"{rel} cannot be read: {exc.strerror or exc}") from None
         if len(raw) > MAX_FILE:
             raise BadNote(f"{rel} is {len(raw):,} bytes; somna reads files up to {MAX_FILE:,}")
         try:
@@ -278,11 +319,13 @@ class Store:
                     if old and old[0] == st.st_mtime_ns and old[1] == st.st_size:
                         continue
                     try:
+                        if not stat.S_ISREG(st.st_mode):
+                            raise BadNote(f"{rel} is not a regular file")
                         text, note, _ = self._load(rel)
                         owner = ids.get(note.id)
                         if rel.startswith("memory/") and owner and owner != rel and (self.root / owner).exists():
                             raise BadNote(f"id {note.id!r} is already used by {owner}")
-                    except (BadNote, NotFound) as exc:
+                    except (BadNote, NotFound, OSError) as exc:
                         self.index.delete_path(conn, rel)
                         self.index.set_problem(conn, rel, str(exc))
                         report["problems"].append((rel, str(exc)))
@@ -293,7 +336,14 @@ class Store:
                 for rel in set(known) - seen:
                     self.index.delete_path(conn, rel)
                     report["removed"] += 1
+                for rel, _ in self.index.problems():
+                    if rel not in seen:  # a quarantined file that is gone: nothing left to report
+                        self.index.delete_path(conn, rel)
             dirty = history.dirty_paths(self.root, *TRACKED) if commit else []
+            # A file somna cannot read stays out of git: quarantined where it is, for a person to fix
+            # (git keeps its last good version, so `git diff` shows what broke it).
+            quarantined = {rel for rel, _ in self.index.problems()}
+            dirty = [p for p in dirty if p not in quarantined]
             if dirty:
                 names = ", ".join(sorted(dirty)[:5]) + (" …" if len(dirty) > 5 else "")
                 report["committed"] = history.commit(
@@ -337,10 +387,16 @@ class Store:
         kind, rel = self._target(ref)
         text, note, version = self._load(rel)
         meta = {k: v for k, v in note.meta.items() if k not in ("id", "title")}
-        return {
+        out = {
             "id": ref, "scope": self.scope, "kind": kind, "title": note.title, "version": version,
-            "path": rel, "meta": meta, "content": note.body,
+            "path": rel, "source": str(note.meta.get("source") or "human"), "trust": untrusted.effective(note.meta),
+            "meta": meta, "content": note.body,
         }
+        flagged = untrusted.flags(f"{note.title}\n{note.body}")
+        if flagged:
+            out["flags"] = flagged
+            out["warning"] = untrusted.WARNING
+        return out
 
     # -- writing ------------------------------------------------------------------------------
     def _clean(self, text: str) -> tuple[str, list[str]]:
@@ -376,6 +432,10 @@ class Store:
         if bad:
             raise InvalidInput(f"front matter keys {sorted(bad)} cannot be set on write")
         fields.update(meta or {})
+        fields["trust"] = self._trust_of_write(author, fields.get("supersedes"))
+        flagged = untrusted.flags(f"{title}\n{body}")
+        if flagged:
+            fields["flags"] = flagged
         note = Note(fields, body)
         vec = self._vector(note)
         with self.locked():
@@ -386,10 +446,27 @@ class Store:
                     break
             text = notes.serialize(note)
             self._commit_file(rel, text, f"write {note.id}: {title}", author, note, vec, new=True)
-        out = {"id": note.id, "scope": self.scope, "version": notes.version_of(text), "path": rel, "title": title}
+        out = {"id": note.id, "scope": self.scope, "version": notes.version_of(text), "path": rel, "title": title,
+               "trust": fields["trust"]}
         if found:
             out["redacted"] = sorted(set(found))
+        if flagged:
+            out["flags"] = flagged
+            out["warning"] = untrusted.WARNING
         return out
+
+    def _trust_of_write(self, author: str, supersedes: Any) -> str:
+        """A merge is as trusted as the least trusted of its originals; anything else, as its writer."""
+        if author in untrusted.SLEEP_AUTHORS and isinstance(supersedes, list) and supersedes:
+            levels = []
+            for ref in supersedes:
+                row = self.index.get(str(ref))
+                try:
+                    levels.append(untrusted.effective(self._load(row.path)[1].meta) if row else "harvested")
+                except (BadNote, NotFound, InvalidInput):
+                    levels.append("harvested")
+            return untrusted.weakest(*levels)
+        return untrusted.trust_of(author)
 
     def _commit_file(self, rel: str, text: str, message: str, author: str, note: Note,
                      vec: list[float] | None, *, new: bool = False, old_text: str | None = None) -> str | None:
@@ -480,7 +557,7 @@ class Store:
                 "current text (included) with base_version set to the current version.",
                 current_version=version, current_text=current.body,
             )
-        self._apply_op(current, change, kind)
+        self._apply_op(current, change, kind, author)
         if (policy or self.config.policy_for(rel)) == "propose":
             out = self._propose(ref, rel, change, base_version, author, current_text, current)
         else:
@@ -489,7 +566,7 @@ class Store:
             out["redacted"] = sorted(set(found + found_t))
         return out
 
-    def _apply_op(self, note: Note, change: Edit, kind: str) -> None:
+    def _apply_op(self, note: Note, change: Edit, kind: str, author: str | None = None) -> None:
         op = change.op
         if op == "str_replace":
             if not change.old:
@@ -528,9 +605,24 @@ class Store:
             )
         if change.op != "meta":  # bookkeeping (links, counters, supersedes) is not a change of content
             note.meta["updated"] = notes.now_iso()
+        if op in ("str_replace", "append", "replace") and author is not None:
+            self._provenance(note, author)
+
+    @staticmethod
+    def _provenance(note: Note, author: str) -> None:
+        """After a change of text: trust is the weakest link of its writers; flags follow the new text."""
+        if "trust" in note.meta or author != "human":  # a person's edit of an old, unmarked note adds nothing
+            note.meta["trust"] = untrusted.weakest(untrusted.effective(note.meta), untrusted.trust_of(author))
+        others = [f for f in note.meta.get("flags") or [] if f != untrusted.INSTRUCTIONS]
+        now = others + untrusted.flags(f"{note.title}\n{note.body}")
+        if now:
+            note.meta["flags"] = now
+        else:
+            note.meta.pop("flags", None)
 
     def _apply_edit(self, ref: str, rel: str, change: Edit, base_version: str, author: str,
-                    extra_paths: list[str] | None = None, message: str | None = None) -> dict[str, Any]:
+                    extra_paths: list[str] | None = None, message: str | None = None,
+                    writer: str | None = None) -> dict[str, Any]:
         kind = "block" if rel.startswith("blocks/") else "memory"
         with self.locked():
             current_text, note, version = self._load(rel)
@@ -539,7 +631,7 @@ class Store:
                     f"{ref} changed since version {base_version!r}; it is now {version!r}.",
                     current_version=version, current_text=note.body,
                 )
-            self._apply_op(note, change, kind)
+            self._apply_op(note, change, kind, writer or author)  # writer: who wrote the text (a proposal's author)
             new_text = notes.serialize(note)
             # archive and meta leave the text as it was: its vector comes from the cache, not the model
             vec = None if change.op in ("archive", "meta") else self._vector(note)
@@ -609,6 +701,7 @@ class Store:
         return self._apply_edit(
             ref, rel, change, str(m.get("base_version")), author, extra_paths=[prel],
             message=f"accept proposal {pid}: {m.get('op')} {ref} (proposed by {m.get('author')})",
+            writer=str(m.get("author") or "unknown"),
         ) | {"proposal": pid}
 
     def reject(self, pid: str, *, author: str, reason: str | None = None) -> dict[str, Any]:
@@ -685,9 +778,21 @@ class Store:
         vectors: list[tuple[int, float]] = []
         used = "words"
         if mode in ("hybrid", "vectors") and self._model() is not None and self.embedder is not None:
-            vectors = self.index.search_vectors(self.embedder.embed([text])[0], n)
+            vec = self.embedder.embed([text])[0]
+            if any(vec):  # a zero vector (no words, for the hash embedder) has no direction: no cosine
+                vectors = self.index.search_vectors(vec, n)
             used = mode
         return {"words": words, "vectors": vectors, "mode": used}
 
     def search(self, query: str, **kwargs: Any) -> dict[str, Any]:
-        return search_store(self, query, **kwargs)
+        out = search_store(self, query, **kwargs)
+        for hit in out["hits"]:  # provenance, so an agent tells what a person wrote from what was harvested
+            row = self.index.get(hit["id"])
+            if row is None:
+                continue
+            hit["source"] = row.source or "human"
+            hit["trust"] = row.trust or untrusted.effective({"source": row.source})
+            flagged = untrusted.flags(f"{row.title}\n{row.body}")
+            if flagged:
+                hit["flags"] = flagged
+        return out
