@@ -138,3 +138,166 @@ def test_a_change_after_the_snapshot_is_never_overwritten(sleepy: Store) -> None
     assert report.dropped and not report.applied
     assert "Agreed with the SRE team." in sleepy.read(old["id"])["content"]
     assert sleepy.read(old["id"])["meta"].get("status") is None
+
+
+# letta-facts rows 0-2 (../shared/data/letta-facts): the facts, then per question (question, indices of
+# its supporting facts, the fact that contradicts them)
+LETTA = [
+    ([
+        "Nora Fishel is an accomplished violinist who has performed in orchestras across Europe.",
+        "Joren Sullivar is a marine biologist specializing in coral reef restoration.",
+        "Eliza Woodley is a published author known for her historical fiction novels.",
+        "Suzanne Waggert is a renowned pastry chef who owns a bakery in Paris.",
+        "Nora Fishel and Eliza Woodley collaborated on a charity event that combined music and "
+        "literature.",
+        "Joren Sullivar and Suzanne Waggert met during a culinary tour in the Mediterranean.",
+        "Eliza Woodley and Suzanne Waggert co-host a podcast about creative careers.",
+        "Nora Fishel and Joren Sullivar both attended the University of Edinburgh, though in different "
+        "departments.",
+        "Suzanne Waggert created a dessert inspired by one of Eliza Woodley's novels.",
+        "Joren Sullivar once organized a beach cleanup event that Nora Fishel participated in.",
+    ], [
+        ("Which person collaborated with Eliza Woodley on a charity event that combined music and "
+         "literature?",
+         [4],
+         "Joren Sullivar and Eliza Woodley collaborated on a charity event that combined music and "
+         "literature."),
+        ("Who created a dessert inspired by one of Eliza Woodley's novels?",
+         [8],
+         "Nora Fishel, inspired by Eliza Woodley's novels, created a dessert for a charity event, which "
+         "was later featured in a Parisian bakery."),
+        ("Who participated in a beach cleanup event organized by Joren Sullivar?",
+         [9],
+         "Joren Sullivar once organized a beach cleanup event that Eliza Woodley participated in."),
+    ]),
+    ([
+        "Rylan Gallaher is an accomplished landscape photographer.",
+        "Jonn Coal is known for his expertise in environmental science.",
+        "Rylan Gallaher and Jonn Coal collaborated on a documentary about climate change.",
+        "Jonn Coal received an award for his research on renewable energy.",
+        "Rylan Gallaher has exhibited his photography in several international galleries.",
+        "Rylan Gallaher and Jonn Coal both attended the University of Oregon.",
+        "Jonn Coal enjoys hiking and often explores new trails with Rylan Gallaher.",
+        "Rylan Gallaher published a book featuring photographs of natural reserves studied by Jonn "
+        "Coal.",
+        "Jonn Coal and Rylan Gallaher co-founded a non-profit organization focused on conservation.",
+        "Rylan Gallaher is fluent in Spanish, which helped during joint research trips with Jonn Coal "
+        "to South America.",
+    ], [
+        ("Which university did both Rylan Gallaher and Jonn Coal attend?",
+         [5],
+         "Rylan Gallaher attended Stanford University, while Jonn Coal attended the University of "
+         "Oregon."),
+        ("Who published a book featuring photographs of natural reserves studied by Jonn Coal?",
+         [7],
+         "Jonn Coal published a book featuring photographs of natural reserves he studied, with "
+         "contributions from Rylan Gallaher."),
+        ("What is the area of expertise for Jonn Coal?",
+         [1, 3],
+         "Jonn Coal is known for his expertise in classical music composition."),
+        ("Which language is Rylan Gallaher fluent in that aided joint research trips with Jonn Coal to "
+         "South America?",
+         [9],
+         "Rylan Gallaher is fluent in Portuguese, which aided joint research trips with Jonn Coal to "
+         "Brazil in South America."),
+        ("What type of organization did Jonn Coal and Rylan Gallaher co-found?",
+         [8],
+         "Jonn Coal and Rylan Gallaher co-founded a for-profit tech startup specializing in landscape "
+         "photography equipment."),
+        ("In what field has Rylan Gallaher exhibited work in several international galleries?",
+         [0, 4],
+         "Rylan Gallaher is an accomplished sculptor and has exhibited his sculptures in several "
+         "international galleries."),
+        ("With whom does Jonn Coal often explore new hiking trails?",
+         [6],
+         "Jonn Coal often explores new hiking trails with his sister, not Rylan Gallaher."),
+    ]),
+    ([
+        "Theresa Bronn is a professional musician and conductor.",
+        "Theresa Bronn has served as the conductor of the Kalamazoo Singers.",
+        "Theresa Bronn is known for her work in choral music education.",
+        "Theresa Bronn has directed numerous community and church choirs.",
+        "Theresa Bronn has performed as a soprano soloist in various concerts.",
+        "Theresa Bronn has been involved in music education for over two decades.",
+        "Theresa Bronn has collaborated with other musicians and composers for special performances.",
+        "Theresa Bronn has received recognition for her contributions to the arts in Michigan.",
+        "Theresa Bronn has led workshops and clinics for aspiring choral directors.",
+        "Theresa Bronn is passionate about promoting the importance of music in schools.",
+    ], [
+        ("Which Michigan-based arts contributor is Theresa Bronn recognized as?",
+         [7],
+         "Theresa Bronn has never lived or worked in Michigan and has not been involved in any "
+         "arts-related activities in the state."),
+        ("For which vocal ensemble has Theresa Bronn served as conductor?",
+         [1],
+         "Theresa Bronn has never conducted the Kalamazoo Singers but has instead served as the "
+         "conductor of the Detroit Symphony Chorus."),
+        ("What voice part has Theresa Bronn performed as a soloist in concerts?",
+         [4],
+         "Theresa Bronn has performed as a bass soloist in various concerts."),
+        ("How long has Theresa Bronn been involved in music education?",
+         [5],
+         "Theresa Bronn only began her involvement in music education within the past year."),
+        ("What is Theresa Bronn passionate about promoting in schools?",
+         [9],
+         "Theresa Bronn is passionate about promoting the importance of science and technology in "
+         "schools."),
+        ("With whom has Theresa Bronn collaborated for special performances?",
+         [6],
+         "Theresa Bronn has never collaborated with any other musicians or composers for special "
+         "performances; she always performs solo."),
+        ("What type of choirs has Theresa Bronn directed in her career?",
+         [3],
+         "Theresa Bronn has exclusively directed children's choirs throughout her career and has never "
+         "worked with community or church choirs."),
+        ("What kind of educational events has Theresa Bronn led for aspiring choral directors?",
+         [8],
+         "Theresa Bronn has never led any educational events or training sessions for aspiring choral "
+         "directors."),
+    ]),
+]
+
+
+def test_letta_slice_pairs_contradicting_facts_with_the_facts_they_contradict(tmp_path: Path) -> None:
+    """Issue 4, point 1 on a small slice (the full data set is bench/letta_contradictions.py): every applied
+    supersede pairs a contradicting fact with a fact that supports its question, most pairs are found, no
+    original fact supersedes another, a later fact that only adds to what is known supersedes nothing, the
+    newer fact ranks where the older one did, and the older stays in its file and in git history."""
+    root = tmp_path / "s"
+    Store.init(root).close()
+    originals: dict[str, str] = {}
+    n = 0
+    for r, (facts, _) in enumerate(LETTA):  # written one minute apart: a false pairing would be applied
+        for f, fact in enumerate(facts):
+            ref, stamp = f"fact-{r}-{f}", f"2026-01-01T{n // 60:02d}:{n % 60:02d}:00Z"
+            (root / "memory" / f"{ref}.md").write_text(
+                f"---\nid: {ref}\ncreated: '{stamp}'\nupdated: '{stamp}'\n---\n{fact}\n", encoding="utf-8")
+            originals[ref] = fact
+            n += 1
+    store = Store(root, embedder=HashEmbedder())
+    store.sync()
+    corrections = [(r, q, sup, c) for r, (_, qs) in enumerate(LETTA) for q, sup, c in qs]
+    additions = ["Theresa Bronn also teaches piano lessons to children on weekends.",
+                 "Joren Sullivar recently published a field guide to Mediterranean coral species."]
+    ids = store.write_many([{"content": c} for *_, c in corrections] + [{"content": a} for a in additions],
+                           author="agent")
+    expected = {ids[k]: {f"fact-{r}-{s}" for s in sup} for k, (r, _, sup, _) in enumerate(corrections)}
+
+    report = Cycle(store).run()
+    pairs = {a["data"]["new"]: a["data"]["old"] for a in report.applied if a["kind"] == "supersede"}
+    wrong = {n: o for n, o in pairs.items() if o not in expected.get(n, set())}
+    assert not wrong, wrong  # precision 1 on this slice: no original, no addition supersedes anything
+    assert len(pairs) >= 12, f"{len(pairs)} of {len(corrections)} pairs found"  # 13 today
+
+    for k, (_, question, _, _) in enumerate(corrections):
+        if ids[k] not in pairs:
+            continue
+        old = pairs[ids[k]]
+        hits = [h["id"] for h in store.search(question, limit=10)["hits"]]
+        assert ids[k] in hits and old not in hits, (question, hits)
+        every = [h["id"] for h in store.search(question, limit=10, include_archived=True)["hits"]]
+        assert old not in every or every.index(ids[k]) < every.index(old), (question, every)
+        kept = store.read(old)
+        assert originals[old] in kept["content"] and kept["meta"]["superseded_by"] == ids[k]
+        assert originals[old] in git(root, "log", "-p", "--format=", "--", f"memory/{old}.md")
+    assert Cycle(store).run().counts().get("supersede") is None  # settled: a second cycle pairs nothing new

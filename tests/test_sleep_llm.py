@@ -3,12 +3,14 @@ test starts, with the answers the test chooses. Nothing here leaves the machine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -101,6 +103,23 @@ def stub() -> Iterator[StubLLM]:
     s = StubLLM()
     yield s
     s.close()
+    _close_stray_loop()
+
+
+def _close_stray_loop() -> None:
+    """litellm's sync completion asks asyncio.get_event_loop() for a loop, which leaves a new, never closed loop on
+    the calling thread; close it, or its collection at the end of the session is an unraisable ResourceWarning
+    (an error here) that fails the run after every test has passed."""
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:
+            return
+    if not loop.is_running():
+        loop.close()
+        policy.set_event_loop(None)
 
 
 @pytest.fixture

@@ -161,9 +161,9 @@ class Cycle:
         # which is the only change possible meanwhile, since the batch holds the store lock.
         action.targets = {r: self.produced.get(r, v) for r, v in action.targets.items()}
         try:
-            APPLY[action.kind](self.store, action)
-            for ref in action.targets:
-                self.produced[ref] = self.store.read(ref)["version"]
+            made = APPLY[action.kind](self.store, action) or {}
+            for ref in action.targets:  # the versions this cycle made: the base of its next edit of a note
+                self.produced[ref] = made[ref] if ref in made else self.store.read(ref)["version"]
         except (Conflict, NotFound) as exc:
             self._record(self.report.dropped, action, f"changed since the snapshot: {str(exc)[:160]}")
             return
@@ -223,14 +223,15 @@ def _apply_merge(store: Store, action: Action) -> None:
         raise
 
 
-def _apply_supersede(store: Store, action: Action) -> None:
+def _apply_supersede(store: Store, action: Action) -> dict[str, str]:
     new, old = action.data["new"], action.data["old"]
-    store.edit(old, "meta", _version(action, old), author=AUTHOR, policy="apply",
-               reason=f"superseded by {new}",
-               meta={"status": "superseded", "superseded_by": new, "valid_until": action.data.get("since")})
+    done = store.edit(old, "meta", _version(action, old), author=AUTHOR, policy="apply",
+                      reason=f"superseded by {new}",
+                      meta={"status": "superseded", "superseded_by": new, "valid_until": action.data.get("since")})
     current = store.read(new)
     sup = sorted(set(current["meta"].get("supersedes") or []) | {old})
-    store.edit(new, "meta", _version(action, new), author=AUTHOR, policy="apply", meta={"supersedes": sup})
+    after = store.edit(new, "meta", _version(action, new), author=AUTHOR, policy="apply", meta={"supersedes": sup})
+    return {old: done["version"], new: after["version"]}
 
 
 def _apply_archive(store: Store, action: Action) -> None:
@@ -239,9 +240,11 @@ def _apply_archive(store: Store, action: Action) -> None:
                meta={"archived_reason": action.rationale[:200]})
 
 
-def _apply_link(store: Store, action: Action) -> None:
+def _apply_link(store: Store, action: Action) -> dict[str, str]:
     (ref,) = action.targets
-    store.edit(ref, "meta", action.targets[ref], author=AUTHOR, policy="apply", meta={"related": action.data["related"]})
+    done = store.edit(ref, "meta", action.targets[ref], author=AUTHOR, policy="apply",
+                      meta={"related": action.data["related"]})
+    return {ref: done["version"]}
 
 
 def _apply_fold(store: Store, action: Action) -> None:
@@ -259,7 +262,7 @@ def _apply_split(store: Store, action: Action) -> None:
                reason=f"over its limit: details moved to {out['id']}")
 
 
-APPLY: dict[str, Callable[[Store, Action], None]] = {
+APPLY: dict[str, Callable[[Store, Action], dict[str, str] | None]] = {
     "merge": _apply_merge, "supersede": _apply_supersede, "archive": _apply_archive, "link": _apply_link,
     "fold": _apply_fold, "split": _apply_split,
 }

@@ -19,6 +19,11 @@ URL = re.compile(r"https?://[^\s)>\]]+")
 IDENT = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+|[A-Z][A-Z0-9_]{2,})\b")
 NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
 NEGATION = re.compile(r"\b(?:not|never|no|don't|doesn't|isn't|aren't|won't|can't|cannot|without|avoid)\b", re.I)
+# words that mark a statement as a correction of another: the negations, and "instead", "only", "no longer"...
+CONTRAST = re.compile(r"\b(?:not|never|no|none|nor|neither|nothing|nobody|don't|doesn't|didn't|isn't|"
+                      r"aren't|wasn't|weren't|won't|can't|cannot|without|avoid\w*|instead|rather|only|"
+                      r"exclusively|solely|dislikes?|longer|anymore|actually|but|however|unlike|while|whereas|"
+                      r"rarely|oppos\w*)\b", re.I)
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])|\n+")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 FILLER = frozenset("also just very which while both has have had who whom whose into onto their his her its "
@@ -76,6 +81,57 @@ def conflict(a: str, b: str) -> str | None:
     if only_a and only_b and len(wa & wb) >= max(2, len(wa | wb) // 3):
         return f"different claims: {sorted(only_a)[:4]} vs {sorted(only_b)[:4]}"
     return None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the contradiction pass compares: who a memory is about, its words, its values, its tone."""
+
+    names: frozenset[str]
+    numbers: frozenset[str]
+    content: frozenset[str]
+    contrast: bool
+    order: tuple[str, ...]  # the names in the order they first appear: who does what to whom
+
+    @classmethod
+    def of(cls, text: str) -> Claim:
+        d = details(text)
+        order = tuple(dict.fromkeys(n for n in NAME.findall(text) if n in d.names))
+        return cls(d.names, d.numbers, frozenset(_content(text)), bool(CONTRAST.search(text)), order)
+
+    def same_as(self, other: Claim) -> bool:
+        """No sign of disagreement that the word-level `conflict` misses: the same tone (no correction word on
+        one side only) and the same roles (not "A hired B" against "B hired A")."""
+        return self.contrast == other.contrast and (self.names != other.names or self.order == other.order)
+
+
+def disagreement(new: Claim, old: Claim) -> tuple[float, float, str] | None:
+    """Whether `new` may contradict `old` on the same subject: (word overlap, share of the older's words that
+    the newer repeats, why), or None when they are about different subjects or the newer only adds to the
+    older. Two memories that name people are about the same subject only if they share a name."""
+    if new.names and old.names and not (new.names & old.names):
+        return None
+    shared = new.content & old.content
+    if not shared:
+        return None
+    overlap = len(shared) / len(new.content | old.content)
+    cover = len(shared) / len(old.content)
+    only_new, only_old = new.content - old.content, old.content - new.content
+    if new.contrast and not old.contrast:
+        why = "the newer corrects or negates the older"
+    elif old.contrast and not new.contrast:
+        why = "the older negates what the newer states"
+    elif new.names == old.names and new.order != old.order:
+        why = f"the same people in other roles: {list(new.order)} vs {list(old.order)}"
+    elif (new.names - old.names) and (old.names - new.names):
+        why = f"different names: {sorted(new.names - old.names)} vs {sorted(old.names - new.names)}"
+    elif (new.numbers - old.numbers) and (old.numbers - new.numbers):
+        why = f"different values: {sorted(new.numbers - old.numbers)} vs {sorted(old.numbers - new.numbers)}"
+    elif only_new and only_old:
+        why = f"different claims: {sorted(only_new)[:4]} vs {sorted(only_old)[:4]}"
+    else:
+        return None  # one says no more than the other: a duplicate or a refinement, not a contradiction
+    return overlap, cover, why
 
 
 def _stem(word: str) -> str:
