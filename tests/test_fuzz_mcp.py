@@ -151,6 +151,23 @@ def test_every_tool_survives_hostile_arguments(tmp_path: Path) -> None:
                 assert "TOP SECRET canary" not in dumped, (name, args)
 
             one()
+            # resources: a memory URI built from hostile ids is refused, never read from outside
+            for bad in ("..%2F..%2Foutside%2Fcanary", "link", "linkdir", "%00", "..", "block:user",
+                        "x" * 300, "%2Fetc%2Fpasswd", "canary"):
+                for scope in ("store", "user", "..", "%2E%2E"):
+                    uri = f"somna://memory/{scope}/{bad}"
+
+                    async def read_resource(uri: str = uri) -> str:
+                        with anyio.fail_after(30):
+                            try:
+                                got = await session.read_resource(uri)
+                            except Exception as exc:  # an MCP error answer is the expected refusal
+                                return f"error: {exc}"
+                        return " ".join(getattr(c, "text", "") for c in got.contents)
+
+                    answer = portal.call(read_resource)
+                    assert "TOP SECRET canary" not in answer, uri
+                    stats["resource"] = stats.get("resource", 0) + 1
             # still up, still answering, and the store still works
             out = portal.call(session.call_tool, "write", {"content": "still alive after the fuzzing"})
             assert not out.is_error, out.content
@@ -165,7 +182,8 @@ def test_every_tool_survives_hostile_arguments(tmp_path: Path) -> None:
     assert report["consistent"], report
     assert not subprocess.run(["git", "status", "--porcelain", "--", "memory"], cwd=store, capture_output=True,
                               text=True).stdout.strip() or report["quarantined"]
-    print(f"fuzz: {stats['ok']} results, {stats['tool_error']} tool errors over {EXAMPLES} examples")
+    print(f"fuzz: {stats['ok']} results, {stats['tool_error']} tool errors over {EXAMPLES} examples; "
+          f"{stats['resource']} hostile resource reads")
 
 
 @pytest.fixture

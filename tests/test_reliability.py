@@ -312,3 +312,23 @@ async def test_http_refuses_without_the_token_compared_in_constant_time() -> Non
     source = Path(transport.__file__).read_text(encoding="utf-8")
     assert "hmac.compare_digest(given, self.token)" in source  # and tests/test_http.py drives the real server
     await anyio.sleep(0)
+
+
+def test_repair_records_the_trust_of_old_memories_in_one_commit(store: Store) -> None:
+    for name, source in (("old-human", "human"), ("old-agent", "cursor"), ("old-sleep", "somna-sleep")):
+        (store.root / "memory" / f"{name}.md").write_text(
+            f"---\nid: {name}\ntitle: {name}\nsource: {source}\n---\nWritten before provenance.\n", encoding="utf-8")
+    plain = store.root / "memory" / "plain.md"
+    plain.write_text("A person's own note, no front matter.\n", encoding="utf-8")
+    store.sync()
+    assert len(doctor.check(store)["provenance"]["missing_trust"]) == 3
+    head = history.head(store.root)
+    fixed = doctor.repair(store)
+    assert fixed["repaired"]["trust_recorded"] == 3 and fixed["ok"]
+    assert not fixed["provenance"]["missing_trust"]
+    assert [store.read(n)["meta"]["trust"] for n in ("old-human", "old-agent", "old-sleep")] == [
+        "human", "agent", "harvested"]
+    assert history.git(store.root, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
+    assert "Written before provenance." in store.read("old-agent")["content"]
+    assert plain.read_text(encoding="utf-8") == "A person's own note, no front matter.\n"
+    assert store.read("plain")["trust"] == "human"

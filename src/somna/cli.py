@@ -103,7 +103,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not out["hits"]:
         print("no matches")
     for hit in out["hits"]:
-        print(f"{hit['id']}  [{hit['scope']}/{hit['type']}]  {hit['title']}")
+        trust = "" if hit.get("trust", "human") == "human" else f"  ({hit['trust']}: {hit.get('source')})"
+        flagged = "  [flagged: reads like instructions]" if hit.get("flags") else ""
+        print(f"{hit['id']}  [{hit['scope']}/{hit['type']}]  {hit['title']}{trust}{flagged}")
         print(f"    {hit['snippet']}")
     return EXIT_OK
 
@@ -114,7 +116,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(out)
     else:
-        print(f"# {out['title']}  ({out['id']}, version {out['version']}, {out['path']})")
+        print(f"# {out['title']}  ({out['id']}, version {out['version']}, {out['path']}; "
+              f"by {out.get('source')}, trust {out.get('trust')})")
+        if out.get("warning"):
+            print(f"# warning: {out['warning']}")
         print(out["content"], end="")
     return EXIT_OK
 

@@ -101,7 +101,7 @@ def check(store: Store) -> dict[str, Any]:
                 bad.append({"path": rel, "problem": f"id {note.id!r} is also used by {ids[note.id]}"})
                 continue
             ids[note.id] = rel
-            if "trust" not in note.meta:
+            if "trust" not in note.meta and "source" in note.meta:  # a file a person wrote needs neither
                 untrusted_notes["missing_trust"].append(rel)
         for err in note.errors:
             bad.append({"path": rel, "problem": err})
@@ -172,6 +172,23 @@ def _rebuild_index(store: Store) -> bool:
     return True
 
 
+def _record_trust(store: Store) -> int:
+    """Write down the trust of memories from before provenance (guessed from `source`), in one commit."""
+    todo = []
+    for row in store.index.all_rows("memory"):
+        try:
+            _, note, version = store._load(row.path)
+        except (BadNote, NotFound, InvalidInput):
+            continue
+        if "trust" not in note.meta and "source" in note.meta:  # never add front matter to a person's file
+            todo.append((note.id, version, untrusted.effective(note.meta)))
+    if todo:
+        with store.batch(f"record the trust of {len(todo)} memories written before provenance", "somna-doctor"):
+            for ref, version, trust in todo:
+                store.edit(ref, "meta", version, author="somna-doctor", meta={"trust": trust}, policy="apply")
+    return len(todo)
+
+
 def repair(store: Store) -> dict[str, Any]:
     """Fix what can be fixed without losing anything (see the module's docstring)."""
     with store.locked():
@@ -182,10 +199,11 @@ def repair(store: Store) -> dict[str, Any]:
     tightened = [p for p in [store.root, store.root / ".somna", *sorted((store.root / ".somna").glob("*"))]
                  if (p.is_dir() or p.is_file()) and not p.is_symlink() and private(p)]
     synced = store.sync(commit_as="somna-doctor")
+    recorded = _record_trust(store)
     report = check(store)
     report["repaired"] = {"git_lock_cleared": cleared, "git_interrupted": interrupted, "reindexed": synced["indexed"],
                           "removed_from_index": synced["removed"], "committed": synced["committed"],
-                          "recovered_writes": moved, "index_rebuilt": rebuilt,
+                          "recovered_writes": moved, "index_rebuilt": rebuilt, "trust_recorded": recorded,
                           "permissions_tightened": [str(p.relative_to(store.root)) for p in tightened]}
     return report
 

@@ -49,7 +49,7 @@ TYPE_RE = re.compile(r"^[a-z][a-z-]{0,29}$")
 
 
 META_KEYS = ("status", "supersedes", "superseded_by", "valid_until", "related", "helpful", "harmful", "tags",
-             "archived_reason")
+             "archived_reason", "trust")
 
 
 @dataclass
