@@ -14,11 +14,14 @@ import os
 import re
 import threading
 import warnings
-from typing import Protocol
+from collections import OrderedDict
+from typing import Any, Protocol
 
 log = logging.getLogger("somna.embeddings")
 
 DEFAULT_MODEL = "minilm"
+RECENT_QUERIES = 256
+SMALL_BATCH = 4  # at most this many texts: embedded on one thread (a query), see LazyEmbedder.embed
 
 
 class Embedder(Protocol):
@@ -73,6 +76,9 @@ class LazyEmbedder:
         self._started = False
         self._lock = threading.Lock()
         self._encode_lock = threading.Lock()
+        self._torch: Any = None  # the torch module, once the model has loaded
+        self._threads = 1
+        self._recent: OrderedDict[str, tuple[float, ...]] = OrderedDict()  # single texts (queries) -> vector
 
     @property
     def ready(self) -> bool:
@@ -112,6 +118,10 @@ class LazyEmbedder:
                 dim = get_dim()
             if dim:
                 self.dim = int(dim)
+            import torch  # already imported by sentence_transformers
+
+            self._torch = torch
+            self._threads = torch.get_num_threads()
             self._model = model
             log.info("embedding model %s ready (%d dimensions)", self.name, self.dim)
         except Exception as exc:  # any failure leaves somna on words alone, and says why
@@ -123,12 +133,33 @@ class LazyEmbedder:
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not self.ready:
             raise RuntimeError("embedding model is not loaded")
+        if len(texts) == 1:  # a repeated query: no second forward pass
+            hit = self._recent.get(texts[0])
+            if hit is not None:
+                return [list(hit)]
         with self._encode_lock:
-            out = self._model.encode(  # type: ignore[attr-defined]
-                texts, batch_size=self.batch_size, show_progress_bar=False, normalize_embeddings=True,
-                convert_to_numpy=True,
-            )
-        return [list(map(float, row)) for row in out]
+            # A query (a few texts) runs on one thread: on a busy machine, torch's intra-op threads wait for
+            # each other at every layer and a 10 ms embedding becomes 100+ ms (bench/README.md, search
+            # latency). Batches (import, backfill) use every core.
+            torch = self._torch
+            few = len(texts) <= SMALL_BATCH and torch is not None
+            if few:
+                torch.set_num_threads(1)
+            try:
+                out = self._model.encode(  # type: ignore[attr-defined]
+                    texts, batch_size=self.batch_size, show_progress_bar=False, normalize_embeddings=True,
+                    convert_to_numpy=True,
+                )
+            finally:
+                if few:
+                    torch.set_num_threads(self._threads)
+        vecs = [row.tolist() for row in out]
+        if len(texts) == 1:
+            with self._encode_lock:
+                self._recent[texts[0]] = tuple(vecs[0])
+                while len(self._recent) > RECENT_QUERIES:
+                    self._recent.popitem(last=False)
+        return vecs
 
 
 def make_embedder(spec: str) -> HashEmbedder | LazyEmbedder:

@@ -4,6 +4,10 @@ index.db (rebuildable from the files at any time):
     notes        one row per memory or block file, with its parsed fields and version
     notes_fts    FTS5 over title, body, tags (BM25)
     notes_vec    sqlite-vec vec0 table, created once the embedding dimension is known
+    vec_bits     the same vectors binary-quantized (1 bit a dimension, sqlite-vec's vec_quantize_binary):
+                 a large store pre-selects candidates by Hamming distance over these (held in memory,
+                 reloaded when meta.vec_gen changes) and re-scores them exactly, instead of scanning
+                 every float; created with notes_vec (an older index.db gets it on open)
     vec_cache    text hash + model -> vector, so unchanged text is never embedded twice
     problems     files that could not be indexed, and why
 state.db (operational state that is not content; survives a rebuild):
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +115,21 @@ def _row(r: tuple[Any, ...]) -> Row:
                r[13], r[14], json.loads(r[15]), r[16])
 
 
+# Vector search: at or above BINARY_MIN vectors, pre-select by Hamming distance over vec_bits and
+# re-score the best max(RESCORE_MIN, RESCORE_FACTOR * k) exactly (cosine of the float vectors); with
+# fewer candidates than that it is exact anyway. Below BINARY_MIN, sqlite-vec scans the floats.
+BINARY_MIN = 4096
+RESCORE_MIN = 1000
+RESCORE_FACTOR = 12
+
+
+@dataclass
+class _Bits:
+    gen: str | None
+    ids: Any  # numpy int64 array of rowids
+    bits: Any  # numpy uint64 array, one row of packed bits per rowid
+
+
 def pack(vec: list[float]) -> bytes:
     return struct.pack(f"{len(vec)}f", *vec)
 
@@ -130,6 +150,9 @@ class Index:
         migrate(state, STATE_MIGRATIONS)
         state.close()
         self.conn.execute("ATTACH DATABASE ? AS state", (str(somna_dir / "state.db"),))
+        self.binary_min = BINARY_MIN
+        self._bits: _Bits | None = None
+        self._bits_lock = threading.Lock()
 
     def close(self) -> None:
         self.conn.close()
@@ -140,18 +163,42 @@ class Index:
         return row[0] if row else None
 
     def ensure_vec_table(self, model: str, dim: int) -> None:
-        """Create notes_vec for this model; a different model or dimension starts it afresh."""
+        """Create notes_vec (and vec_bits) for this model; a different model or dimension starts afresh."""
         want = f"{model}:{dim}"
-        if self.get_meta("vec_model") == want:
+        if self.get_meta("vec_model") == want and self.get_meta("vec_bits") == want:
             return
         with transaction(self.conn):
-            if self.get_meta("vec_model") == want:
-                return
-            self.conn.execute("DROP TABLE IF EXISTS notes_vec")
-            self.conn.execute(
-                f"CREATE VIRTUAL TABLE notes_vec USING vec0(embedding float[{int(dim)}] distance_metric=cosine)"
-            )
-            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_model', ?)", (want,))
+            if self.get_meta("vec_model") != want:
+                self.conn.execute("DROP TABLE IF EXISTS notes_vec")
+                self.conn.execute(
+                    f"CREATE VIRTUAL TABLE notes_vec USING vec0(embedding float[{int(dim)}] distance_metric=cosine)"
+                )
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_model', ?)", (want,))
+            if self.get_meta("vec_bits") != want:  # new, or an index.db from before vec_bits: derive it
+                self.conn.execute("DROP TABLE IF EXISTS vec_bits")
+                self.conn.execute("CREATE TABLE vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL)")
+                self.conn.execute("INSERT INTO vec_bits (rowid, bits) "
+                                  "SELECT rowid, vec_quantize_binary(vec_f32(embedding)) FROM notes_vec")
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_bits', ?)", (want,))
+                self._bump_vec_gen(self.conn)
+
+    def _bump_vec_gen(self, conn: Connection) -> None:
+        """Every change of the vectors bumps meta.vec_gen, so each process knows when to reload its bits."""
+        conn.execute("INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
+                     "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    def _insert_vec(self, conn: Connection, rowid: int, blob: bytes) -> None:
+        conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
+        if self.get_meta("vec_bits"):
+            conn.execute("INSERT OR REPLACE INTO vec_bits (rowid, bits) VALUES (?, vec_quantize_binary(vec_f32(?)))",
+                         (rowid, blob))
+        self._bump_vec_gen(conn)
+
+    def _delete_vec(self, conn: Connection, rowid: int) -> None:
+        conn.execute("DELETE FROM notes_vec WHERE rowid = ?", (rowid,))
+        if self.get_meta("vec_bits"):
+            conn.execute("DELETE FROM vec_bits WHERE rowid = ?", (rowid,))
+        self._bump_vec_gen(conn)
 
     # -- rows -------------------------------------------------------------------------------
     def file_stats(self) -> dict[str, tuple[int, int, str]]:
@@ -187,12 +234,12 @@ class Index:
                 "SELECT vec FROM vec_cache WHERE text_hash = ? AND model = ?", (text_hash, model)
             ).fetchone()
             if cached:
-                conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, cached[0]))
+                self._insert_vec(conn, rowid, cached[0])
         elif vec is not None and model:
             blob = pack(vec)
             conn.execute("INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
                          (text_hash, model, blob))
-            conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
+            self._insert_vec(conn, rowid, blob)
         conn.execute("DELETE FROM problems WHERE path = ?", (path,))
         return rowid
 
@@ -200,7 +247,7 @@ class Index:
         conn.execute("DELETE FROM notes WHERE rowid = ?", (rowid,))
         conn.execute("DELETE FROM notes_fts WHERE rowid = ?", (rowid,))
         if self.get_meta("vec_model"):
-            conn.execute("DELETE FROM notes_vec WHERE rowid = ?", (rowid,))
+            self._delete_vec(conn, rowid)
 
     def delete_path(self, conn: Connection, path: str) -> None:
         for (rowid,) in conn.execute("SELECT rowid FROM notes WHERE path = ?", (path,)).fetchall():
@@ -261,8 +308,8 @@ class Index:
                 self.conn.execute("INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
                                   (text_hash, model, blob))
                 if ok and ok[0] == text_hash:
-                    self.conn.execute("DELETE FROM notes_vec WHERE rowid = ?", (rowid,))
-                    self.conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
+                    self._delete_vec(self.conn, rowid)
+                    self._insert_vec(self.conn, rowid, blob)
 
     def vectors(self, rowids: Iterable[int]) -> dict[int, list[float]]:
         ids = list(rowids)
@@ -296,13 +343,64 @@ class Index:
         ]
 
     def search_vectors(self, vec: list[float], k: int) -> list[tuple[int, float]]:
-        if not self.get_meta("vec_model"):
+        """(rowid, cosine similarity) of the k nearest vectors, best first."""
+        vec_model = self.get_meta("vec_model")
+        if not vec_model:
             return []
+        if self.get_meta("vec_bits") == vec_model:
+            bits = self._load_bits()
+            if bits is not None and len(bits.ids) >= self.binary_min:
+                return self._search_binary(bits, pack(vec), k, vec_model.rsplit(":", 1)[0])
         return [
             (r, 1.0 - d)
             for r, d in self.conn.execute(
                 "SELECT rowid, distance FROM notes_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
                 (pack(vec), k),
+            )
+        ]
+
+    def _load_bits(self) -> _Bits | None:
+        """The binary vectors in memory, reloaded when another write (any process) changed them.
+
+        numpy is imported here, after the model (which imports it anyway), never on the handshake."""
+        gen = self.get_meta("vec_gen")
+        with self._bits_lock:
+            if self._bits is not None and self._bits.gen == gen:
+                return self._bits
+            try:
+                import numpy as np  # noqa: PLC0415 - see docstring
+            except ImportError:
+                return None
+            rows = self.conn.execute("SELECT rowid, bits FROM vec_bits ORDER BY rowid").fetchall()
+            ids = np.fromiter((r for r, _ in rows), dtype=np.int64, count=len(rows))
+            width = len(rows[0][1]) if rows else 8
+            padded = -(-width // 8) * 8
+            raw = np.frombuffer(b"".join(b.ljust(padded, b"\0") for _, b in rows), dtype=np.uint8)
+            self._bits = _Bits(gen, ids, raw.reshape(len(rows), padded).view(np.uint64))
+            return self._bits
+
+    def _search_binary(self, bits: _Bits, blob: bytes, k: int, model: str) -> list[tuple[int, float]]:
+        import numpy as np  # noqa: PLC0415 - already loaded by _load_bits
+
+        q = self.conn.execute("SELECT vec_quantize_binary(vec_f32(?))", (blob,)).fetchone()[0]
+        padded = bits.bits.shape[1] * 8
+        qv = np.frombuffer(q.ljust(padded, b"\0"), dtype=np.uint8).view(np.uint64)
+        x = bits.bits ^ qv
+        if hasattr(np, "bitwise_count"):
+            dist = np.bitwise_count(x).sum(axis=1, dtype=np.int32)
+        else:  # numpy < 2
+            dist = np.unpackbits(x.view(np.uint8), axis=1).sum(axis=1, dtype=np.int32)
+        n = len(bits.ids)
+        m = min(n, max(RESCORE_MIN, RESCORE_FACTOR * k))
+        pick = np.argpartition(dist, m - 1)[:m] if m < n else np.arange(n)
+        cand = json.dumps(bits.ids[pick].tolist())
+        return [
+            (r, 1.0 - d)
+            for r, d in self.conn.execute(
+                "SELECT n.rowid, vec_distance_cosine(c.vec, ?) AS d FROM notes n "
+                "JOIN vec_cache c ON c.text_hash = n.text_hash AND c.model = ? "
+                "WHERE n.rowid IN (SELECT value FROM json_each(?)) ORDER BY d, n.rowid LIMIT ?",
+                (blob, model, cand, k),
             )
         ]
 

@@ -1,0 +1,91 @@
+"""Vector search over binary-quantized pre-selection + exact re-scoring agrees with sqlite-vec's exact scan,
+stays in step with writes from another connection, and an index.db from before vec_bits keeps working."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import somna.index as somna_index
+from somna.embeddings import HashEmbedder
+from somna.store import Store
+
+TOPICS = ["billing", "retry", "cache", "deploy", "schema", "token", "queue", "index", "shard", "lint"]
+VERBS = ["fails", "times out", "needs a restart", "is slow", "drops rows", "leaks memory"]
+
+
+def facts(n: int, seed: int = 0) -> list[dict[str, str]]:
+    return [{"content": f"The {TOPICS[(i + seed) % 10]} job {VERBS[(i * 7 + seed) % 6]} when worker {i % 13} "
+                        f"handles batch {i} of region {i % 5}; fix {i * 31 % 97} applies."} for i in range(n)]
+
+
+def exact(store: Store, vec: list[float], k: int) -> list[tuple[int, float]]:
+    store.index.binary_min = 10**9
+    try:
+        return store.index.search_vectors(vec, k)
+    finally:
+        store.index.binary_min = 0
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Store:
+    s = Store.init(tmp_path / "store", embedder=HashEmbedder())
+    s.write_many(facts(300), author="test")
+    s.index.binary_min = 0
+    return s
+
+
+def test_binary_preselection_with_full_rescore_equals_exact(big: Store) -> None:
+    emb = big.embedder
+    assert emb is not None
+    for query in ("billing job times out", "worker 7 leaks memory", "schema drops rows in region 3"):
+        vec = emb.embed([query])[0]
+        got = big.index.search_vectors(vec, 20)  # 300 vectors < RESCORE_MIN: every one is re-scored
+        want = exact(big, vec, 20)
+        assert [r for r, _ in got] == [r for r, _ in want] or [round(s, 5) for _, s in got] == [
+            round(s, 5) for _, s in want]
+        assert [round(s, 5) for _, s in got] == [round(s, 5) for _, s in want]
+
+
+def test_binary_preselection_finds_the_exact_top_hits(big: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(somna_index, "RESCORE_MIN", 100)
+    monkeypatch.setattr(somna_index, "RESCORE_FACTOR", 1)
+    emb = big.embedder
+    assert emb is not None
+    overlap = []
+    for query in ("billing job fails", "cache needs a restart", "token is slow for worker 3", "queue shard lint"):
+        vec = emb.embed([query])[0]
+        got = {r for r, _ in big.index.search_vectors(vec, 10)}
+        want = {r for r, _ in exact(big, vec, 10)}
+        overlap.append(len(got & want) / 10)
+    assert sum(overlap) / len(overlap) >= 0.7, overlap
+
+
+def test_search_sees_writes_made_through_another_connection(big: Store, tmp_path: Path) -> None:
+    emb = big.embedder
+    assert emb is not None
+    vec = emb.embed(["zebra crossing painted purple"])[0]
+    before = big.index.search_vectors(vec, 1)  # loads the bits into memory
+    other = Store(big.root, embedder=HashEmbedder())
+    [new_id] = other.write_many([{"content": "zebra crossing painted purple"}], author="test")
+    other.close()
+    after = big.index.search_vectors(vec, 1)
+    assert after != before
+    assert big.index.get(new_id).rowid == after[0][0]  # type: ignore[union-attr]
+    assert after[0][1] > 0.9  # the embedded text is title + body, the same words twice
+
+
+def test_index_without_vec_bits_is_upgraded_on_open(big: Store) -> None:
+    root = big.root
+    conn = big.index.conn
+    conn.execute("DROP TABLE vec_bits")
+    conn.execute("DELETE FROM meta WHERE key IN ('vec_bits', 'vec_gen')")
+    big.close()
+    again = Store(root, embedder=HashEmbedder())
+    again.index.binary_min = 0
+    hits = again.search("billing job times out", mode="vectors")["hits"]
+    assert hits and again.index.get_meta("vec_bits") == again.index.get_meta("vec_model")
+    n_bits = again.index.conn.execute("SELECT count(*) FROM vec_bits").fetchone()[0]
+    assert n_bits == again.index.vector_count() >= 300
+    again.close()
