@@ -48,6 +48,15 @@ def rows(store: Path, query: str) -> list[str]:
         index.close()
 
 
+def edited(store: Path) -> int:
+    """How many burst notes the index holds in their edited form."""
+    index = Index(store / ".somna")
+    try:
+        return sum(1 for r in index.all_rows("memory") if r.path.startswith("memory/burst/") and "edited" in r.body)
+    finally:
+        index.close()
+
+
 def test_hand_edits_are_reflected_within_two_seconds(daemon: tuple[Path, subprocess.Popen[str]]) -> None:
     store, proc = daemon
     note = store / "memory" / "by-hand.md"
@@ -75,6 +84,7 @@ def test_burst_of_a_thousand_events_then_clean_stop(daemon: tuple[Path, subproce
     for i in range(500):
         (burst / f"n{i}.md").write_text(f"Burst note number {i} about thing{i}, edited.\n", encoding="utf-8")
     wait_for(lambda: rows(store, "thing499") == ["n499"], timeout=30)
+    wait_for(lambda: edited(store) == 500, timeout=30)  # every note of the burst, not just the last one
     assert proc.poll() is None
     (store / "memory" / "after.md").write_text("Still watching after the burst.\n", encoding="utf-8")
     wait_for(lambda: rows(store, "burst") != [] and rows(store, "watching") == ["after"])
@@ -86,3 +96,6 @@ def test_burst_of_a_thousand_events_then_clean_stop(daemon: tuple[Path, subproce
     assert children.strip() == ""
     report = somna("--store", str(store), "doctor")
     assert report.returncode == 0, report.stdout
+    tracked = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "memory/burst"], cwd=store,
+                             capture_output=True, text=True).stdout
+    assert len(tracked.split()) == 500  # the burst was committed, not only indexed

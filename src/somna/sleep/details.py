@@ -7,6 +7,7 @@ member; compression that drops one is refused (the detail guard).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -92,12 +93,14 @@ class Claim:
     content: frozenset[str]
     contrast: bool
     order: tuple[str, ...]  # the names in the order they first appear: who does what to whom
+    tokens: tuple[str, ...]  # every word in order, small ones too: a correction often edits its original
 
     @classmethod
     def of(cls, text: str) -> Claim:
         d = details(text)
         order = tuple(dict.fromkeys(n for n in NAME.findall(text) if n in d.names))
-        return cls(d.names, d.numbers, frozenset(_content(text)), bool(CONTRAST.search(text)), order)
+        return cls(d.names, d.numbers, frozenset(_content(text)), bool(CONTRAST.search(text)), order,
+                   tuple(WORD.findall(text.lower())))
 
     def same_as(self, other: Claim) -> bool:
         """No sign of disagreement that the word-level `conflict` misses: the same tone (no correction word on
@@ -105,10 +108,11 @@ class Claim:
         return self.contrast == other.contrast and (self.names != other.names or self.order == other.order)
 
 
-def disagreement(new: Claim, old: Claim) -> tuple[float, float, str] | None:
+def disagreement(new: Claim, old: Claim) -> tuple[float, float, float, str] | None:
     """Whether `new` may contradict `old` on the same subject: (word overlap, share of the older's words that
-    the newer repeats, why), or None when they are about different subjects or the newer only adds to the
-    older. Two memories that name people are about the same subject only if they share a name."""
+    the newer repeats, how much of the word sequence the two share, why), or None when they are about
+    different subjects or the newer only adds to the older. Two memories that name people are about the same
+    subject only if they share a name."""
     if new.names and old.names and not (new.names & old.names):
         return None
     shared = new.content & old.content
@@ -131,7 +135,8 @@ def disagreement(new: Claim, old: Claim) -> tuple[float, float, str] | None:
         why = f"different claims: {sorted(only_new)[:4]} vs {sorted(only_old)[:4]}"
     else:
         return None  # one says no more than the other: a duplicate or a refinement, not a contradiction
-    return overlap, cover, why
+    edit = difflib.SequenceMatcher(None, new.tokens, old.tokens, autojunk=False).ratio()
+    return overlap, cover, edit, why
 
 
 def _stem(word: str) -> str:

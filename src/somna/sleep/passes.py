@@ -25,9 +25,9 @@ INACTIVE = ("archived", "superseded")
 class Thresholds:
     duplicate: float = 0.9
     contradiction: float = 0.5  # cosine floor: a pair below it is never compared for a contradiction
-    sure: float = 0.6  # contradiction score at which the newer memory supersedes the older without review
-    maybe: float = 0.55  # contradiction score at which the pair is queued for review instead
-    margin: float = 0.06  # a sure pick must beat the newer memory's next candidate by this much
+    sure: float = 0.575  # contradiction score at which the newer memory supersedes the older without review
+    maybe: float = 0.525  # contradiction score at which the pair is queued for review instead
+    margin: float = 0.03  # a sure pick must beat the newer memory's next candidate by this much
     link: float = 0.7
     max_links: int = 3
     neighbours: int = 10
@@ -82,11 +82,13 @@ def _neighbour_lists(snap: Snapshot, idxs: list[int], k: int) -> dict[int, list[
     return out
 
 
-def contradiction_score(sim: float, overlap: float, cover: float, why: str) -> float:
+def contradiction_score(sim: float, overlap: float, cover: float, edit: float, why: str) -> float:
     """How sure the pass is that a newer memory contradicts an older one, on a 0..1 scale (a correction
-    word adds 0.2): the meaning (cosine), the words both use, and how much of the older the newer repeats,
-    since a correction restates what it corrects. Weights chosen on letta-facts rows 0-149 (see bench/)."""
-    return (sim + 0.5 * overlap + cover) / 2.5 + (0.2 if why.startswith("the newer corrects") else 0.0)
+    word adds 0.2): the meaning (cosine), the words both use, how much of the older the newer repeats and
+    how much of its word sequence it keeps, since a correction restates what it corrects. Weights chosen on
+    letta-facts rows 0-149 only (bench/letta_contradictions.py)."""
+    score = (sim + 0.5 * overlap + 0.5 * cover + edit) / 3.0
+    return score + (0.2 if why.startswith("the newer corrects") else 0.0)
 
 
 def _newer(a: Row, b: Row) -> Row | None:
@@ -141,8 +143,8 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             found = disagreement(claim(n), claim(o))
             if found is None:
                 continue
-            overlap, cover, why = found
-            entry = (contradiction_score(sim, overlap, cover, why), sim, why)
+            overlap, cover, edit, why = found
+            entry = (contradiction_score(sim, overlap, cover, edit, why), sim, why)
             if newer is None:
                 unclear[frozenset((i, j))] = max(entry, unclear.get(frozenset((i, j)), entry))
             else:
