@@ -5,11 +5,14 @@ bench/results/crash.{md,json}.
 
 Each iteration starts one real writer process on one store and kills it with SIGKILL after a random
 delay (0.05–1.5 s after it is ready, so kills land inside file writes, git commits, index updates and
-sleep cycles alike). Writers, chosen in turn:
+sleep cycles alike). Writers, in turn:
 
 - ``core``:  the library in a loop — write, edit (append / str_replace), revert, feedback, hand edit + sync;
 - ``cli``:   `somna add` (the whole CLI process is the victim, start-up included);
 - ``sleep``: near-duplicates written with force, then a sleep-time cycle (`Cycle.run`), in a loop.
+- ``mcp``:   an agent drives a real `somna serve` over stdio (writes, read + append); the server is killed;
+- ``daemon``: `somna daemon --idle 1` while a person keeps writing files by hand and a transcript waits in
+  the inbox: killed while it commits hand edits or runs a sleep cycle.
 
 A writer prints a line for every operation it has finished ("ack"). After each kill:
 
@@ -38,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-WRITERS = ("core", "cli", "sleep")
+WRITERS = ("core", "cli", "sleep", "mcp", "daemon")
 ENV = {**os.environ, "SOMNA_EMBEDDER": "hash", "SOMNA_ATTACH": "0", "SOMNA_LOG_LEVEL": "ERROR"}
 
 
@@ -59,6 +62,9 @@ def worker(store_path: str, kind: str, seed: int) -> None:
         sys.stdout.write(json.dumps(kw) + "\n")
         sys.stdout.flush()
 
+    if kind == "mcp":
+        mcp_worker(store_path, rng, ack)
+        return
     ack(ready=True)
     n = 0
     while True:
@@ -105,6 +111,43 @@ def worker(store_path: str, kind: str, seed: int) -> None:
             ack(op="error", error=type(exc).__name__)
 
 
+def mcp_worker(store_path: str, rng: random.Random, ack: Any) -> None:
+    """An agent driving a real `somna serve` (the victim) over stdio: writes and edits, acked on each result."""
+    import anyio
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    async def main() -> None:
+        params = StdioServerParameters(command=sys.executable, args=["-m", "somna", "--store", store_path, "serve"],
+                                       env=ENV)
+        with open(os.devnull, "w", encoding="utf-8") as devnull:
+            async with stdio_client(params, errlog=devnull) as (read, write), ClientSession(read, write) as s:
+                await s.initialize()
+                ack(ready=True)
+                mine: list[str] = []
+                n = 0
+                while True:
+                    n += 1
+                    if mine and rng.random() < 0.35:
+                        mid = rng.choice(mine)
+                        got = await s.call_tool("read", {"id": mid})
+                        res = await s.call_tool("propose_edit", {"id": mid, "op": "append", "text": f"Also {n}.",
+                                                                 "base_version": got.structured_content["version"]})
+                        op = "edit"
+                    else:
+                        res = await s.call_tool("write", {"content": f"MCP fact {n}: queue {rng.randrange(10**9)} "
+                                                                     "drains every 5 minutes.", "force": True})
+                        op = "write"
+                    if res.is_error:
+                        ack(op="error", error="tool")
+                        continue
+                    out = res.structured_content
+                    if op == "write":
+                        mine.append(out["id"])
+                    ack(op=op, id=out["id"], version=out["version"])
+
+    anyio.run(main)
+
+
 # -- the harness --------------------------------------------------------------------------------------
 def somna(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "somna", *args], capture_output=True, text=True,
@@ -113,6 +156,26 @@ def somna(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 def git(store: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=store, capture_output=True, text=True, check=False).stdout
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text(encoding="utf-8")
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
 
 
 def classify(report: dict[str, Any]) -> list[str]:
@@ -138,9 +201,30 @@ def run_one(store: Path, kind: str, seed: int, rng: random.Random, acked: dict[s
         cmd = [sys.executable, "-m", "somna", "--store", str(store), "add", "--json", "--force",
                f"CLI fact {seed}: the cache for job {rng.randrange(10**6)} lives in /var/cache/job-{seed}."]
         delay = rng.uniform(0.2, 1.3)  # start-up included: the CLI imports for ~0.5–1 s
+    elif kind == "daemon":
+        cmd = [sys.executable, "-m", "somna", "--store", str(store), "daemon", "--idle", "1"]
+        delay = rng.uniform(0.8, 4.0)  # start-up, then hand edits picked up and sleep cycles run
     else:
         cmd = [sys.executable, __file__, "--worker", str(store), kind, str(seed)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    stop = threading.Event()
+    hand: list[str] = []
+    if kind == "daemon":  # a person keeps writing files by hand while the daemon runs; it commits them
+        def person() -> None:
+            folder = store / "memory" / "by-hand"
+            folder.mkdir(exist_ok=True)
+            (store / "inbox").mkdir(exist_ok=True)
+            (store / "inbox" / f"session-{seed}.jsonl").write_text(
+                json.dumps({"type": "user", "message": {"content": f"session {seed}"}}) + "\n", encoding="utf-8")
+            n = 0
+            while not stop.is_set():
+                n += 1
+                path = folder / f"daemon-{seed}-{n}.md"
+                path.write_text(f"Written by hand while the daemon ran ({seed}/{n}).\n", encoding="utf-8")
+                hand.append(path.relative_to(store).as_posix())
+                stop.wait(0.15)
+        helper = threading.Thread(target=person, daemon=True)
+        helper.start()
     lines: list[str] = []
     ready = threading.Event()
 
@@ -151,13 +235,24 @@ def run_one(store: Path, kind: str, seed: int, rng: random.Random, acked: dict[s
             ready.set()
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    if kind != "cli":
+    if kind not in ("cli", "daemon"):
         ready.wait(60)
     time.sleep(delay)
     exited_before = proc.poll() is not None
+    victim = proc.pid
+    if kind == "mcp":  # the victim is the `somna serve` the worker drives
+        victim = next((pid for pid in children(proc.pid) if b"serve" in cmdline(pid)), proc.pid)
+        exited_before = not Path(f"/proc/{victim}").exists()
     if not exited_before:
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(victim, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
     proc.wait()
+    stop.set()
+    if kind == "daemon":
+        helper.join(5)
+        for rel in hand:
+            acked[Path(rel).stem] = rel
     t.join(5)
     err_tail = proc.stderr.read()[-500:] if proc.stderr else ""
     for pipe in (proc.stdout, proc.stderr):

@@ -31,7 +31,10 @@ from somna.index import Index
 from somna.store import Store, private
 
 CONTENT = ("memory", "blocks", "proposals", "skills")
-TEMP_AGE = 1.0  # seconds: a temp file this old, found under the store lock, belongs to a writer that died
+# Every write of content (memory/, blocks/, proposals/, skills/) happens under the store lock; so a temp file
+# found while holding it belongs to a writer that died. (Store.init writes blocks unlocked, before anyone
+# else can know the store.)
+TEMP_AGE = 0.0
 
 
 def temp_files(root: Path) -> list[str]:
@@ -193,7 +196,9 @@ def repair(store: Store) -> dict[str, Any]:
     """Fix what can be fixed without losing anything (see the module's docstring)."""
     with store.locked():
         interrupted = history.interrupted(store.root)
-        cleared = history.clear_stale_lock(store.root, older_than=0.0)
+        # somna's own stale locks go at once (its marker says so); another git's only once 5 s old: a person's
+        # `git commit` in the store may be running right now
+        cleared = history.clear_stale_lock(store.root, older_than=5.0)
         moved = _recover_temps(store)
         rebuilt = _index_sound(store) is not None and _rebuild_index(store)
     tightened = [p for p in [store.root, store.root / ".somna", *sorted((store.root / ".somna").glob("*"))]

@@ -421,6 +421,9 @@ class Store:
         if not TYPE_RE.match(type):
             raise InvalidInput(f"type {type[:40]!r} is not valid; use one of {', '.join(notes.TYPES)}")
         tag_list = notes.check_tags(tags)
+        for i, tag in enumerate(tag_list):  # tags are stored too: a token pasted as a tag is a secret stored
+            tag_list[i], found_tag = self._clean(tag)
+            found += found_tag
         if not force:
             self._check_duplicate(f"{title}\n{body}")
         stamp = notes.now_iso()
@@ -548,6 +551,9 @@ class Store:
         """A conditional edit: applied at once or queued as a proposal, as the store's policy says."""
         new, found = self._clean(new) if new else (new, [])
         text, found_t = self._clean(text) if text else (text, [])
+        if reason:  # the reason becomes a commit message: git history is forever
+            reason, found_r = self._clean(reason)
+            found_t = found_t + found_r
         change = Edit(op, old=old, new=new, count=count, text=text, reason=reason, meta=meta)
         kind, rel = self._target(ref)
         current_text, current, version = self._load(rel)
