@@ -10,7 +10,7 @@ import pytest
 
 from somna.embeddings import HashEmbedder
 from somna.sleep.cycle import Cycle, decide, pending
-from somna.sleep.details import conflict, details, merge_texts, missing
+from somna.sleep.details import Claim, conflict, details, disagreement, merge_texts, missing
 from somna.store import Store
 
 # The hashing embedder is cruder than MiniLM: paraphrases score lower, so the thresholds are set for it.
@@ -45,6 +45,13 @@ def test_details_and_conflicts() -> None:
     assert conflict("The cache TTL is 300 seconds.", "The cache TTL is 600 seconds.")
     assert conflict("Retries are safe for GET requests here.", "Retries are not safe for GET requests here.")
     assert conflict("Use port 5433.", "Use port 5433; see config/db.toml.") is None
+    ann, bob = Claim.of("Ann Lee leads the payments team."), Claim.of("Bob Stone leads the payments team.")
+    assert disagreement(bob, ann) is None  # two strangers may both lead a payments team
+    assert disagreement(bob, ann, acquainted=True)  # two people named together elsewhere: the role moved
+    assert disagreement(Claim.of("Ann Lee leads the payments team and the search team."), ann) is None  # adds
+    corrected = disagreement(Claim.of("Ann Lee no longer leads the payments team."), ann)
+    assert corrected and corrected[3].startswith("the newer corrects")
+    assert not Claim.of("Ann Lee hired Bob Stone.").same_as(Claim.of("Bob Stone hired Ann Lee."))  # roles swapped
     merged = merge_texts([a for a, _, _ in DUPLICATES[:1]] + [DUPLICATES[0][1]])
     assert not missing(merged, details(DUPLICATES[0][1]).all())
 

@@ -47,7 +47,7 @@ class Details:
 
 def details(text: str) -> Details:
     code = {c.strip() for c in CODE.findall(text)} | set(URL.findall(text)) | set(IDENT.findall(text))
-    names = {n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When")}
+    names = people(text)
     return Details(
         numbers=frozenset(n.strip().lower() for n in NUMBER.findall(text)),
         paths=frozenset(PATH.findall(text)),
@@ -56,6 +56,11 @@ def details(text: str) -> Details:
         names=frozenset(names),
         negated=bool(NEGATION.search(text)),
     )
+
+
+def people(text: str) -> set[str]:
+    """Proper names: two or more capitalised words in a row, not opening with an article or the like."""
+    return {n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When")}
 
 
 def words(text: str) -> set[str]:
@@ -108,13 +113,19 @@ class Claim:
         return self.contrast == other.contrast and (self.names != other.names or self.order == other.order)
 
 
-def disagreement(new: Claim, old: Claim) -> tuple[float, float, float, str] | None:
+def disagreement(new: Claim, old: Claim, acquainted: bool = False) -> tuple[float, float, float, str] | None:
     """Whether `new` may contradict `old` on the same subject: (word overlap, share of the older's words that
     the newer repeats, how much of the word sequence the two share, why), or None when they are about
     different subjects or the newer only adds to the older. Two memories that name people are about the same
-    subject only if they share a name."""
+    subject only if they share a name, or if the people are `acquainted` (named together elsewhere) and the
+    rest of the two claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
     if new.names and old.names and not (new.names & old.names):
-        return None
+        if not acquainted:
+            return None
+        people = {w for n in new.names | old.names for w in WORD.findall(n.lower())}
+        rest_new, rest_old = new.content - people, old.content - people
+        if len(rest_new & rest_old) < SAME_CLAIM * len(rest_new | rest_old):
+            return None
     shared = new.content & old.content
     if not shared:
         return None
@@ -129,6 +140,8 @@ def disagreement(new: Claim, old: Claim) -> tuple[float, float, float, str] | No
         why = f"the same people in other roles: {list(new.order)} vs {list(old.order)}"
     elif (new.names - old.names) and (old.names - new.names):
         why = f"different names: {sorted(new.names - old.names)} vs {sorted(old.names - new.names)}"
+        if not new.names & old.names:
+            why = "someone else for the same claim: " + why
     elif (new.numbers - old.numbers) and (old.numbers - new.numbers):
         why = f"different values: {sorted(new.numbers - old.numbers)} vs {sorted(old.numbers - new.numbers)}"
     elif only_new and only_old:
@@ -137,6 +150,9 @@ def disagreement(new: Claim, old: Claim) -> tuple[float, float, float, str] | No
         return None  # one says no more than the other: a duplicate or a refinement, not a contradiction
     edit = difflib.SequenceMatcher(None, new.tokens, old.tokens, autojunk=False).ratio()
     return overlap, cover, edit, why
+
+
+SAME_CLAIM = 0.5  # share of their other words two claims about different people must have in common
 
 
 def _stem(word: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from somna.index import Row
-from somna.sleep.details import Claim, conflict, details, disagreement, merge_texts, missing
+from somna.sleep.details import Claim, conflict, details, disagreement, merge_texts, missing, people
 
 INACTIVE = ("archived", "superseded")
 
@@ -119,6 +119,17 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             claims[x] = Claim.of(snap.text(x))
         return claims[x]
 
+    # people named together in some memory know each other: a claim may move from one to the other
+    circle: dict[str, set[str]] = {}
+    for x in range(len(rows)):
+        names = people(snap.text(x))
+        if len(names) > 1:
+            for name in names:
+                circle.setdefault(name, set()).update(names)
+
+    def acquainted(a: Claim, b: Claim) -> bool:
+        return any(circle.get(name, set()) & b.names for name in a.names)
+
     # candidates[newer][older] = (score, similarity, why); pairs written at the same moment go to `unclear`
     candidates: dict[int, dict[int, tuple[float, float, str]]] = {}
     unclear: dict[frozenset[int], tuple[float, float, str]] = {}
@@ -140,7 +151,7 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             # inactive rows stay candidates: a memory whose best match it already superseded is settled
             newer = _newer(rows[i], rows[j])
             n, o = (j, i) if newer is rows[j] else (i, j)
-            found = disagreement(claim(n), claim(o))
+            found = disagreement(claim(n), claim(o), acquainted(claim(n), claim(o)))
             if found is None:
                 continue
             overlap, cover, edit, why = found
