@@ -230,6 +230,7 @@ def measure(
     importtime: bool = False,
     bytecode: str = "cached",
     keep_logs: Path | None = None,
+    extra: dict[str, tuple[list[str], dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
     """Interleaved spawn→initialize timings of the bare server and `somna serve`; see the module docstring.
 
@@ -238,6 +239,7 @@ def measure(
     dropped), so after the warm-up pair every module loads from bytecode, as in a normal install;
     bytecode="inherit": the environment as it is (with PYTHONDONTWRITEBYTECODE=1 and an editable install,
     somna's own modules are compiled from source on every spawn).
+    extra: more servers (name -> argv, env) spawned in the same interleaved rounds (bench/run.py: the peer).
     """
     if bytecode not in ("cached", "inherit"):
         raise ValueError("bytecode must be 'cached' or 'inherit'")
@@ -253,7 +255,8 @@ def measure(
         env = _env(workdir / "home", workdir / "pycache" if bytecode == "cached" else None)
         logs = keep_logs or workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        kinds = ["bare", "somna"]
+        extra = extra or {}
+        kinds = ["bare", "somna", *extra]
         samples: dict[str, list[float]] = {k: [] for k in kinds}
         per_run: list[dict[str, Any]] = []
 
@@ -264,14 +267,14 @@ def measure(
                 for kind in order:
                     errpath = logs / f"{kind}-{i}.stderr"
                     out = await spawn_once(
-                        argv_for(kind, store),
-                        env,
+                        extra[kind][0] if kind in extra else argv_for(kind, store),
+                        extra[kind][1] if kind in extra else env,
                         workdir,
                         errpath,
-                        wait_pattern=MARKER if kind != "bare" else None,
+                        wait_pattern=MARKER if kind == "somna" else None,
                     )
                     row: dict[str, Any] = {"run": i, "kind": kind, "warmup": i < 0, **out}
-                    if kind != "bare":
+                    if kind == "somna":
                         row["heavy_before_answer"] = parse_heavy(out["matched"])
                     per_run.append(row)
                     if i >= 0:
@@ -287,7 +290,7 @@ def measure(
 
     bare, somna = summary(samples["bare"]), summary(samples["somna"])
     ratio = somna["median_ms"] / bare["median_ms"]
-    counted = [r for r in per_run if r["kind"] != "bare"]  # warm-up spawns count for the heavy check too
+    counted = [r for r in per_run if r["kind"] == "somna"]  # warm-up spawns count for the heavy check too
     missing = [f"{r['kind']}#{r['run']}" for r in counted if r["heavy_before_answer"] is None]
     heavy_runs = {
         f"{r['kind']}#{r['run']}": r["heavy_before_answer"] for r in counted if r["heavy_before_answer"]
@@ -304,6 +307,7 @@ def measure(
         "somna": somna,
         "ratio": ratio,
         "arms": {k: summary(v) for k, v in samples.items()},
+        "extra_ratios_to_bare": {k: summary(samples[k])["median_ms"] / bare["median_ms"] for k in extra},
         "pass_1_3": ratio <= LIMIT_RATIO,
         "pass_1_2": ratio <= STRICT_RATIO,
         "heavy_check": {
