@@ -23,7 +23,7 @@ from somna.store import Store
 TOKEN = "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5"
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -48,8 +48,7 @@ def running(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
     daemon = Daemon(store, idle=3600, inbox_delay=0.2, watch=[transcripts.parent], transcript_quiet=0.3)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
-    wait_for(lambda: daemon._lock_fd is not None)
-    time.sleep(0.3)  # the observer is scheduled right after the lock is taken
+    assert daemon.watching.wait(30)
     yield daemon, transcripts
     daemon.stop_event.set()
     thread.join(timeout=10)
@@ -89,8 +88,7 @@ def test_files_that_are_not_transcripts_and_unchanged_ones_are_left_alone(tmp_pa
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: daemon._lock_fd is not None)
-        time.sleep(0.3)
+        assert daemon.watching.wait(30)
         (folder / "notes.txt").write_text("not a transcript\n", encoding="utf-8")
         (folder / "broken.jsonl").write_bytes(b"\xff\xfe not json \x00\n")
         wait_for(lambda: len(inbox_files(store.root)) == 1)
@@ -133,7 +131,7 @@ def test_somna_daemon_watch_starts_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env={**os.environ, "SOMNA_EMBEDDER": "hash"})
     try:
         log = store / ".somna" / "daemon.log"
-        wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=20)
+        wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=60)
         text = log.read_text(encoding="utf-8")
         assert f"capturing transcripts from {folder}" in text and "no such folder" in text
         proc.send_signal(signal.SIGTERM)

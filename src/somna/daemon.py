@@ -77,6 +77,7 @@ class Daemon:
         self.inbox_delay = inbox_delay
         self.extra_passes = extra_passes or []
         self.stop_event = threading.Event()
+        self.watching = threading.Event()  # set once the file watcher runs
         self._lock = threading.Lock()
         self._pending: set[str] = set()
         self._last_event = 0.0
@@ -139,6 +140,7 @@ class Daemon:
             else:
                 log.warning("not watching %s: no such folder", folder)
         observer.start()
+        self.watching.set()
         log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
         try:
             self._safe(self.store.sync)
