@@ -85,7 +85,24 @@ def test_index_without_vec_bits_is_upgraded_on_open(big: Store) -> None:
     again = Store(root, embedder=HashEmbedder())
     again.index.binary_min = 0
     hits = again.search("billing job times out", mode="vectors")["hits"]
-    assert hits and again.index.get_meta("vec_bits") == again.index.get_meta("vec_model")
+    assert hits and again.index.get_meta("vec_bits") == f"{again.index.get_meta('vec_model')}|{somna_index.VEC_BITS_SCHEMA}"
     n_bits = again.index.conn.execute("SELECT count(*) FROM vec_bits").fetchone()[0]
     assert n_bits == again.index.vector_count() >= 300
     again.close()
+
+
+def test_words_common_to_most_rows_leave_the_query_without_changing_the_ranking(tmp_path: Path) -> None:
+    s = Store.init(tmp_path / "store", embedder=None)
+    s.write_many([{"content": f"the note {i} about {TOPICS[i % 10]} and the worker {i % 7}"} for i in range(1200)],
+                 author="test")
+    s.ensure_synced()
+    query = "the billing worker 3"
+    assert s.index._fts_match(query) == '"billing" OR "3"'  # "the" and "worker" are in every row
+    full = [(r, round(x, 4)) for r, x in (
+        (r, -score) for r, score in s.index.conn.execute(
+            "SELECT rowid, bm25(notes_fts, 3.0, 1.0, 2.0) FROM notes_fts WHERE notes_fts MATCH ? "
+            "ORDER BY bm25(notes_fts, 3.0, 1.0, 2.0) LIMIT 40", (somna_index.fts_query(query),)))]
+    pruned = [(r, round(x, 4)) for r, x, _ in s.index.search_words(query, 40)]
+    assert [x for _, x in pruned][:10] == [x for _, x in full][:10]
+    hits = s.search(query, mode="words")["hits"]
+    assert hits and all(h["snippet"] for h in hits)

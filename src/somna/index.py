@@ -4,7 +4,8 @@ index.db (rebuildable from the files at any time):
     notes        one row per memory or block file, with its parsed fields and version
     notes_fts    FTS5 over title, body, tags (BM25)
     notes_vec    sqlite-vec vec0 table, created once the embedding dimension is known
-    vec_bits     the same vectors binary-quantized (1 bit a dimension, sqlite-vec's vec_quantize_binary):
+    vec_bits     the same vectors binary-quantized (1 bit a dimension, sqlite-vec's vec_quantize_binary)
+                 beside the float vector (for re-scoring by rowid):
                  a large store pre-selects candidates by Hamming distance over these (held in memory,
                  reloaded when meta.vec_gen changes) and re-scores them exactly, instead of scanning
                  every float; created with notes_vec (an older index.db gets it on open)
@@ -119,8 +120,12 @@ def _row(r: tuple[Any, ...]) -> Row:
 # re-score the best max(RESCORE_MIN, RESCORE_FACTOR * k) exactly (cosine of the float vectors); with
 # fewer candidates than that it is exact anyway. Below BINARY_MIN, sqlite-vec scans the floats.
 BINARY_MIN = 4096
+VEC_BITS_SCHEMA = 2  # vec_bits (rowid, bits, vec); a different value in meta rebuilds the table
 RESCORE_MIN = 1000
 RESCORE_FACTOR = 12
+COMMON_MIN_ROWS = 1000  # from this many rows on, words in more than half of them leave the FTS query
+LARGE_ROWS = 5000  # from this many rows on, the words query keeps only words in at most RARE_FRACTION of rows
+RARE_FRACTION = 0.05
 
 
 @dataclass
@@ -151,6 +156,7 @@ class Index:
         state.close()
         self.conn.execute("ATTACH DATABASE ? AS state", (str(somna_dir / "state.db"),))
         self.binary_min = BINARY_MIN
+        self._df: dict[str, tuple[int, int]] = {}  # word -> (rows containing it, max rowid then)
         self._bits: _Bits | None = None
         self._bits_lock = threading.Lock()
 
@@ -165,7 +171,8 @@ class Index:
     def ensure_vec_table(self, model: str, dim: int) -> None:
         """Create notes_vec (and vec_bits) for this model; a different model or dimension starts afresh."""
         want = f"{model}:{dim}"
-        if self.get_meta("vec_model") == want and self.get_meta("vec_bits") == want:
+        bits_want = f"{want}|{VEC_BITS_SCHEMA}"
+        if self.get_meta("vec_model") == want and self.get_meta("vec_bits") == bits_want:
             return
         with transaction(self.conn):
             if self.get_meta("vec_model") != want:
@@ -174,12 +181,13 @@ class Index:
                     f"CREATE VIRTUAL TABLE notes_vec USING vec0(embedding float[{int(dim)}] distance_metric=cosine)"
                 )
                 self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_model', ?)", (want,))
-            if self.get_meta("vec_bits") != want:  # new, or an index.db from before vec_bits: derive it
+            if self.get_meta("vec_bits") != bits_want:  # new, or an index.db from before: derive it
                 self.conn.execute("DROP TABLE IF EXISTS vec_bits")
-                self.conn.execute("CREATE TABLE vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL)")
-                self.conn.execute("INSERT INTO vec_bits (rowid, bits) "
-                                  "SELECT rowid, vec_quantize_binary(vec_f32(embedding)) FROM notes_vec")
-                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_bits', ?)", (want,))
+                self.conn.execute("CREATE TABLE vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL, "
+                                  "vec BLOB NOT NULL)")
+                self.conn.execute("INSERT INTO vec_bits (rowid, bits, vec) "
+                                  "SELECT rowid, vec_quantize_binary(vec_f32(embedding)), embedding FROM notes_vec")
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_bits', ?)", (bits_want,))
                 self._bump_vec_gen(self.conn)
 
     def _bump_vec_gen(self, conn: Connection) -> None:
@@ -190,8 +198,8 @@ class Index:
     def _insert_vec(self, conn: Connection, rowid: int, blob: bytes) -> None:
         conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
         if self.get_meta("vec_bits"):
-            conn.execute("INSERT OR REPLACE INTO vec_bits (rowid, bits) VALUES (?, vec_quantize_binary(vec_f32(?)))",
-                         (rowid, blob))
+            conn.execute("INSERT OR REPLACE INTO vec_bits (rowid, bits, vec) "
+                         "VALUES (?, vec_quantize_binary(vec_f32(?)), ?)", (rowid, blob, blob))
         self._bump_vec_gen(conn)
 
     def _delete_vec(self, conn: Connection, rowid: int) -> None:
@@ -330,27 +338,72 @@ class Index:
 
     # -- search -----------------------------------------------------------------------------
     def search_words(self, query: str, limit: int) -> list[tuple[int, float, str]]:
-        match = fts_query(query)
+        """(rowid, BM25 score, "") best first; snippets come later, for the hits shown (`snippets`).
+
+        A word found in more than half of the rows has a BM25 weight of zero (FTS5 clamps its IDF to
+        1e-6), so it is left out of the query: the ranking is the same and the common words of a question
+        ("the", "how", "to") no longer make SQLite score nearly every row of a large store. From
+        LARGE_ROWS rows on, only the specific words (in at most 5% of rows) are queried: see _fts_match."""
+        match = self._fts_match(query)
         if not match:
             return []
         return [
-            (r, -score, snip)
-            for r, score, snip in self.conn.execute(
-                "SELECT rowid, bm25(notes_fts, 3.0, 1.0, 2.0), snippet(notes_fts, 1, '', '', ' … ', 24) "
+            (r, -score, "")
+            for r, score in self.conn.execute(
+                "SELECT rowid, bm25(notes_fts, 3.0, 1.0, 2.0) "
                 "FROM notes_fts WHERE notes_fts MATCH ? ORDER BY bm25(notes_fts, 3.0, 1.0, 2.0) LIMIT ?",
                 (match, limit),
             )
         ]
+
+    def snippets(self, query: str, rowids: list[int]) -> dict[int, str]:
+        """FTS5 snippets of the query's words in these rows (the few hits a search returns)."""
+        match = fts_query(query)
+        if not match or not rowids:
+            return {}
+        return dict(self.conn.execute(
+            "SELECT rowid, snippet(notes_fts, 1, '', '', ' … ', 24) FROM notes_fts WHERE notes_fts MATCH ? "
+            "AND rowid IN (SELECT value FROM json_each(?))", (match, json.dumps(rowids)),
+        ))
+
+    def _fts_match(self, query: str) -> str:
+        words = list(dict.fromkeys(re.findall(r"\w+", query.lower())[:64]))
+        if len(words) < 2:
+            return fts_query(query)
+        rows = self.conn.execute("SELECT max(rowid) FROM notes").fetchone()[0] or 0
+        if rows < COMMON_MIN_ROWS:
+            return fts_query(query)
+        # max(rowid) >= the number of rows, so "df > max(rowid) / 2" never drops a word that still counts
+        keep = [w for w in words if self._doc_freq(w, rows) * 2 <= rows]
+        if rows >= LARGE_ROWS:
+            # A large store: rank by the specific words only (in at most 5% of rows). Scoring every row
+            # that shares a middling word ("fails", "when") costs ~40 ms at 100k rows; the specific words
+            # find the same top hits for nearly every query (docs/performance.md), and vectors fuse in.
+            rare = [w for w in keep if self._doc_freq(w, rows) <= rows * RARE_FRACTION]
+            keep = rare or keep
+        return " OR ".join(f'"{w}"' for w in (keep or words))
+
+    def _doc_freq(self, word: str, rows: int) -> int:
+        """Rows that contain the word, cached until the store has grown or shrunk by 5%."""
+        hit = self._df.get(word)
+        if hit is not None and abs(hit[1] - rows) <= rows * 0.05:
+            return hit[0]
+        n = int(self.conn.execute("SELECT count(*) FROM notes_fts WHERE notes_fts MATCH ?",
+                                  (f'"{word}"',)).fetchone()[0])
+        if len(self._df) > 50_000:
+            self._df.clear()
+        self._df[word] = (n, rows)
+        return n
 
     def search_vectors(self, vec: list[float], k: int) -> list[tuple[int, float]]:
         """(rowid, cosine similarity) of the k nearest vectors, best first."""
         vec_model = self.get_meta("vec_model")
         if not vec_model:
             return []
-        if self.get_meta("vec_bits") == vec_model:
+        if self.get_meta("vec_bits") == f"{vec_model}|{VEC_BITS_SCHEMA}":
             bits = self._load_bits()
             if bits is not None and len(bits.ids) >= self.binary_min:
-                return self._search_binary(bits, pack(vec), k, vec_model.rsplit(":", 1)[0])
+                return self._search_binary(bits, pack(vec), k)
         return [
             (r, 1.0 - d)
             for r, d in self.conn.execute(
@@ -379,7 +432,7 @@ class Index:
             self._bits = _Bits(gen, ids, raw.reshape(len(rows), padded).view(np.uint64))
             return self._bits
 
-    def _search_binary(self, bits: _Bits, blob: bytes, k: int, model: str) -> list[tuple[int, float]]:
+    def _search_binary(self, bits: _Bits, blob: bytes, k: int) -> list[tuple[int, float]]:
         import numpy as np  # noqa: PLC0415 - already loaded by _load_bits
 
         q = self.conn.execute("SELECT vec_quantize_binary(vec_f32(?))", (blob,)).fetchone()[0]
@@ -397,10 +450,9 @@ class Index:
         return [
             (r, 1.0 - d)
             for r, d in self.conn.execute(
-                "SELECT n.rowid, vec_distance_cosine(c.vec, ?) AS d FROM notes n "
-                "JOIN vec_cache c ON c.text_hash = n.text_hash AND c.model = ? "
-                "WHERE n.rowid IN (SELECT value FROM json_each(?)) ORDER BY d, n.rowid LIMIT ?",
-                (blob, model, cand, k),
+                "SELECT rowid, vec_distance_cosine(vec, ?) AS d FROM vec_bits "
+                "WHERE rowid IN (SELECT value FROM json_each(?)) ORDER BY d, rowid LIMIT ?",
+                (blob, cand, k),
             )
         ]
 

@@ -82,11 +82,15 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
             boost *= 0.5
         scored.append((fused[r.rowid] * boost, r))
     scored.sort(key=lambda x: (-x[0], x[1].id))
+    shown = scored[:limit]
+    # snippets are made for the hits shown only, not for every candidate of the words pool
+    need = [r.rowid for _, r in shown if r.rowid in snippets and not snippets[r.rowid]]
+    snippets.update(store.index.snippets(query, need) if need else {})
     hits = [
         {"id": r.id, "title": r.title, "snippet": _snippet(r, snippets.get(r.rowid)), "score": round(s * 100, 3),
          "type": r.type, "tags": r.tags, "scope": store.scope, "matched": "+".join(sorted(why[r.rowid]))}
         | ({"status": r.status} if r.status in INACTIVE else {})
-        for s, r in scored[:limit]
+        for s, r in shown
     ]
     out: dict[str, Any] = {"mode": cand["mode"], "hits": hits}
     if mode != "words" and cand["mode"] == "words":
