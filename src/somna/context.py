@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from somna import untrusted
 from somna.config import Settings
 from somna.errors import SomnaError
 from somna.scopes import Memory
@@ -39,12 +40,14 @@ def compose_instructions(memory: Memory, budget_tokens: int, skills: tuple[str, 
     for scope, store in memory.stores.items():
         for name in store.block_names():
             try:
-                body = store.read(f"block:{name}")["content"].strip()
+                block = store.read(f"block:{name}")
             except SomnaError:
                 continue
+            body = block["content"].strip()
             if not body:
                 continue
-            head = f"\n## {scope} block: {name}\n"
+            caution = f" ({block.get('trust', 'agent')}-written; {untrusted.WARNING})" if block.get("flags") else ""
+            head = f"\n## {scope} block: {name}{caution}\n"
             text = head + body + "\n"
             if _tokens(text) > left:
                 room = max(0, (left - _tokens(head) - 20) * 4)
