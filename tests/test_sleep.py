@@ -93,6 +93,18 @@ def test_contradiction_supersedes_the_older(sleepy: Store) -> None:
     assert sleepy.read(old["id"])["meta"].get("status") is None
 
 
+def test_a_chain_of_corrections_keeps_only_the_newest_in_use(sleepy: Store) -> None:
+    ids = []
+    for ttl in (300, 600, 900):  # one cycle after each; the third is as close to the first as to the second
+        ids.append(sleepy.write(f"The cache TTL for the catalog service is {ttl} seconds.", author="agent",
+                                force=True)["id"])
+        Cycle(sleepy).run()
+        time.sleep(1.1)
+    assert [sleepy.read(i)["meta"].get("superseded_by") for i in ids] == [ids[1], ids[2], None]
+    assert [h["id"] for h in sleepy.search("catalog cache TTL")["hits"]] == [ids[2]]
+    assert Cycle(sleepy).run().counts() == {}  # settled
+
+
 def test_ten_cycles_lose_nothing_and_stop_rewriting(sleepy: Store) -> None:
     for a, b, _ in DUPLICATES:
         sleepy.write(a, author="agent")

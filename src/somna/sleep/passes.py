@@ -71,8 +71,9 @@ def _neighbour_lists(snap: Snapshot, idxs: list[int], k: int) -> dict[int, list[
     k = min(k, n - 1)
     if k <= 0:
         return out
-    for start in range(0, len(idxs), 256):
-        block = idxs[start:start + 256]
+    step = max(1, min(256, 4_000_000 // n))  # a block's similarities stay under 16 MB at any store size
+    for start in range(0, len(idxs), step):
+        block = idxs[start:start + step]
         sims = snap.matrix[block] @ snap.matrix.T
         sims[np.arange(len(block)), block] = -1.0
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
@@ -166,9 +167,18 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         if not active[n]:
             continue
         ranked = sorted(found.items(), key=lambda x: (-x[1][0], x[0]))
-        o, (score, sim, why) = ranked[0]
-        margin = score - (ranked[1][1][0] if len(ranked) > 1 else 0.0)
-        if active[o] and score >= th.maybe:  # the best match already superseded: settled by an earlier cycle
+        live = [(o, e) for o, e in ranked if active[o]]
+        if not active[ranked[0][0]]:
+            # the best match is out of use already: superseded by this very memory in an earlier cycle (then
+            # nothing is left to do), or the start of a chain of corrections whose newer links are active
+            # candidates, and the newest of those may be what this memory corrects now (300 s, 600 s, 900 s)
+            settled = rows[ranked[0][0]]
+            live = [(o, e) for o, e in live if _newer(rows[o], settled) is rows[o]]
+        if not live:
+            continue
+        o, (score, sim, why) = live[0]
+        margin = score - (live[1][1][0] if len(live) > 1 else 0.0)  # only memories still in use can be confused
+        if score >= th.maybe:
             sure = score >= th.sure and margin >= th.margin
             contradictions[frozenset((n, o))] = (n, o, score, sim, why, sure)
     # written at the same moment: which one holds is for a person (or the LLM judge) to say; only a pair that
