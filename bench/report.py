@@ -72,7 +72,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     sh = r.get("shared")
     if sh:
         out.append(("5 clients through the shared server ≤ 1.5× one server",
-                    f"{sh['ratio_attached_to_one']:.2f}× with 5 attached `somna serve` relays "
+                    f"{sh['ratio_attached_to_one']:.3f}× with 5 attached `somna serve` relays "
                     f"({sh['shared_plus_5_attached_mb']:.0f} vs {sh['one_stdio_server_mb']:.0f} MB); "
                     f"{sh['ratio_http_to_one']:.2f}× with 5 HTTP clients", sh["ratio_attached_to_one"] <= 1.5))
     cmp_rows = comparisons(r)
@@ -249,6 +249,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
     ax.axhline(25, color="grey", lw=0.8, ls=":")
     ax.axhline(40, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("memories in the store")
     ax.set_ylabel("search latency ms (p50; band up to p95)")
     ax.set_title(f"Warm search, query embedding included — {r['date'][:10]}, {r['machine']['cpus']} CPUs")

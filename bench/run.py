@@ -209,8 +209,8 @@ class Run:
                 "shared_plus_5_attached_mb": r["shared"]["attached"]["rss_mb"],
                 "shared_with_5_http_clients_mb": r["shared"]["http_clients"]["rss_mb"],
                 "five_stdio_servers_mb": r["stdio"]["rss_mb"],
-                "ratio_attached_to_one": round(r["shared"]["attached"]["rss_mb"] / one, 2),
-                "ratio_http_to_one": round(r["shared"]["http_clients"]["rss_mb"] / one, 2),
+                "ratio_attached_to_one": round(r["shared"]["attached"]["rss_mb"] / one, 3),
+                "ratio_http_to_one": round(r["shared"]["http_clients"]["rss_mb"] / one, 3),
                 "per_proxy_mb": r["per_proxy_mb"], "all_hybrid": r["all_hybrid"]}
 
     def sleep(self) -> dict[str, Any]:

@@ -138,13 +138,14 @@ class LazyEmbedder:
             if hit is not None:
                 return [list(hit)]
         with self._encode_lock:
-            # A query (a few texts) runs on one thread: on a busy machine, torch's intra-op threads wait for
-            # each other at every layer and a 10 ms embedding becomes 100+ ms (bench/README.md, search
-            # latency). Batches (import, backfill) use every core.
+            # A query (a few texts) runs on one thread when the machine is busy: there, torch's intra-op
+            # threads wait for each other at every layer and a 10 ms embedding becomes 100+ ms (measured
+            # with the load average at 8 on 2 cores: p50 16 ms on one thread, 135 ms on two). On an idle
+            # machine two threads are faster. Batches (import, backfill) always use every core.
             torch = self._torch
             few = len(texts) <= SMALL_BATCH and torch is not None
             if few:
-                torch.set_num_threads(1)
+                torch.set_num_threads(_small_batch_threads(self._threads))
             try:
                 out = self._model.encode(  # type: ignore[attr-defined]
                     texts, batch_size=self.batch_size, show_progress_bar=False, normalize_embeddings=True,
@@ -160,6 +161,15 @@ class LazyEmbedder:
                 while len(self._recent) > RECENT_QUERIES:
                     self._recent.popitem(last=False)
         return vecs
+
+
+def _small_batch_threads(threads: int) -> int:
+    """Two threads for a query while the 1-minute load average leaves a core free, else one."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1
+    return min(2, threads) if load < threads - 0.5 else 1
 
 
 def make_embedder(spec: str) -> HashEmbedder | LazyEmbedder:

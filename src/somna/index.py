@@ -276,12 +276,21 @@ class Index:
         r = self.conn.execute(f"SELECT {_ROW_COLS} FROM notes WHERE path = ?", (path,)).fetchone()
         return _row(r) if r else None
 
-    def rows(self, rowids: Iterable[int]) -> dict[int, Row]:
+    def rows(self, rowids: Iterable[int], *, body: bool = True) -> dict[int, Row]:
+        """Rows by rowid; body=False leaves body "" and related [] (search ranks ~130 candidates a query
+        and shows a few: their bodies are fetched with `bodies`)."""
         ids = list(rowids)
         if not ids:
             return {}
-        q = ",".join("?" * len(ids))
-        return {r[0]: _row(r) for r in self.conn.execute(f"SELECT {_ROW_COLS} FROM notes WHERE rowid IN ({q})", ids)}
+        cols = _ROW_COLS if body else _ROW_COLS.replace("body, related", "'', '[]'")
+        return {r[0]: _row(r) for r in self.conn.execute(
+            f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+
+    def bodies(self, rowids: list[int]) -> dict[int, str]:
+        if not rowids:
+            return {}
+        return dict(self.conn.execute("SELECT rowid, body FROM notes WHERE rowid IN (SELECT value FROM json_each(?))",
+                                      (json.dumps(rowids),)))
 
     def all_rows(self, kind: str | None = None) -> list[Row]:
         sql = f"SELECT {_ROW_COLS} FROM notes" + (" WHERE kind = ?" if kind else "") + " ORDER BY path"

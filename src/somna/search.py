@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -48,7 +49,7 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     store.ensure_synced()
     pool = max(50, limit * 8)
     cand = store._candidates(query, pool, mode)
-    rows = store.index.rows({r[0] for r in cand["words"]} | {r[0] for r in cand["vectors"]})
+    rows = store.index.rows({r[0] for r in cand["words"]} | {r[0] for r in cand["vectors"]}, body=False)
     # Ties are broken by id, not by rowid, so a rebuilt index ranks exactly as the old one did.
     words = sorted((w for w in cand["words"] if w[0] in rows), key=lambda w: (-round(w[1], 6), rows[w[0]].id))
     vectors = sorted((v for v in cand["vectors"] if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id))
@@ -86,6 +87,8 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     # snippets are made for the hits shown only, not for every candidate of the words pool
     need = [r.rowid for _, r in shown if r.rowid in snippets and not snippets[r.rowid]]
     snippets.update(store.index.snippets(query, need) if need else {})
+    bodies = store.index.bodies([r.rowid for _, r in shown if not (snippets.get(r.rowid) or "").strip()])
+    shown = [(s, dataclasses.replace(r, body=bodies[r.rowid]) if r.rowid in bodies else r) for s, r in shown]
     hits = [
         {"id": r.id, "title": r.title, "snippet": _snippet(r, snippets.get(r.rowid)), "score": round(s * 100, 3),
          "type": r.type, "tags": r.tags, "scope": store.scope, "matched": "+".join(sorted(why[r.rowid]))}
