@@ -52,6 +52,8 @@ def test_details_and_conflicts() -> None:
     corrected = disagreement(Claim.of("Ann Lee no longer leads the payments team."), ann)
     assert corrected and corrected[3].startswith("the newer corrects")
     assert not Claim.of("Ann Lee hired Bob Stone.").same_as(Claim.of("Bob Stone hired Ann Lee."))  # roles swapped
+    kim, lee = Claim.of("Kim Park has exhibited in New York."), Claim.of("Lee Chan has exhibited in New York.")
+    assert disagreement(lee, kim) and disagreement(lee, kim, subjects={"Kim Park", "Lee Chan"}) is None  # a city
     merged = merge_texts([a for a, _, _ in DUPLICATES[:1]] + [DUPLICATES[0][1]])
     assert not missing(merged, details(DUPLICATES[0][1]).all())
 

@@ -47,7 +47,7 @@ class Details:
 
 def details(text: str) -> Details:
     code = {c.strip() for c in CODE.findall(text)} | set(URL.findall(text)) | set(IDENT.findall(text))
-    names = people(text)
+    names = set(people(text))
     return Details(
         numbers=frozenset(n.strip().lower() for n in NUMBER.findall(text)),
         paths=frozenset(PATH.findall(text)),
@@ -58,9 +58,11 @@ def details(text: str) -> Details:
     )
 
 
-def people(text: str) -> set[str]:
-    """Proper names: two or more capitalised words in a row, not opening with an article or the like."""
-    return {n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When")}
+def people(text: str) -> list[str]:
+    """Proper names in the order they first appear: two or more capitalised words in a row, not opening with
+    an article or the like. The first is most often what the text is about."""
+    found = (n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When"))
+    return list(dict.fromkeys(found))
 
 
 def words(text: str) -> set[str]:
@@ -103,7 +105,7 @@ class Claim:
     @classmethod
     def of(cls, text: str) -> Claim:
         d = details(text)
-        order = tuple(dict.fromkeys(n for n in NAME.findall(text) if n in d.names))
+        order = tuple(people(text))
         return cls(d.names, d.numbers, frozenset(_content(text)), bool(CONTRAST.search(text)), order,
                    tuple(WORD.findall(text.lower())))
 
@@ -113,13 +115,18 @@ class Claim:
         return self.contrast == other.contrast and (self.names != other.names or self.order == other.order)
 
 
-def disagreement(new: Claim, old: Claim, acquainted: bool = False) -> tuple[float, float, float, str] | None:
+def disagreement(new: Claim, old: Claim, acquainted: bool = False,
+                 subjects: set[str] | None = None) -> tuple[float, float, float, str] | None:
     """Whether `new` may contradict `old` on the same subject: (word overlap, share of the older's words that
     the newer repeats, how much of the word sequence the two share, why), or None when they are about
     different subjects or the newer only adds to the older. Two memories that name people are about the same
-    subject only if they share a name, or if the people are `acquainted` (named together elsewhere) and the
-    rest of the two claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
-    if new.names and old.names and not (new.names & old.names):
+    subject only if they share a name (one of `subjects`, when given: names that some memory is about, not a
+    city both mention), or if the people are `acquainted` (named together elsewhere) and the rest of the two
+    claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
+    common = new.names & old.names
+    if subjects is not None:
+        common &= subjects
+    if new.names and old.names and not common:
         if not acquainted:
             return None
         people = {w for n in new.names | old.names for w in WORD.findall(n.lower())}

@@ -120,13 +120,16 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             claims[x] = Claim.of(snap.text(x))
         return claims[x]
 
-    # people named together in some memory know each other: a claim may move from one to the other
+    # a name that opens some memory is something memories are about (a person, a service), not a place both
+    # mention in passing; people named together in some memory know each other: a claim may move between them
+    subjects: set[str] = set()
     circle: dict[str, set[str]] = {}
     for x in range(len(rows)):
         names = people(snap.text(x))
-        if len(names) > 1:
-            for name in names:
-                circle.setdefault(name, set()).update(names)
+        if names:
+            subjects.add(names[0])
+        for name in names if len(names) > 1 else ():
+            circle.setdefault(name, set()).update(names)
 
     def acquainted(a: Claim, b: Claim) -> bool:
         return any(circle.get(name, set()) & b.names for name in a.names)
@@ -152,7 +155,7 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             # inactive rows stay candidates: a memory whose best match it already superseded is settled
             newer = _newer(rows[i], rows[j])
             n, o = (j, i) if newer is rows[j] else (i, j)
-            found = disagreement(claim(n), claim(o), acquainted(claim(n), claim(o)))
+            found = disagreement(claim(n), claim(o), acquainted(claim(n), claim(o)), subjects)
             if found is None:
                 continue
             overlap, cover, edit, why = found
