@@ -49,7 +49,7 @@ LABELS = {
     "bare": "bare `MCPServer` (1 tool)",
     "somna": "`somna serve` (minilm)",
 }
-HEAVY = ("torch", "sentence_transformers", "transformers", "litellm")
+HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy")
 MARKER = re.compile(r"handshake answered; heavy modules loaded before it: (.*)$")
 MODEL_READY = re.compile(r"embedding model .* (ready|unavailable)")
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")

@@ -15,10 +15,7 @@ from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
 from somna.install import HARNESSES, SCOPES, run_install
-from somna.daemon import Daemon, setup_logging, watch_folders
 from somna.scopes import Memory
-from somna.sleep.cycle import Cycle, decide, last_report, pending
-from somna.sleep.llm import llm_passes
 from somna.store import Store
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -313,6 +310,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_sleep(args: argparse.Namespace) -> int:
+    # Deliberately lazy: the sleep passes pull in numpy and pydantic models that `somna serve` must not wait for.
+    from somna.sleep.cycle import Cycle, decide, last_report, pending
+    from somna.sleep.llm import llm_passes
+
     memory = _open(args, model=not args.words)
     store = memory.store(args.scope)
     if args.report:
@@ -341,6 +342,10 @@ def cmd_sleep(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    # Deliberately lazy: watchdog and the sleep passes, for this command only.
+    from somna.daemon import Daemon, setup_logging, watch_folders
+    from somna.sleep.llm import llm_passes
+
     memory = _open(args, model=True, wait=False)  # the model loads in the background; cycles use it when ready
     store = memory.store(args.scope)
     daemon = Daemon(store, idle=args.idle, extra_passes=llm_passes(store), watch=watch_folders(store, args.watch))

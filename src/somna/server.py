@@ -36,7 +36,7 @@ from somna.skill_tools import SkillTools
 from somna.skills import Catalog, budget_from_env, mounts_from_env
 
 log = logging.getLogger("somna.server")
-HEAVY = ("torch", "sentence_transformers", "transformers", "litellm")
+HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy")
 
 Scope = Annotated[str | None, Field(description="project or user; default: all for search, first for write")]
 Id = Annotated[str, Field(max_length=200, description="memory id from search/write, or block:<name>")]
