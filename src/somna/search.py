@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from somna.errors import InvalidInput
 from somna.index import Row
+from somna.sleep.details import conflict, people
 
 if TYPE_CHECKING:
     from somna.store import Store
@@ -18,6 +19,12 @@ RRF_K = 60
 MAX_QUERY = 2000
 MODES = ("hybrid", "words", "vectors")
 INACTIVE = ("archived", "superseded")
+# Two hits ranked close (score ratio) that say nearly the same thing (cosine), or that are about the same
+# person or thing and disagree: the newer goes first. A correction that sleep-time has not paired with what
+# it corrects yet must not sit below the stale version it replaces.
+NEWER_FIRST_CLOSE = 0.9
+NEWER_FIRST_SIMILAR = 0.8
+NEWER_FIRST_RELATED = 0.5  # cosine floor for a disagreement about a shared subject
 
 
 def _snippet(row: Row, fts: str | None) -> str:
@@ -34,6 +41,44 @@ def _age_days(stamp: str, now: dt.datetime) -> float:
     if then.tzinfo is None:
         then = then.replace(tzinfo=dt.UTC)
     return max(0.0, (now - then).total_seconds() / 86400)
+
+
+def newer_first(store: Store, shown: list[tuple[float, Row]]) -> list[tuple[float, Row]]:
+    """`shown` with each hit moved above an older, closely ranked hit that it restates or contradicts."""
+    vecs = store.index.vectors([r.rowid for _, r in shown])
+    unit = {}
+    for rowid, v in vecs.items():
+        norm = math.sqrt(sum(x * x for x in v)) or 1.0
+        unit[rowid] = [x / norm for x in v]
+    bodies: dict[int, str] = {}
+
+    def text(r: Row) -> str:
+        if r.rowid not in bodies:
+            bodies.update(store.index.bodies([r.rowid]))
+        return f"{r.title}\n{bodies.get(r.rowid, '')}"
+
+    def replaces(new: Row, old: Row) -> bool:
+        cos = sum(a * b for a, b in zip(unit[new.rowid], unit[old.rowid], strict=True))
+        if cos >= NEWER_FIRST_SIMILAR:
+            return True
+        if cos < NEWER_FIRST_RELATED:
+            return False
+        a, b = text(new), text(old)
+        return bool(set(people(a)) & set(people(b))) and conflict(a, b) is not None
+
+    out = list(shown)
+    for j in range(1, len(out)):
+        score_j, r_j = out[j]
+        if r_j.rowid not in unit or not r_j.created:
+            continue
+        for i in range(j):
+            score_i, r_i = out[i]
+            if (r_i.rowid in unit and r_i.created and r_j.created > r_i.created
+                    and score_j >= NEWER_FIRST_CLOSE * score_i and replaces(r_j, r_i)):
+                out.insert(i, (score_i, r_j))
+                del out[j + 1]
+                break
+    return out
 
 
 def search(store: Store, query: str, *, limit: int = 8, type: str | None = None, tags: list[str] | None = None,
@@ -84,6 +129,8 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
         scored.append((fused[r.rowid] * boost, r))
     scored.sort(key=lambda x: (-x[0], x[1].id))
     shown = scored[:limit]
+    if cand["mode"] != "words":
+        shown = newer_first(store, shown)
     # snippets are made for the hits shown only, not for every candidate of the words pool
     need = [r.rowid for _, r in shown if r.rowid in snippets and not snippets[r.rowid]]
     snippets.update(store.index.snippets(query, need) if need else {})
