@@ -266,6 +266,29 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
             "`feedback` on the memories you used: helpful or harmful."
         )
 
+    for tool in server._tool_manager.list_tools():  # the SDK keeps no public handle on a tool's schema
+        tool.parameters = lean_schema(tool.parameters)
+        tool.description = " ".join((tool.description or "").split())
     if eager:
         warm_up()
     return server
+
+
+def lean_schema(node: Any, *, names: bool = False) -> Any:
+    """A tool's input schema without what pydantic adds for its own sake: titles, `anyOf [T, null]` with
+    `default: null` for an optional T (it is optional by not being required). Every harness shows every
+    tool definition to the model in every session; arguments are still validated by the full model."""
+    if isinstance(node, list):
+        return [lean_schema(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if names:  # `properties` and `$defs` map names to schemas: a parameter may be called "title"
+        return {k: lean_schema(v) for k, v in node.items()}
+    out = {k: lean_schema(v, names=k in ("properties", "$defs")) for k, v in node.items()
+           if not (k == "title" and isinstance(v, str))}
+    options = out.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options and out.get("default", 0) is None:
+        (kept,) = [o for o in options if o != {"type": "null"}]
+        rest = {k: v for k, v in out.items() if k not in ("anyOf", "default")}
+        out = {**kept, **rest}
+    return out
