@@ -333,10 +333,12 @@ class Index:
         if not ids or not self.get_meta("vec_model"):
             return {}
         out: dict[int, list[float]] = {}
+        # vec_bits keeps each float vector under an ordinary primary key: a lookup, where the vec0 table scans
+        table, column = ("vec_bits", "vec") if self.get_meta("vec_bits") else ("notes_vec", "embedding")
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             q = ",".join("?" * len(chunk))
-            for rowid, blob in self.conn.execute(f"SELECT rowid, embedding FROM notes_vec WHERE rowid IN ({q})", chunk):
+            for rowid, blob in self.conn.execute(f"SELECT rowid, {column} FROM {table} WHERE rowid IN ({q})", chunk):
                 out[rowid] = list(struct.unpack(f"{len(blob) // 4}f", blob))
         return out
 
