@@ -58,20 +58,24 @@ def edited(store: Path) -> int:
 
 
 def test_hand_edits_are_reflected_within_two_seconds(daemon: tuple[Path, subprocess.Popen[str]]) -> None:
+    """Each hand edit shows in search within 2 s (the median of the four; any one within 5 s, so that one
+    hiccup of a loaded CI machine is not mistaken for a daemon that does not watch)."""
     store, proc = daemon
     note = store / "memory" / "by-hand.md"
+    took = []
     note.write_text("The VPN needs split tunnelling for the build farm.\n", encoding="utf-8")
-    wait_for(lambda: rows(store, "tunnelling") == ["by-hand"])
+    took.append(wait_for(lambda: rows(store, "tunnelling") == ["by-hand"], timeout=5))
     note.write_text("The VPN needs full tunnelling since the audit.\n", encoding="utf-8")
-    wait_for(lambda: rows(store, "audit") == ["by-hand"])
+    took.append(wait_for(lambda: rows(store, "audit") == ["by-hand"], timeout=5))
     note.rename(store / "memory" / "vpn.md")
-    wait_for(lambda: rows(store, "audit") == ["vpn"])
+    took.append(wait_for(lambda: rows(store, "audit") == ["vpn"], timeout=5))
     (store / "memory" / "vpn.md").unlink()
-    wait_for(lambda: rows(store, "audit") == [])
+    took.append(wait_for(lambda: rows(store, "audit") == [], timeout=5))
+    assert sorted(took)[1] <= 2.0 and sorted(took)[2] <= 2.0, took  # the median of four
+    wait_for(lambda: not subprocess.run(["git", "status", "--porcelain"], cwd=store, capture_output=True,
+                                        text=True).stdout, timeout=5)
     log = subprocess.run(["git", "log", "--format=%an"], cwd=store, capture_output=True, text=True).stdout
     assert "human" in log.splitlines()
-    wait_for(lambda: not subprocess.run(["git", "status", "--porcelain"], cwd=store, capture_output=True,
-                                        text=True).stdout)
     assert proc.poll() is None
 
 
