@@ -89,8 +89,11 @@ _SHAPES = [  # (kind, prefixes of its tokens, regex); the first kind whose prefi
 # the boundary before a token); this makes the pass several times faster.
 _SHAPED = re.compile("(?:" + "|".join(p for _, _, p in _SHAPES) + r")(?![A-Za-z0-9_\-])")
 _PEM = re.compile(  # a whole block, or a truncated one: the BEGIN line and the base64 lines after it
-    r"(-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----(?:(?:[^-]|-(?!----)){0,20000}+"
-    r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|(?:(?:\r?\n|\\n)[A-Za-z0-9+/=]{16,100}){1,500}+))"
+    # No possessive group repeats here: older CPython 3.11 releases (Debian 12's 3.11.2) match them wrongly
+    # and cut the END line off a key. Neither group can backtrack far: `-----` stops the first, a newline
+    # starts each repeat of the second, and nothing follows it.
+    r"(-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----(?:(?:[^-]|-(?!----)){0,20000}"
+    r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|(?:(?:\r?\n|\\n)[A-Za-z0-9+/=]{16,100}){1,500}))"
 )
 _GCP_JSON = re.compile(r"\"private_key\"[ \t]*:[ \t]*\"(-----BEGIN[^\"]{20,20000}+)\"")
 _AWS_SECRET = re.compile(
