@@ -145,7 +145,7 @@ class Daemon:
         try:
             self._safe(self.store.sync)
             while not self.stop_event.wait(0.05):
-                self.tick()
+                self._safe(self.tick)  # nothing a tick throws stops the watching
         finally:
             observer.stop()
             observer.join(timeout=5)
