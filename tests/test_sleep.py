@@ -95,6 +95,18 @@ def test_contradiction_supersedes_the_older(sleepy: Store) -> None:
     assert sleepy.read(old["id"])["meta"].get("status") is None
 
 
+def test_a_supersede_that_would_hide_a_path_is_queued_not_applied(sleepy: Store) -> None:
+    old = sleepy.write("The dev database listens on port 5433; see config/db.toml.", author="agent")
+    time.sleep(1.1)
+    new = sleepy.write("The dev database listens on port 5433, not the default port.", author="agent", force=True)
+    report = Cycle(sleepy).run()
+    assert not [a for a in report.applied if a["kind"] == "supersede"], report.markdown()
+    assert sleepy.read(old["id"])["meta"].get("status") is None  # config/db.toml stays in search
+    queued = [a for a in report.queued if a["kind"] == "supersede"]
+    assert not queued or "would hide ['config/db.toml']" in queued[0]["rationale"]
+    assert new["id"] in [h["id"] for h in sleepy.search("dev database port")["hits"]]
+
+
 def test_a_chain_of_corrections_keeps_only_the_newest_in_use(sleepy: Store) -> None:
     ids = []
     for ttl in (300, 600, 900):  # one cycle after each; the third is as close to the first as to the second

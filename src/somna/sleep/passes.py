@@ -92,6 +92,12 @@ def contradiction_score(sim: float, overlap: float, cover: float, edit: float, w
     return score + (0.2 if why.startswith("the newer corrects") else 0.0)
 
 
+def _specifics(text: str) -> set[str]:
+    """Paths, flags, code and identifiers: the details a correction rarely drops without replacing them."""
+    d = details(text)
+    return set(d.paths | d.flags | d.code)
+
+
 def _newer(a: Row, b: Row) -> Row | None:
     ka, kb = (a.created or a.updated), (b.created or b.updated)
     if ka == kb:
@@ -231,6 +237,13 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             continue
         paired.add(key)
         known = _newer(rows[new_i], rows[old_i]) is not None
+        # The detail guard, for supersedes too: hiding the older would hide a path, flag, command or
+        # identifier that the newer does not carry. That is more often a complement than a correction
+        # ("... port 5433; see config/db.toml" vs "... port 5433, not the default port"): a person decides.
+        hidden = sorted(_specifics(rows[old_i].body) - _specifics(rows[new_i].body))
+        if hidden:
+            sure = False
+            why = f"{why}; superseding would hide {hidden[:4]}"
         actions.append(Action(
             "supersede",
             f"{rows[new_i].id} contradicts {rows[old_i].id} ({why}); the newer one wins"
