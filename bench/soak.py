@@ -152,7 +152,7 @@ async def cli_lane(store: Path, lane: int, until: float, tally: Tally, rng: rand
         t0 = time.monotonic()
         if r < 0.12:  # a person writes a new file in their editor; the daemon commits it
             hand.mkdir(exist_ok=True)
-            path = hand / f"note-{n}.md"
+            path = hand / f"note-{lane}-{n}.md"  # the file name is the id: unique across lanes
             data = f"Written by hand in lane {lane}, #{n}: {rng.choice(TOPICS)}.\n".encode()
             path.write_bytes(data)
             rel = path.relative_to(store).as_posix()
