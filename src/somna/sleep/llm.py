@@ -53,6 +53,7 @@ SIMILAR_WORDS = 0.85
 PROCEDURAL = ("procedure", "lesson", "fix")
 MIN_RECUR = 3  # memories that describe one procedure before it is worth a skill
 MAX_SOURCES = 8
+MAX_POOL = 2000
 
 Str = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -459,6 +460,8 @@ def recurring(snap: Snapshot, threshold: float, skip: set[str]) -> list[list[int
     joined to the group by a similarity of at least `threshold`), none offered for a skill before."""
     pool = [i for i, r in enumerate(snap.rows)
             if r.type in PROCEDURAL and r.status not in ("archived", "superseded") and r.id not in skip]
+    # the newest MAX_POOL only: the similarity matrix is pool x pool floats (2,000: 16 MB)
+    pool = sorted(pool, key=lambda i: snap.rows[i].created or snap.rows[i].updated, reverse=True)[:MAX_POOL]
     if len(pool) < MIN_RECUR or snap.matrix is None or len(snap.matrix) == 0:
         return []
     sims = snap.matrix[pool] @ snap.matrix[pool].T
