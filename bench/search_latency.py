@@ -36,24 +36,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import anyio  # noqa: E402
+import synth  # noqa: E402
+from handshake import percentile  # noqa: E402
 from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 
-import synth  # noqa: E402
 from somna.embeddings import LazyEmbedder  # noqa: E402
 from somna.store import Store  # noqa: E402
 
 STORES = HERE / "results" / "tmp" / "stores"
 CHUNK = 5000  # memories per write_many (one git commit each; git's argument list stays small)
-
-
-def percentile(values: list[float], q: float) -> float:
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def stats(lat_s: list[float]) -> dict[str, float]:

@@ -35,7 +35,7 @@ from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.sleep.cycle import APPLY, AUTHOR
 from somna.sleep.details import details, missing, sentences, words
 from somna.sleep.llm_client import BadAnswer, BudgetSpent, Client, LLMConfig, LLMUnavailable, estimate_tokens, parse
-from somna.sleep.passes import Action, Snapshot
+from somna.sleep.passes import INACTIVE, Action, DisjointSets, Snapshot
 
 if TYPE_CHECKING:
     from somna.sleep.cycle import Cycle, ExtraPass
@@ -459,26 +459,19 @@ def recurring(snap: Snapshot, threshold: float, skip: set[str]) -> list[list[int
     """Groups of MIN_RECUR or more active procedure/lesson/fix memories that are similar to each other (each
     joined to the group by a similarity of at least `threshold`), none offered for a skill before."""
     pool = [i for i, r in enumerate(snap.rows)
-            if r.type in PROCEDURAL and r.status not in ("archived", "superseded") and r.id not in skip]
+            if r.type in PROCEDURAL and r.status not in INACTIVE and r.id not in skip]
     # the newest MAX_POOL only: the similarity matrix is pool x pool floats (2,000: 16 MB)
     pool = sorted(pool, key=lambda i: snap.rows[i].created or snap.rows[i].updated, reverse=True)[:MAX_POOL]
     if len(pool) < MIN_RECUR or snap.matrix is None or len(snap.matrix) == 0:
         return []
     sims = snap.matrix[pool] @ snap.matrix[pool].T
-    parent = list(range(len(pool)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = DisjointSets(len(pool))
     for a in range(len(pool)):
         for b in np.nonzero(sims[a, a + 1:] >= threshold)[0]:
-            parent[find(a + 1 + int(b))] = find(a)
+            sets.union(a + 1 + int(b), a)
     groups: dict[int, list[int]] = {}
     for k in range(len(pool)):
-        groups.setdefault(find(k), []).append(pool[k])
+        groups.setdefault(sets.find(k), []).append(pool[k])
     return [sorted(g)[:MAX_SOURCES] for g in groups.values() if len(g) >= MIN_RECUR]
 
 

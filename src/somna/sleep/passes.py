@@ -98,6 +98,23 @@ def _specifics(text: str) -> set[str]:
     return set(d.paths | d.flags | d.code)
 
 
+class DisjointSets:
+    """Union-find over positions 0..n-1: which memories end up in one group."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
 def _newer(a: Row, b: Row) -> Row | None:
     ka, kb = (a.created or a.updated), (b.created or b.updated)
     if ka == kb:
@@ -109,13 +126,8 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
     actions: list[Action] = []
     rows = snap.rows
     active = [r.status not in INACTIVE for r in rows]
-    parent = list(range(len(rows)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    sets = DisjointSets(len(rows))
+    find = sets.find
 
     sims: dict[tuple[int, int], float] = {}
     links: dict[int, list[tuple[int, float]]] = {}
@@ -152,7 +164,7 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             if (active[j] and sim >= th.duplicate and conflict(snap.text(i), snap.text(j)) is None
                     and claim(i).same_as(claim(j))):
                 sims[(min(i, j), max(i, j))] = sim
-                parent[find(i)] = find(j)
+                sets.union(i, j)
                 continue
             if active[j] and sim >= th.link and str(rows[j].id) not in _related(rows[i]):
                 links.setdefault(i, []).append((j, sim))
