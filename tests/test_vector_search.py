@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import somna.index as somna_index
+from somna import notes
 from somna.embeddings import HashEmbedder
 from somna.store import Store
 
@@ -106,3 +107,35 @@ def test_words_common_to_most_rows_leave_the_query_without_changing_the_ranking(
     assert [x for _, x in pruned][:10] == [x for _, x in full][:10]
     hits = s.search(query, mode="words")["hits"]
     assert hits and all(h["snippet"] for h in hits)
+
+
+def test_an_index_from_before_embed_text_re_embeds_what_it_embedded_with_the_title_twice(tmp_path: Path) -> None:
+    emb = HashEmbedder()
+    s = Store.init(tmp_path / "store", embedder=emb)
+    repeated = s.write("Deploys need --force after a lockfile change.", author="t")["id"]  # title = first line
+    titled = s.write("Run migrations before the deploy.", title="Deploy order", author="t")["id"]
+    conn = s.index.conn
+    with conn:  # the index as somna wrote it before migration 4: title and body embedded together
+        for rowid, title, body in conn.execute("SELECT rowid, title, body FROM notes").fetchall():
+            old = notes.content_hash(f"{title}\n{body}")
+            conn.execute("UPDATE notes SET text_hash = ? WHERE rowid = ?", (old, rowid))
+        conn.execute("DELETE FROM _migrations WHERE n = 4")
+    s.close()
+    again = Store(tmp_path / "store", embedder=emb)
+    # only notes whose embedded text changed lost their vectors: the one with a title of its own kept it
+    assert again.index.vector_count() == again.index.count() - 1
+    assert again.backfill_vectors() == 1
+    rows = {r.id: r for r in again.index.all_rows()}
+    vecs = again.index.vectors([rows[repeated].rowid, rows[titled].rowid])
+    want = emb.embed(["Deploys need --force after a lockfile change.", "Deploy order\nRun migrations before the deploy."])
+    assert vecs[rows[repeated].rowid] == pytest.approx(want[0], abs=1e-6)
+    assert vecs[rows[titled].rowid] == pytest.approx(want[1], abs=1e-6)
+    assert again.search("lockfile force", mode="vectors")["hits"][0]["id"] == repeated
+    again.close()
+
+
+def test_embed_text_keeps_a_title_that_adds_words_and_drops_one_that_repeats() -> None:
+    assert notes.embed_text("Port", "The API listens on 8080.") == "Port\nThe API listens on 8080."
+    assert notes.embed_text("The API listens on 8080.", "The API listens on 8080.\nmore") == \
+        "The API listens on 8080.\nmore"
+    assert notes.embed_text("", "body") == "body"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from somna.db import Connection, connect, migrate, transaction
-from somna.notes import Note
+from somna.notes import Note, content_hash, embed_text
 
 
 def _m1_notes(conn: Connection) -> None:
@@ -72,7 +72,24 @@ def _m3_trust(conn: Connection) -> None:
     conn.execute("ALTER TABLE notes ADD COLUMN trust TEXT NOT NULL DEFAULT ''")
 
 
-INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust]
+def _m4_embed_text(conn: Connection) -> None:
+    """Notes are embedded from `embed_text` (the title once): a row whose text changed loses its vector,
+    and the background backfill embeds it again."""
+    changed = [
+        (new, rowid) for rowid, old, title, body in conn.execute("SELECT rowid, text_hash, title, body FROM notes")
+        if (new := content_hash(embed_text(title, body))) != old
+    ]
+    conn.executemany("UPDATE notes SET text_hash = ? WHERE rowid = ?", changed)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    for table in ("notes_vec", "vec_bits"):
+        if table in tables:
+            conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(rowid,) for _, rowid in changed])
+    if changed:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
+                     "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+
+INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust, _m4_embed_text]
 
 
 def _s1_feedback(conn: Connection) -> None:
@@ -303,7 +320,7 @@ class Index:
     def missing_vectors(self, model: str, limit: int = 256) -> list[tuple[int, str, str]]:
         """(rowid, text_hash, text) of notes that have no vector yet."""
         return [
-            (r, h, f"{t}\n{b}")
+            (r, h, embed_text(t, b))
             for r, h, t, b in self.conn.execute(
                 "SELECT rowid, text_hash, title, body FROM notes WHERE rowid NOT IN (SELECT rowid FROM notes_vec) "
                 "LIMIT ?", (limit,)

@@ -22,11 +22,16 @@ import re
 import secrets
 import tempfile
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+# libyaml when PyYAML was built with it: the same YAML, several times faster (bulk import, reindex)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 from somna.errors import BadNote, InvalidInput
 
@@ -82,6 +87,16 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def embed_text(title: str, body: str) -> str:
+    """The text a note is embedded from: the body, with the title in front unless the body starts with it.
+
+    A title is often the body's first line; embedding it twice cost a second pass over the same words
+    and tilted the vector toward that line.
+    """
+    head = title.strip()
+    return body if not head or body.lstrip().startswith(head) else f"{head}\n{body}"
+
+
 def slugify(text: str, max_len: int = 40) -> str:
     norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "-", norm).strip("-")
@@ -128,7 +143,7 @@ def parse(text: str, *, fallback_id: str = "") -> Note:
         if not m:
             raise BadNote("front matter starts with '---' but has no closing '---' line")
         try:
-            loaded = yaml.safe_load(m.group(1) or "") or {}
+            loaded = yaml.load(m.group(1) or "", Loader=_Loader) or {}
         except yaml.YAMLError as exc:
             raise BadNote(f"front matter is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
@@ -165,7 +180,7 @@ def _normalize(note: Note, fallback_id: str) -> None:
 def serialize(note: Note) -> str:
     ordered = {k: note.meta[k] for k in KEY_ORDER if k in note.meta and note.meta[k] not in (None, [], "")}
     ordered.update({k: v for k, v in note.meta.items() if k not in ordered and k not in KEY_ORDER})
-    head = yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, width=1000)
+    head = yaml.dump(ordered, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
     body = note.body if note.body.endswith("\n") or not note.body else note.body + "\n"
     return f"---\n{head}---\n{body}"
 
@@ -199,6 +214,55 @@ def check_tags(tags: list[str] | None) -> list[str]:
     return out
 
 
+def atomic_write_many(files: list[tuple[Path, str]], *, workers: int = 8) -> None:
+    """`atomic_write` for many files at once: each file is flushed to disk before it takes its name, as
+    there, but the flushes run side by side and each folder is flushed once, at the end.
+
+    A bulk import of 1,000 memories spent most of its time waiting for 2,000 flushes one after the other.
+    """
+    tmps: list[tuple[str, Path]] = []
+    placed = 0
+    try:
+        for path, text in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".md", dir=path.parent)
+            tmps.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+
+        def flush(tmp: str) -> None:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(flush, [t for t, _ in tmps]))
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+            placed += 1
+    finally:
+        for tmp, _ in tmps[placed:]:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    for folder in {path.parent for path, _ in files}:
+        _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write text to path so that a reader (or a crash) sees either the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,11 +279,4 @@ def atomic_write(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    _fsync_dir(path.parent)

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,7 +263,7 @@ class Store:
 
     # -- indexing -----------------------------------------------------------------------------
     def _embed_text(self, note: Note) -> str:
-        return f"{note.title}\n{note.body}"
+        return notes.embed_text(note.title, note.body)
 
     def _model(self, index: Index | None = None) -> str | None:
         if self.embedder is None or not self.embedder.ready:
@@ -524,24 +525,35 @@ class Store:
                     "tags": notes.check_tags(item.get("tags")), "created": stamp, "updated": stamp,
                     "source": author}
             built.append(Note(meta, body))
-        vecs: list[list[float] | None] = [None] * len(built)
+        # The model embeds on its own thread (onnxruntime and torch let go of the GIL) while the files
+        # are written, flushed and committed here.
+        embedding: Future[list[list[float]]] | None = None
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="somna-embed")
         if self.embedder is not None and self.embedder.ready:
-            vecs = list(self.embedder.embed([self._embed_text(n) for n in built]))
+            embedding = pool.submit(self.embedder.embed, [self._embed_text(n) for n in built])
         ids: list[str] = []
-        with self.locked():
-            rels = []
-            for note in built:
-                note.meta["id"] = notes.new_id(note.title)
-                while (self.root / f"memory/{note.id}.md").exists() or note.id in ids:
+        try:
+            with self.locked():
+                files = []
+                for note in built:
                     note.meta["id"] = notes.new_id(note.title)
-                rel = f"memory/{note.id}.md"
-                notes.atomic_write(self._abs(rel), notes.serialize(note))
-                rels.append(rel)
-                ids.append(note.id)
-            history.commit(self.root, ["memory"], f"{message}: {len(built)} memories", author)
-            with transaction(self.index.conn) as conn:
-                for rel, note, vec in zip(rels, built, vecs, strict=True):
-                    self._index_file(conn, rel, notes.serialize(note), note, vec=vec)
+                    while (self.root / f"memory/{note.id}.md").exists() or note.id in ids:
+                        note.meta["id"] = notes.new_id(note.title)
+                    files.append((f"memory/{note.id}.md", notes.serialize(note)))
+                    ids.append(note.id)
+                notes.atomic_write_many([(self._abs(rel), text) for rel, text in files])
+                history.commit(self.root, ["memory"], f"{message}: {len(built)} memories", author)
+                vecs: list[list[float] | None] = [None] * len(built)
+                if embedding is not None:
+                    try:
+                        vecs = list(embedding.result())
+                    except Exception as exc:  # the files are committed: the backfill embeds them later
+                        log.warning("bulk import: embedding failed (%s); vectors will be filled in later", exc)
+                with transaction(self.index.conn) as conn:
+                    for (rel, text), note, vec in zip(files, built, vecs, strict=True):
+                        self._index_file(conn, rel, text, note, vec=vec)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return ids
 
     # -- editing ------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ class Cycle:
                 # one vector space for all rows: with no model, every row gets the hashing embedder
                 missing = list(range(len(rows)))
                 vecs = {}
-            fresh = emb.embed([f"{rows[i].title}\n{rows[i].body}" for i in missing]) if missing else []
+            fresh = emb.embed([notes.embed_text(rows[i].title, rows[i].body) for i in missing]) if missing else []
             for i, v in zip(missing, fresh, strict=True):
                 vecs[rows[i].rowid] = v
         dim = len(next(iter(vecs.values()))) if vecs else 1
