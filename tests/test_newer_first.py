@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from somna.embeddings import HashEmbedder
+from somna.sleep.details import corrects, same_frame
 from somna.store import Store
 
 OLD = "The catalog service cache TTL is 300 seconds in production."
@@ -34,3 +35,53 @@ def order(tmp_path: Path, created_300: str, created_900: str) -> list[str]:
 def test_the_newer_of_two_near_identical_memories_ranks_first(tmp_path: Path) -> None:
     assert order(tmp_path / "a", "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z") == ["ttl-900", "ttl-300"]
     assert order(tmp_path / "b", "2026-03-01T00:00:00Z", "2026-01-01T00:00:00Z") == ["ttl-300", "ttl-900"]
+
+
+def ranked(tmp_path: Path, older: str, newer: str, query: str) -> list[str]:
+    """The two memories' order for `query`; written long ago two months apart, so that the recency boost is
+    the same for both and, without newer-first, the older ranks first (ids break ties)."""
+    store = Store.init(tmp_path, embedder=HashEmbedder())
+    try:
+        note(store.root, "a-older", older, "2020-01-01T00:00:00Z")
+        note(store.root, "z-newer", newer, "2020-03-01T00:00:00Z")
+        note(store.root, "other", "The billing API rate limit is 100 requests per minute.", "2020-01-01T00:00:00Z")
+        store.sync()
+        words = [h["id"] for h in store.search(query, limit=5, mode="words")["hits"]]
+        assert words.index("a-older") < words.index("z-newer")  # the words alone rank the older first
+        return [h["id"] for h in store.search(query, limit=5)["hits"] if h["id"] != "other"]
+    finally:
+        store.close()
+
+
+def test_another_value_for_the_same_slot_ranks_first(tmp_path: Path) -> None:
+    assert ranked(tmp_path, "Deploys of the Atlas gateway go through GitHub Actions.",
+                  "Deploys of the Atlas gateway go through the Buildkite pipeline.",
+                  "how are Atlas gateway deploys run") == ["z-newer", "a-older"]
+
+
+def test_a_correction_about_the_same_person_ranks_first(tmp_path: Path) -> None:
+    assert ranked(tmp_path, "Maria Lopez reviews all database migrations.",
+                  "Maria Lopez no longer reviews all the database migrations.",
+                  "who reviews database migrations") == ["z-newer", "a-older"]
+
+
+def test_a_newer_fact_about_the_same_person_that_corrects_nothing_stays_below(tmp_path: Path) -> None:
+    # same person, related (cosine >= 0.5), words in common: being newer is not enough to rank first
+    # (letta-facts written one at a time: that moved a newer fact above the answer for 13% of the questions)
+    older = "Maria Lopez reviews database migrations for the billing service."
+    for n, newer in enumerate(("Maria Lopez wrote the retry policy for the billing service database.",
+                               "Maria Lopez owns the billing service database schema.")):
+        assert ranked(tmp_path / str(n), older, newer, "Maria Lopez billing service database migrations") == [
+            "a-older", "z-newer"]
+
+
+def test_same_frame_and_corrects() -> None:
+    assert not same_frame("Ann Weber leads the payments team.", "Ann Weber leads the payments team.")
+    assert same_frame("Ann Weber is the tech lead of the payments team.", "Ann Weber is the tech lead of the search team.")
+    # two words after the name are not a slot: "leads the" opens "leads the book club" too
+    assert not same_frame("Ann Weber leads the payments team.", "Ann Weber leads the search team.")
+    assert not same_frame("Ann Weber leads the payments team.", "Ann Weber enjoys hiking in the Alps.")
+    assert same_frame("The API runs on port 8080.", "The API runs on port 9090.")
+    assert not same_frame("The API runs on Kubernetes.", "The API runs on port 9090.")  # "the api runs on": 2 words
+    assert corrects("Ann Weber no longer leads the payments team.", "Ann Weber leads the payments team.")
+    assert not corrects("Ann Weber leads the payments team.", "Ann Weber no longer leads the payments team.")

@@ -91,6 +91,33 @@ def conflict(a: str, b: str) -> str | None:
     return None
 
 
+def same_frame(a: str, b: str) -> bool:
+    """Whether two statements fill the same slot with different values: they open with the same words, the
+    subject and what is said of it ("Ann and Bo co-founded a ...", "The API runs on port ..."), and end
+    differently. With a name both share, the common opening must name it and carry three more words, one of
+    them not a small one; without one, it must carry three words that are not small ones. Only the first
+    line (the title) is compared."""
+    ta = WORD.findall(a.strip().split("\n", 1)[0].lower())
+    tb = WORD.findall(b.strip().split("\n", 1)[0].lower())
+    p = 0
+    while p < min(len(ta), len(tb)) and ta[p] == tb[p]:
+        p += 1
+    if p in (len(ta), len(tb)):
+        return False  # one is the other with words added: a refinement, not another value
+    names = {w for n in set(people(a)) & set(people(b)) for w in WORD.findall(n.lower())}
+    opening = ta[:p]
+    rest = [w for w in opening if w not in names]
+    if names and len(rest) < len(opening):
+        return len(rest) >= 3 and any(w not in STOP for w in rest)
+    return sum(w not in STOP for w in opening) >= 3
+
+
+def corrects(new: str, old: str) -> bool:
+    """Whether the newer statement carries a correction word ("not", "never", "instead", "actually"...) that
+    the older does not."""
+    return bool(CONTRAST.search(new)) and not CONTRAST.search(old)
+
+
 @dataclass(frozen=True)
 class Claim:
     """What the contradiction pass compares: who a memory is about, its words, its values, its tone."""
