@@ -57,3 +57,18 @@ async def mcp_client(store: Path | None = None, *, name: str = "test-agent",
         async with ClientSession(read, write, client_info=Implementation(name=name, version="1.0")) as session:
             await session.initialize()
             yield session
+
+
+def git_changes(root: Path) -> str:
+    """`git log` as one "author|change" line per change: a grouped commit (group commit) lists its
+    changes in its body as "- change" lines, and each becomes a line of its own."""
+    out = subprocess.run(["git", "log", "--format=%an%x1f%B%x00"], cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    lines = []
+    for record in out.split("\x00"):
+        author, _, body = record.strip().partition("\x1f")
+        if not author:
+            continue
+        items = [line[2:] for line in body.splitlines() if line.startswith("- ")]
+        lines += [f"{author}|{item}" for item in items] or [f"{author}|{body.splitlines()[0] if body else ''}"]
+    return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcp import ClientSession
 
-from conftest import mcp_client, somna
+from conftest import git_changes, mcp_client, somna
 from somna.index import Index
 
 pytestmark = pytest.mark.anyio
@@ -64,7 +64,7 @@ async def test_two_servers_write_and_edit_at_once(tmp_path: Path) -> None:
     assert len(done) == 2 * OPS
     writes = [d for d in done if d["op"] == "write"]
     edits = [d for d in done if d["op"] == "edit"]
-    log = subprocess.run(["git", "log", "--format=%an|%s"], cwd=store, capture_output=True, text=True).stdout
+    log = git_changes(store)
     index = Index(store / ".somna")
     try:
         for w in writes:

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from mcp import ClientSession
 
-from conftest import mcp_client, somna
+from conftest import git_changes, mcp_client, somna
 
 pytestmark = pytest.mark.anyio
 
@@ -80,8 +80,10 @@ async def test_full_session_over_stdio(tmp_path: Path) -> None:
         assert hits[0]["id"] == ids[0] and "back off 2 s" in hits[0]["snippet"]
         assert "2 s" in (await call(s, "read", id=ids[0]))["content"]
 
-    log = subprocess.run(["git", "log", "--format=%an|%s"], cwd=store, capture_output=True, text=True).stdout
-    assert log.count("claude-code|") == 5  # 3 writes, 1 edit, 1 revert
+    # Writes close together land as one commit per author (group commit), each named in its message;
+    # the server commits what is pending when it stops.
+    log = git_changes(store)
+    assert log.count("claude-code|") == 5, log  # 3 writes, 1 edit, 1 revert
     report = json.loads(somna("--store", str(store), "doctor", "--json").stdout)
     assert report[0]["consistent"]
 

@@ -20,7 +20,7 @@ import anyio
 import pytest
 from mcp import ClientSession
 
-from conftest import mcp_client, somna
+from conftest import git_changes, mcp_client, somna
 from somna.embeddings import HashEmbedder
 from somna.errors import InvalidInput
 from somna.index import Index
@@ -422,7 +422,7 @@ async def test_no_lost_write_while_a_slow_llm_cycle_runs(tmp_path: Path, stub: S
     else:
         assert "changed since the snapshot" in out
     assert "Agent: its ingress is kestrel-gw." in (root / "memory" / f"{other['id']}.md").read_text(encoding="utf-8")
-    log = git(root, "log", "--format=%an|%s")
+    log = git_changes(root)
     index = Index(root / ".somna")
     try:
         for w in [*writes, last]:

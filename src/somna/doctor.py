@@ -120,7 +120,8 @@ def check(store: Store) -> dict[str, Any]:
     not_indexed = sorted(p for p in files if p not in rows and p not in broken)
     stale = sorted(p for p, v in files.items() if p in rows and rows[p].version != v)
     orphans = sorted(p for p in rows if p not in files)
-    dirty = [p for p in history.dirty_paths(store.root, *CONTENT) if p not in broken]
+    pending = store.pending_commits()  # a running server commits these within a second: not strays
+    dirty = [p for p in history.dirty_paths(store.root, *CONTENT) if p not in broken and p not in pending]
     locks = history.stale_locks(store.root)
     temps = temp_files(store.root)
     perms = loose_permissions(store.root)
@@ -133,7 +134,7 @@ def check(store: Store) -> dict[str, Any]:
         "store": str(store.root), "scope": store.scope, "files": len(files) + len(bad),
         "indexed": len(rows), "bad_files": bad, "quarantined": sorted(broken), "not_indexed": not_indexed,
         "stale_index": stale, "index_without_file": orphans, "index_problem": index_problem,
-        "uncommitted": dirty, "git_lock": bool(locks), "git_locks": locks,
+        "uncommitted": dirty, "pending_commits": pending, "git_lock": bool(locks), "git_locks": locks,
         "git_interrupted": history.interrupted(store.root), "git_problem": git_problem,
         "interrupted_writes": temps, "loose_permissions": perms,
         "missing_vectors": missing_vectors, "proposals": len(list((store.root / "proposals").glob("*.md"))),

@@ -100,7 +100,13 @@ def _s1_feedback(conn: Connection) -> None:
     conn.execute("CREATE INDEX feedback_note ON feedback(note_id)")
 
 
-STATE_MIGRATIONS = [_s1_feedback]
+def _s2_pending_commits(conn: Connection) -> None:
+    """Writes whose git commit is deferred (group commit, Store.group_commits): who, what, which files."""
+    conn.execute("CREATE TABLE pending_commits (n INTEGER PRIMARY KEY, paths TEXT NOT NULL, "
+                 "message TEXT NOT NULL, author TEXT NOT NULL)")
+
+
+STATE_MIGRATIONS = [_s1_feedback, _s2_pending_commits]
 
 
 @dataclass(frozen=True)

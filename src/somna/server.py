@@ -36,7 +36,8 @@ from somna.skill_tools import SkillTools
 from somna.skills import Catalog, budget_from_env, mounts_from_env
 
 log = logging.getLogger("somna.server")
-HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy")
+HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime",
+         "tokenizers")
 
 Scope = Annotated[str | None, Field(description="project or user; default: all for search, first for write")]
 Id = Annotated[str, Field(max_length=200, description="memory id from search/write, or block:<name>")]
@@ -65,6 +66,8 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
     """The MCP server; `eager` (for the shared HTTP server) syncs and loads the model now."""
     embedder = make_embedder(settings.embedder) if settings.embedder != "none" else None
     memory = Memory.open(settings, embedder)
+    for store in memory.stores.values():
+        store.group_commits()  # a write returns once on disk and indexed; git follows within GROUP_COMMIT_WINDOW
     catalog = Catalog.for_stores(memory.stores, mounts_from_env(os.environ, settings.cwd),
                                  budget=budget_from_env(os.environ), embedder=embedder)
     instructions = compose_instructions(memory, settings.instructions_budget, catalog.instructions())

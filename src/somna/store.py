@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from typing import Any
 
 from somna import history, notes, secrets, untrusted
 from somna.config import StoreConfig
-from somna.db import transaction
+from somna.db import connect, transaction
 from somna.embeddings import Embedder
 from somna.errors import BadNote, Conflict, DuplicateFound, InvalidInput, NotFound, StoreBusy, StoreNotFound
 from somna.index import Index, Row, pack
@@ -41,6 +42,7 @@ INACTIVE = ("archived", "superseded")
 OPS = ("str_replace", "append", "replace", "archive", "meta")
 DUP_VECTOR = 0.93
 DUP_WORDS = 0.85
+GROUP_COMMIT_WINDOW = 0.2  # seconds a deferred commit waits for the writes around it (group_commits)
 GITIGNORE = ".somna/\ninbox/\n.tmp-*\n"
 DEFAULT_BLOCKS = {
     "user": "Who the user is and how they like to work: preferences that hold across projects.",
@@ -114,6 +116,9 @@ class Store:
         self._synced = threading.Event()
         self._batch: list[str] | None = None
         self._held = False
+        self._group: threading.Event | None = None  # set: group commits on, and a commit is due
+        self._group_stop = threading.Event()
+        self._group_thread: threading.Thread | None = None
 
     def _open_index(self) -> Index:
         """The index; one that SQLite cannot open (a torn or overwritten index.db) is derived data: it is
@@ -158,7 +163,96 @@ class Store:
         return store
 
     def close(self) -> None:
+        if self._group_thread is not None:
+            self._group_stop.set()
+            assert self._group is not None
+            self._group.set()
+            self._group_thread.join(timeout=30)
+            self._group_thread = None
+        try:
+            self.flush_commits()
+        except Exception as exc:  # the journal keeps them: the next process to open the store commits them
+            log.warning("pending commits stay in the journal: %s", exc)
         self.index.close()
+
+    # -- group commit -------------------------------------------------------------------------
+    def group_commits(self, window: float = GROUP_COMMIT_WINDOW) -> None:
+        """Commit this process's writes in groups, at most `window` seconds after they land (the server).
+
+        A write is on disk (flushed) and indexed before it returns, as always; its commit is recorded in
+        a journal (state.db: pending_commits) and made by a background thread together with the writes
+        around it, one commit per author. git was most of a write's time. Whoever next reads history,
+        syncs, runs sleep-time or closes the store commits the journal first, in any process; a process
+        killed before its commit leaves the journal for the next one.
+        """
+        if self._group_thread is not None:
+            return
+        self._group = threading.Event()
+        self._group_stop.clear()
+
+        def loop() -> None:
+            assert self._group is not None
+            while not self._group_stop.is_set():
+                self._group.wait()
+                if self._group_stop.is_set():
+                    return
+                self._group_stop.wait(window)  # let the writes around this one join it
+                self._group.clear()
+                try:
+                    self.flush_commits()
+                except Exception as exc:
+                    log.warning("group commit failed; it stays in the journal and is retried: %s", exc)
+                    self._group_stop.wait(1.0)
+                    self._group.set()
+
+        self._group_thread = threading.Thread(target=loop, name="somna-group-commit", daemon=True)
+        self._group_thread.start()
+
+    def _settle(self, *paths: str) -> None:
+        """Commit a file's deferred change before it changes again, so that history keeps every version."""
+        if any(p in self.pending_commits() for p in paths):
+            self.flush_commits()
+
+    def pending_commits(self) -> list[str]:
+        """Files whose commit is deferred and not made yet (see group_commits)."""
+        rows = self.index.conn.execute("SELECT paths FROM state.pending_commits").fetchall()
+        return sorted({p for (paths,) in rows for p in json.loads(paths)})
+
+    def flush_commits(self) -> int:
+        """Make the commits the journal holds, grouped by author; returns how many were made."""
+        state = self.root / ".somna" / "state.db"
+        if not state.exists():
+            return 0
+        with self.locked():
+            conn = connect(state, vec=False)
+            try:
+                rows = conn.execute("SELECT n, paths, message, author FROM pending_commits ORDER BY n").fetchall()
+                if not rows:
+                    return 0
+                groups: list[tuple[str, list[str], list[str]]] = []  # consecutive writes of one author
+                for _, paths, message, author in rows:
+                    if groups and groups[-1][0] == author:
+                        groups[-1][1].extend(json.loads(paths))
+                        groups[-1][2].append(message)
+                    else:
+                        groups.append((author, json.loads(paths), [message]))
+                # A file changed by two authors inside one window holds the second change only: it is
+                # committed with the last author who changed it.
+                last = {p: i for i, (_, paths, _) in enumerate(groups) for p in paths}
+                made = 0
+                for i, (author, paths, messages) in enumerate(groups):
+                    mine = sorted({p for p in paths if last[p] == i})
+                    if not mine:
+                        continue
+                    message = messages[0] if len(messages) == 1 else (
+                        f"{len(messages)} changes by {author}\n\n" + "\n".join(f"- {m}" for m in messages))
+                    if history.commit(self.root, mine, message, author):
+                        made += 1
+                with transaction(conn):
+                    conn.execute("DELETE FROM pending_commits WHERE n <= ?", (rows[-1][0],))
+                return made
+            finally:
+                conn.close()
 
     # -- locking and paths --------------------------------------------------------------------
     @contextmanager
@@ -189,6 +283,12 @@ class Store:
         if self._batch is not None:
             self._batch.extend(paths)
             return None
+        if self._group is not None:
+            with transaction(self.index.conn) as conn:
+                conn.execute("INSERT INTO state.pending_commits (paths, message, author) VALUES (?, ?, ?)",
+                             (json.dumps(paths), message, author))
+            self._group.set()
+            return None
         return history.commit(self.root, paths, message, author)
 
     @contextmanager
@@ -198,6 +298,7 @@ class Store:
         Each file is still written atomically and indexed at once; only the commit is deferred.
         """
         with self.locked():  # held throughout: no other process may commit these files as its own
+            self.flush_commits()
             self._batch = []
             try:
                 yield self._batch
@@ -299,6 +400,8 @@ class Store:
         """Bring the index in line with the files, and commit edits made outside somna."""
         report: dict[str, Any] = {"indexed": 0, "removed": 0, "problems": [], "committed": None}
         with self.locked():
+            if commit:  # deferred commits first: their files are not edits made outside somna
+                self.flush_commits()
             known = self.index.file_stats()
             seen: set[str] = set()
             ids: dict[str, str] = {
@@ -476,6 +579,7 @@ class Store:
                      vec: list[float] | None, *, new: bool = False, old_text: str | None = None) -> str | None:
         """Write, commit and index one file under the lock; on failure the file is put back as it was."""
         path = self._abs(rel)
+        self._settle(rel)
         notes.atomic_write(path, text)
         try:
             sha = self._commit([rel], message, author)
@@ -656,6 +760,7 @@ class Store:
             reason = (change.reason or "").strip()
             msg = message or f"{change.op} {ref}" + (f": {reason[:200]}" if reason else "")
             path = self._abs(rel)
+            self._settle(rel, *(extra_paths or []))
             notes.atomic_write(path, new_text)
             try:
                 for extra in extra_paths or []:
@@ -732,6 +837,7 @@ class Store:
     # -- history ------------------------------------------------------------------------------
     def history(self, ref: str, *, limit: int = 10, diff: bool = True) -> dict[str, Any]:
         _, rel = self._target(ref)
+        self.flush_commits()
         commits = history.log(self.root, rel, limit)
         versions = []
         for c in commits:
@@ -746,6 +852,7 @@ class Store:
 
     def diff(self, ref: str, old: str, new: str = "HEAD") -> str:
         _, rel = self._target(ref)
+        self.flush_commits()
         a, b = history.resolve(self.root, old), history.resolve(self.root, new)
         if not a or not b:
             raise InvalidInput(f"unknown commit {old if not a else new!r}; see history for commits")
@@ -754,6 +861,7 @@ class Store:
     def revert(self, ref: str, *, to: str | None = None, author: str) -> dict[str, Any]:
         """Restore the memory's text as it was at an earlier commit or version, as a new commit."""
         kind, rel = self._target(ref)
+        self.flush_commits()
         commits = history.log(self.root, rel, 200)
         if to is None:
             if len(commits) < 2:
