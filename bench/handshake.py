@@ -49,7 +49,8 @@ LABELS = {
     "bare": "bare `MCPServer` (1 tool)",
     "somna": "`somna serve` (minilm)",
 }
-HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy")
+HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime",
+         "tokenizers")
 MARKER = re.compile(r"handshake answered; heavy modules loaded before it: (.*)$")
 MODEL_READY = re.compile(r"embedding model .* (ready|unavailable)")
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")

@@ -25,4 +25,5 @@ if [ "$peer" = 1 ] && [ ! -x .venv-peer/bin/memory ]; then
   fi
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+.venv/bin/somna model >&2  # the model's ONNX export, as scripts/setup.sh leaves it
 exec .venv/bin/python bench/run.py "$@"
