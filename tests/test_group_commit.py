@@ -45,6 +45,8 @@ def test_a_killed_writer_leaves_its_commits_to_the_next_process_with_the_right_a
     report = json.loads(somna("--store", str(root), "doctor", "--json").stdout)[0]
     assert report["consistent"] and not report["uncommitted"], report
     assert report["pending_commits"] == sorted(f"memory/{i}.md" for i in [*ids, out["old"]])
+    human = somna("--store", str(root), "doctor").stdout
+    assert "pending    4 changes wait for their commit" in human and "NOT consistent" not in human, human
 
     # the next process to sync (here `somna search`) commits them as their authors: not as `human`
     assert somna("--store", str(root), "search", "deploy migration").returncode == 0

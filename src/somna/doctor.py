@@ -246,6 +246,9 @@ def human_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  vectors    {report['missing_vectors']} notes not embedded yet (filled in the background)")
     if report["proposals"]:
         lines.append(f"  proposals  {report['proposals']} waiting for review (`somna proposals`)")
+    if report.get("pending_commits"):
+        lines.append(f"  pending    {len(report['pending_commits'])} changes wait for their commit (a running "
+                     "server makes it within a second; else the next somna command)")
     for key, value in (report.get("repaired") or {}).items():
         if value:
             lines.append(f"  repaired   {key.replace('_', ' ')}: {value}")
