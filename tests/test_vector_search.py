@@ -139,3 +139,4 @@ def test_embed_text_keeps_a_title_that_adds_words_and_drops_one_that_repeats() -
     assert notes.embed_text("The API listens on 8080.", "The API listens on 8080.\nmore") == \
         "The API listens on 8080.\nmore"
     assert notes.embed_text("", "body") == "body"
+    assert notes.embed_text("Deploy order", "# Deploy order\n\nMigrations first.") == "# Deploy order\n\nMigrations first."

@@ -90,11 +90,14 @@ def content_hash(text: str) -> str:
 def embed_text(title: str, body: str) -> str:
     """The text a note is embedded from: the body, with the title in front unless the body starts with it.
 
-    A title is often the body's first line; embedding it twice cost a second pass over the same words
-    and tilted the vector toward that line.
+    A title is often the body's first line (or its Markdown heading); embedding it twice cost a second
+    pass over the same words and tilted the vector toward that line.
     """
     head = title.strip()
-    return body if not head or body.lstrip().startswith(head) else f"{head}\n{body}"
+    if not head:
+        return body
+    first = next((line.strip("# ").strip() for line in body.splitlines() if line.strip()), "")
+    return body if first.startswith(head) or body.lstrip().startswith(head) else f"{head}\n{body}"
 
 
 def slugify(text: str, max_len: int = 40) -> str:

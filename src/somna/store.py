@@ -529,7 +529,7 @@ class Store:
             tag_list[i], found_tag = self._clean(tag)
             found += found_tag
         if not force:
-            self._check_duplicate(f"{title}\n{body}")
+            self._check_duplicate(notes.embed_text(title, body))  # the text the note is embedded from
         stamp = notes.now_iso()
         fields: dict[str, Any] = {"id": "", "title": title, "type": type, "tags": tag_list, "created": stamp,
                                   "updated": stamp, "source": author}
