@@ -41,6 +41,7 @@ from handshake import percentile  # noqa: E402
 from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 
 from somna.embeddings import LazyEmbedder  # noqa: E402
+from somna.index import INDEX_MIGRATIONS  # noqa: E402
 from somna.store import Store  # noqa: E402
 
 STORES = HERE / "results" / "tmp" / "stores"
@@ -66,7 +67,10 @@ def build(n: int, emb: LazyEmbedder, *, rebuild: bool = False) -> tuple[Path, di
     root = STORES / str(n)
     info_path = root.parent / f"{n}.json"
     if root.exists() and info_path.exists() and not rebuild:
-        return root, json.loads(info_path.read_text()) | {"reused": True}
+        info = json.loads(info_path.read_text())
+        # a store from an older index format would be migrated (and re-embedded) while it is measured
+        if info.get("index_format") == len(INDEX_MIGRATIONS):
+            return root, info | {"reused": True}
     shutil.rmtree(root, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
     corp = synth.corpus(n)
@@ -85,7 +89,7 @@ def build(n: int, emb: LazyEmbedder, *, rebuild: bool = False) -> tuple[Path, di
         store.write_many(corp.items(start, min(n, start + CHUNK)), author="bench", message="synthetic")
     t_write = time.perf_counter() - t1
     store.close()
-    info = {"n": n, "vectors": vectors, "pool_embed_s": round(t_pool, 1), "write_many_s": round(t_write, 1),
+    info = {"n": n, "index_format": len(INDEX_MIGRATIONS), "vectors": vectors, "pool_embed_s": round(t_pool, 1), "write_many_s": round(t_write, 1),
             "memories_per_s": round(n / t_write, 1)}
     info_path.write_text(json.dumps(info))
     return root, info | {"reused": False}

@@ -302,7 +302,10 @@ async def test_a_stdio_serve_attaches_to_the_running_server_and_writes_land_in_i
             server.url, token=(somna_env / ".somna" / "http-token").read_text().strip()
         ) as h:
             assert (await call(h, "read", id=mid))["content"].startswith("Attached sessions")
-        assert history.git(somna_env, "log", "-1", "--format=%an").strip() == "attached-agent"
+        deadline = time.monotonic() + 10  # the shared server commits its writes in groups, within 0.2 s
+        while history.git(somna_env, "log", "-1", "--format=%an").strip() != "attached-agent":
+            assert time.monotonic() < deadline, history.git(somna_env, "log", "-3", "--format=%an|%s")
+            time.sleep(0.1)
 
         with open(errlog, "w", encoding="utf-8") as err:  # SOMNA_ATTACH=0: a server of its own
             async with mcp_client(env={"SOMNA_LOG_LEVEL": "INFO", "SOMNA_ATTACH": "0"}, errlog=err) as s:
