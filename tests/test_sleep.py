@@ -6,11 +6,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from somna.embeddings import HashEmbedder
+from somna.index import Row
 from somna.sleep.cycle import Cycle, decide, pending
 from somna.sleep.details import Claim, conflict, details, disagreement, merge_texts, missing
+from somna.sleep.passes import Snapshot, Thresholds, plan
 from somna.store import Store
 
 # The hashing embedder is cruder than MiniLM: paraphrases score lower, so the thresholds are set for it.
@@ -359,3 +362,63 @@ def test_letta_slice_pairs_contradicting_facts_with_the_facts_they_contradict(tm
         assert originals[old] in kept["content"] and kept["meta"]["superseded_by"] == ids[k]
         assert originals[old] in git(root, "log", "-p", "--format=", "--", f"memory/{old}.md")
     assert Cycle(store).run().counts().get("supersede") is None  # settled: a second cycle pairs nothing new
+
+
+def planned(memories: list[tuple[str, str]], gram: list[list[float]],
+            since: str = "") -> dict[tuple[str, str], bool]:
+    """The supersedes that plan() proposes with the default thresholds, {(newer, older): sure}, for memories
+    (text, created) whose vectors have the cosines of `gram` (measured with all-MiniLM-L6-v2 on the text), in
+    a cycle that looks at the memories created at `since` or later."""
+    rows = [Row(k, f"m{k}", "memory", "", text, "note", [], "active", "", at, at, 0, 0, "v", text + "\n", [])
+            for k, (text, at) in enumerate(memories)]
+    vectors = np.linalg.cholesky(np.array(gram, dtype=np.float64)).astype(np.float32)
+    snap = Snapshot(None, rows, vectors, {k for k, (_, at) in enumerate(memories) if at >= since}, {})
+    return {(memories[int(a.data["new"][1:])][0], memories[int(a.data["old"][1:])][0]): a.sure
+            for a in plan(snap, Thresholds()) if a.kind == "supersede"}
+
+
+def test_default_thresholds_supersede_a_coding_memory_with_its_correction_only() -> None:
+    """The default weights and thresholds (fitted on letta's people) on a coding agent's memories: another
+    value, a "no longer" and a "not" supersede what they correct; a newer memory about the same API that
+    corrects nothing supersedes nothing and is not even queued."""
+    d1, d2, d3 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+    memories = [("The API runs on port 8080.", d1),
+                ("The API runs on Kubernetes in the staging cluster.", d2),
+                ("The API runs on port 9090.", d3),
+                ("The catalog service caches responses for 300 seconds.", d1),
+                ("The catalog service no longer caches responses.", d2),
+                ("Use npm to install the web app's dependencies.", d1),
+                ("Use pnpm, not npm, to install the web app's dependencies.", d2)]
+    gram = [[1.0, 0.5, 0.84, 0.21, 0.21, 0.25, 0.18],
+            [0.5, 1.0, 0.49, 0.23, 0.19, 0.15, 0.1],
+            [0.84, 0.49, 1.0, 0.23, 0.22, 0.22, 0.18],
+            [0.21, 0.23, 0.23, 1.0, 0.79, -0.03, -0.11],
+            [0.21, 0.19, 0.22, 0.79, 1.0, 0.0, -0.06],
+            [0.25, 0.15, 0.22, -0.03, 0.0, 1.0, 0.92],
+            [0.18, 0.1, 0.18, -0.11, -0.06, 0.92, 1.0]]
+    text = [t for t, _ in memories]
+    assert planned(memories, gram) == {(text[2], text[0]): True, (text[4], text[3]): True,
+                                       (text[6], text[5]): True}
+
+
+def test_a_correction_is_paired_with_an_older_memory_beyond_its_ten_nearest() -> None:
+    """letta-facts row 2: the older fact, seen by an earlier cycle, is only the thirteenth nearest of its
+    correction (cosine 0.60): memories about other people that say nearly the same words are nearer. The
+    correction still finds what it corrects."""
+    new = ("Theresa Bronn has never led any educational events or training sessions for aspiring choral "
+           "directors.")
+    old = "Theresa Bronn has led workshops and clinics for aspiring choral directors."
+    firsts = "Ann Bea Cal Dee Eve Fay Gus Hal Ida Jon Kai Lou".split()
+    lasts = "Ames Bell Cole Dunn Ellis Ford Gray Hart Ives Judd Kerr Lowe".split()
+    others = [f"{first} {last} leads training sessions for aspiring choral directors."
+              for first, last in zip(firsts, lasts, strict=True)]
+    memories = [(new, "2026-01-02T00:00:00Z"), (old, "2026-01-01T00:00:00Z")]
+    memories += [(text, "2026-01-01T00:00:00Z") for text in others]
+    n = len(memories)
+    gram = [[1.0 if a == b else 0.64 for b in range(n)] for a in range(n)]  # the others: 0.8 from the new one
+    for k in range(2, n):
+        gram[0][k] = gram[k][0] = 0.8
+    gram[0][1] = gram[1][0] = 0.6
+    for k in range(2, n):
+        gram[1][k] = gram[k][1] = 0.48
+    assert planned(memories, gram, since="2026-01-02T00:00:00Z") == {(new, old): True}

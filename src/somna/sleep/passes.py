@@ -24,13 +24,13 @@ INACTIVE = ("archived", "superseded")
 @dataclass
 class Thresholds:
     duplicate: float = 0.9
-    contradiction: float = 0.5  # cosine floor: a pair below it is never compared for a contradiction
-    sure: float = 0.575  # contradiction score at which the newer memory supersedes the older without review
-    maybe: float = 0.525  # contradiction score at which the pair is queued for review instead
-    margin: float = 0.03  # a sure pick must beat the newer memory's next candidate by this much
+    contradiction: float = 0.4  # cosine floor: a pair below it is never compared for a contradiction
+    sure: float = 0.55  # contradiction score at which the newer memory supersedes the older without review
+    maybe: float = 0.5  # contradiction score at which the pair is queued for review instead
+    margin: float = 0.04  # a sure pick must beat the newer memory's next candidate by this much
     link: float = 0.7
     max_links: int = 3
-    neighbours: int = 10
+    neighbours: int = 40  # the nearest memories each changed memory is compared with
 
 
 @dataclass
@@ -85,11 +85,12 @@ def _neighbour_lists(snap: Snapshot, idxs: list[int], k: int) -> dict[int, list[
 
 def contradiction_score(sim: float, overlap: float, cover: float, edit: float, why: str) -> float:
     """How sure the pass is that a newer memory contradicts an older one, on a 0..1 scale (a correction
-    word adds 0.2): the meaning (cosine), the words both use, how much of the older the newer repeats and
-    how much of its word sequence it keeps, since a correction restates what it corrects. Weights chosen on
-    letta-facts rows 0-149 only (bench/letta_contradictions.py)."""
-    score = (sim + 0.5 * overlap + 0.5 * cover + edit) / 3.0
-    return score + (0.2 if why.startswith("the newer corrects") else 0.0)
+    word adds 0.25): the meaning (cosine), the words both use, how much of the older the newer repeats and,
+    weighted most, how much of its word sequence it keeps, since a correction restates what it corrects
+    ("The API runs on port 8080." -> "... port 9090."). Weights and thresholds chosen on letta-facts rows
+    0-149 only (bench/letta_contradictions.py), for the embedding of a note's text with its title once."""
+    score = (sim + 0.75 * overlap + 0.5 * cover + 2.0 * edit) / 4.25
+    return score + (0.25 if why.startswith("the newer corrects") else 0.0)
 
 
 def _specifics(text: str) -> set[str]:
