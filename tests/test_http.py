@@ -365,3 +365,64 @@ async def test_when_the_shared_server_stops_an_attached_session_says_so_at_once(
             server.proc.wait(timeout=30)
             with anyio.fail_after(20), pytest.raises(MCPError, match="is not answering"):
                 await s.call_tool("search", {"query": "anything"})
+
+
+def test_the_relay_speaks_the_sdks_wire_without_importing_it() -> None:
+    """The attached relay keeps its own copy of the SDK's header names and rules, to stay small: they match."""
+    from mcp.shared.inbound import (
+        MCP_METHOD_HEADER,
+        MCP_NAME_HEADER,
+        MCP_PROTOCOL_VERSION_HEADER,
+        NAME_BEARING_METHODS,
+        encode_header_value,
+    )
+    from mcp_types import INTERNAL_ERROR, PROTOCOL_VERSION_META_KEY
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    from somna import proxy
+
+    assert (proxy.METHOD_HEADER, proxy.NAME_HEADER, proxy.PROTOCOL_VERSION_HEADER) == (
+        MCP_METHOD_HEADER.lower(), MCP_NAME_HEADER.lower(), MCP_PROTOCOL_VERSION_HEADER.lower())
+    assert proxy.NAME_BEARING_METHODS == dict(NAME_BEARING_METHODS)
+    assert proxy.PROTOCOL_VERSION_META_KEY == PROTOCOL_VERSION_META_KEY
+    assert tuple(proxy.MODERN_PROTOCOL_VERSIONS) == tuple(MODERN_PROTOCOL_VERSIONS)
+    assert proxy.INTERNAL_ERROR == INTERNAL_ERROR
+    for value in ["search", " edge ", "naïve", "=?base64?x?=", "tab\there", ""]:
+        assert proxy.encode_header_value(value) == encode_header_value(value)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, somna.cli, somna.proxy; "
+         "print(sorted(m for m in ('pydantic', 'mcp', 'mcp_types', 'numpy', 'torch') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+async def test_an_attached_session_hears_list_changed_through_the_relay(somna_env: Path, tmp_path: Path) -> None:
+    """What the shared server sends unasked (its GET stream) reaches an attached stdio client."""
+    import mcp_types
+
+    with http_server(somna_env) as server:
+        inbox: list[object] = []
+
+        async def keep(message: object) -> None:
+            inbox.append(message)
+
+        params = StdioServerParameters(command=sys.executable, args=["-m", "somna", "serve"], env=dict(os.environ))
+        with open(tmp_path / "stdio.log", "w", encoding="utf-8") as err:
+            async with (
+                stdio_client(params, errlog=err) as (read, write),
+                ClientSession(read, write, client_info=Implementation(name="listener", version="1"),
+                              message_handler=keep) as s,
+            ):
+                await s.initialize()
+                await s.list_tools()
+                await anyio.sleep(0.5)  # the relay opens the GET stream after `initialized`
+                skill = somna_env / "skills" / "rotate-keys"
+                skill.mkdir(parents=True)
+                (skill / "SKILL.md").write_text(
+                    "---\nname: rotate-keys\ndescription: Rotate the API keys. Use when a key leaked.\n---\n"
+                    "# rotate-keys\n\nSteps.\n", encoding="utf-8")
+                with anyio.fail_after(10):
+                    while not any(isinstance(m, mcp_types.ToolListChangedNotification) for m in inbox):
+                        await anyio.sleep(0.05)
+        assert server.proc.poll() is None
