@@ -92,3 +92,23 @@ def test_writes_close_together_make_one_commit_per_author_within_the_window(tmp_
     s.close()
     status = subprocess.run(["git", "status", "--porcelain"], cwd=s.root, capture_output=True, text=True).stdout
     assert status == ""
+
+
+def test_a_file_deleted_by_hand_before_its_commit_does_not_wedge_the_journal(tmp_path: Path) -> None:
+    s = Store.init(tmp_path / "s", embedder=HashEmbedder())
+    s.group_commits(window=3600)
+    kept = s.write("The worker pool has 8 threads.", author="agent-a")["id"]
+    dropped = s.write("Temporary: the staging DNS is flaky today.", author="agent-a")["id"]
+    changed = s.write("The release train leaves on Thursdays.", author="agent-b")["id"]
+    (s.root / "memory" / f"{dropped}.md").unlink()  # a person removes it before the commit is made
+    assert s.flush_commits() == 2
+    log = git_changes(s.root)
+    assert f"agent-a|write {kept}:" in log and f"agent-b|write {changed}:" in log
+    in_git = subprocess.run(["git", "log", "--format=%H", "--", f"memory/{dropped}.md"], cwd=s.root,
+                            capture_output=True, text=True).stdout
+    assert in_git == ""  # never committed: it was gone before its commit
+    assert s.pending_commits() == []
+    s.sync()  # the index forgets the deleted file; nothing is left to commit
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=s.root, capture_output=True, text=True).stdout
+    assert status == ""
+    s.close()

@@ -1,8 +1,10 @@
 """Embedders: a protocol, a deterministic hashing embedder for tests, and MiniLM loaded lazily.
 
-`import sentence_transformers` costs seconds, so it never happens on import of this module nor on
-the MCP handshake: `LazyEmbedder.start()` loads the model on a background thread, and until it is
-ready callers get `ready == False` and search runs on words alone.
+Loading a model costs time (onnxruntime ~0.3 s; sentence-transformers and torch, seconds), so it never
+happens on import of this module nor on the MCP handshake: `LazyEmbedder.start()` loads the model on a
+background thread, and until it is ready callers get `ready == False` and search runs on words alone.
+The model runs on onnxruntime from its cached ONNX export (`onnx_model.py`); the first load on a machine
+goes through torch once and makes that export.
 """
 
 from __future__ import annotations

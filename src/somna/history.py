@@ -131,6 +131,13 @@ def commit(root: Path, paths: list[str], message: str, author: str) -> str | Non
         marker.unlink(missing_ok=True)
 
 
+def tracked(root: Path, paths: list[str]) -> list[str]:
+    """Those of paths that git tracks (in its index)."""
+    if not paths:
+        return []
+    return [p for p in git(root, "ls-files", "-z", "--", *paths).split("\x00") if p]
+
+
 def head(root: Path) -> str | None:
     """The sha HEAD points at (None before the first commit): read from .git when the branch is a loose
     ref, without a process; else from git."""

@@ -240,8 +240,12 @@ class Store:
                 # committed with the last author who changed it.
                 last = {p: i for i, (_, paths, _) in enumerate(groups) for p in paths}
                 made = 0
+                # A file written and then deleted by hand before its commit was never in git: nothing to
+                # commit for it (and `git add` would refuse the whole group).
+                gone = [p for p in last if not (self.root / p).exists()]
+                known = set(history.tracked(self.root, gone)) if gone else set()
                 for i, (author, paths, messages) in enumerate(groups):
-                    mine = sorted({p for p in paths if last[p] == i})
+                    mine = sorted({p for p in paths if last[p] == i and (p not in gone or p in known)})
                     if not mine:
                         continue
                     message = messages[0] if len(messages) == 1 else (
@@ -638,6 +642,7 @@ class Store:
         ids: list[str] = []
         try:
             with self.locked():
+                self.flush_commits()  # the commit below takes all of memory/: others' pending writes go first
                 files = []
                 for note in built:
                     note.meta["id"] = notes.new_id(note.title)
