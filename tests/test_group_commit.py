@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from conftest import git_changes, somna
+
 from somna.embeddings import HashEmbedder
 from somna.store import Store
 
