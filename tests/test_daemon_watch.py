@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import somna
+
 from somna.daemon import Daemon, harness_of, watch_folders
 from somna.embeddings import HashEmbedder
 from somna.errors import InvalidInput
@@ -140,3 +140,23 @@ def test_somna_daemon_watch_starts_and_stops_cleanly(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_watcher_thread_that_dies_is_started_again_and_misses_nothing(running: tuple[Daemon, Path]) -> None:
+    daemon, _ = running
+    store = daemon.store
+    for emitter in list(daemon.observer.emitters):
+        emitter.stop()  # as an unexpected error in watchdog's inotify thread would end it
+    meanwhile = store.root / "memory" / "written-while-blind.md"
+    meanwhile.write_text("Written while the watcher was down: the queue drains at 500 msgs/s.\n", encoding="utf-8")
+    deadline = time.monotonic() + 10
+    while daemon.restarts == 0:
+        assert time.monotonic() < deadline, "the watcher was not started again"
+        time.sleep(0.05)
+    assert store.search("queue drains msgs")["hits"][0]["id"] == "written-while-blind"  # caught up
+    later = store.root / "memory" / "written-after.md"
+    later.write_text("Written after the restart: the cache TTL is 90 s.\n", encoding="utf-8")
+    deadline = time.monotonic() + 5
+    while not [h for h in store.search("cache TTL 90")["hits"] if h["id"] == "written-after"]:
+        assert time.monotonic() < deadline, "a hand edit after the restart was not seen"
+        time.sleep(0.05)

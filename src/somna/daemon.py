@@ -35,6 +35,7 @@ from somna.store import Store
 log = logging.getLogger("somna.daemon")
 CONTENT = ("memory/", "blocks/", "skills/", "proposals/", "somna.toml")
 TRANSCRIPT_QUIET = 30.0  # seconds without a write before a watched transcript is captured
+HEALTH_EVERY = 2.0  # seconds between checks that the file watcher still runs
 HARNESS_MARKERS = ((".claude", "claude-code"), (".codex", "codex"), (".cursor", "cursor"), (".vscode", "vscode"))
 
 
@@ -86,6 +87,8 @@ class Daemon:
         self._lock_fd: int | None = None
         self.cycles = 0
         self.syncs = 0
+        self.restarts = 0  # the file watcher, restarted after it died
+        self.observer: Any = None
 
     # -- events -------------------------------------------------------------------------------
     def note(self, path: str) -> None:
@@ -129,8 +132,7 @@ class Daemon:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def run(self) -> None:
-        self.acquire()
+    def _observe(self) -> Any:
         observer = Observer()
         observer.schedule(_Events(self), str(self.store.root), recursive=True)
         for folder in self.watch:
@@ -140,17 +142,40 @@ class Daemon:
             else:
                 log.warning("not watching %s: no such folder", folder)
         observer.start()
+        return observer
+
+    def _blind(self, observer: Any) -> bool:
+        """Whether the watcher has stopped seeing: its thread or one of its emitter threads has died."""
+        return not observer.is_alive() or any(not e.is_alive() for e in list(observer.emitters))
+
+    def run(self) -> None:
+        self.acquire()
+        self.observer = self._observe()
         self.watching.set()
         log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
         try:
             self._safe(self.store.sync)
+            checked = time.monotonic()
             while not self.stop_event.wait(0.05):
                 self._safe(self.tick)  # nothing a tick throws stops the watching
+                if time.monotonic() - checked >= HEALTH_EVERY:
+                    checked = time.monotonic()
+                    if self._blind(self.observer):
+                        # an emitter thread that died on an unexpected error would leave the daemon blind
+                        log.warning("the file watcher stopped; starting it again and catching up")
+                        self._safe(self._rewatch)  # if it fails, the next check tries again
         finally:
-            observer.stop()
-            observer.join(timeout=5)
+            self.observer.stop()
+            self.observer.join(timeout=5)
             self.release()
             log.info("stopped")
+
+    def _rewatch(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)
+        self.observer = self._observe()
+        self.restarts += 1
+        self.store.sync()  # what changed while nobody watched
 
     def _quiet_transcripts(self, now: float) -> list[Path]:
         with self._lock:
