@@ -42,6 +42,8 @@ from typing import Any
 import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
+from somna.server import HEAVY  # the modules the server refuses to import before its answer
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BARE = HERE / "bare_server.py"
@@ -49,8 +51,6 @@ LABELS = {
     "bare": "bare `MCPServer` (1 tool)",
     "somna": "`somna serve` (minilm)",
 }
-HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime",
-         "tokenizers")
 MARKER = re.compile(r"handshake answered; heavy modules loaded before it: (.*)$")
 MODEL_READY = re.compile(r"embedding model .* (ready|unavailable)")
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")

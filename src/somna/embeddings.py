@@ -128,9 +128,10 @@ class LazyEmbedder:
         try:
             from somna import onnx_model
 
-            if not onnx_model.supported(model_dir) or not onnx_model.onnx_path(model_dir).is_file():
+            path = onnx_model.onnx_path(model_dir)
+            if not onnx_model.supported(model_dir) or not path.is_file():
                 return False
-            self._model = onnx_model.OnnxEncoder(onnx_model.onnx_path(model_dir), model_dir, _cores())
+            self._model = onnx_model.OnnxEncoder(path, model_dir, _cores())
         except Exception as exc:  # a broken cache file or a missing onnxruntime: torch instead
             log.warning("the ONNX form of the embedding model did not load (%s); using torch", exc)
             return False

@@ -85,8 +85,13 @@ def _m4_embed_text(conn: Connection) -> None:
         if table in tables:
             conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(rowid,) for _, rowid in changed])
     if changed:
-        conn.execute("INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
-                     "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+        bump_vec_gen(conn)
+
+
+def bump_vec_gen(conn: Connection) -> None:
+    """Every change of the vectors bumps meta.vec_gen, so each process knows when to reload its bits."""
+    conn.execute("INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
+                 "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
 
 INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust, _m4_embed_text]
@@ -211,25 +216,21 @@ class Index:
                 self.conn.execute("INSERT INTO vec_bits (rowid, bits, vec) "
                                   "SELECT rowid, vec_quantize_binary(vec_f32(embedding)), embedding FROM notes_vec")
                 self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_bits', ?)", (bits_want,))
-                self._bump_vec_gen(self.conn)
+                bump_vec_gen(self.conn)
 
-    def _bump_vec_gen(self, conn: Connection) -> None:
-        """Every change of the vectors bumps meta.vec_gen, so each process knows when to reload its bits."""
-        conn.execute("INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
-                     "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
     def _insert_vec(self, conn: Connection, rowid: int, blob: bytes) -> None:
         conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
         if self.get_meta("vec_bits"):
             conn.execute("INSERT OR REPLACE INTO vec_bits (rowid, bits, vec) "
                          "VALUES (?, vec_quantize_binary(vec_f32(?)), ?)", (rowid, blob, blob))
-        self._bump_vec_gen(conn)
+        bump_vec_gen(conn)
 
     def _delete_vec(self, conn: Connection, rowid: int) -> None:
         conn.execute("DELETE FROM notes_vec WHERE rowid = ?", (rowid,))
         if self.get_meta("vec_bits"):
             conn.execute("DELETE FROM vec_bits WHERE rowid = ?", (rowid,))
-        self._bump_vec_gen(conn)
+        bump_vec_gen(conn)
 
     # -- rows -------------------------------------------------------------------------------
     def file_stats(self) -> dict[str, tuple[int, int, str]]:

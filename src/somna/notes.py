@@ -96,8 +96,12 @@ def embed_text(title: str, body: str) -> str:
     head = title.strip()
     if not head:
         return body
-    first = next((line.strip("# ").strip() for line in body.splitlines() if line.strip()), "")
-    return body if first.startswith(head) or body.lstrip().startswith(head) else f"{head}\n{body}"
+    return body if first_line(body).startswith(head) or body.lstrip().startswith(head) else f"{head}\n{body}"
+
+
+def first_line(body: str) -> str:
+    """The body's first non-blank line without Markdown heading marks: a memory's title when none is given."""
+    return next((line.strip("# ").strip() for line in body.splitlines() if line.strip()), "")
 
 
 def slugify(text: str, max_len: int = 40) -> str:

@@ -172,8 +172,8 @@ def export(st_model: Any, model_dir: Path, threads: int) -> OnnxEncoder:
         worst = float(np.min((want * got).sum(axis=1)))
         if worst < PARITY:
             raise ValueError(f"the export differs from torch (cosine {worst:.6f})")
-        os.replace(tmp, dest)
+        os.replace(tmp, dest)  # the session has read the file already: the encoder stays as it is
         log.info("embedding model exported to %s (cosine to torch >= %.6f)", dest, worst)
-        return OnnxEncoder(dest, model_dir, threads)
+        return encoder
     finally:
         tmp.unlink(missing_ok=True)

@@ -524,7 +524,7 @@ class Store:
         body, found = self._clean(notes.check_body(content))
         title, found_t = self._clean((title or "").strip())
         found += found_t
-        title = title or next(ln.strip("# ").strip() for ln in body.splitlines() if ln.strip())
+        title = title or notes.first_line(body)
         title = title.splitlines()[0][: notes.MAX_TITLE]
         if not TYPE_RE.match(type):
             raise InvalidInput(f"type {type[:40]!r} is not valid; use one of {', '.join(notes.TYPES)}")
