@@ -85,3 +85,68 @@ def test_same_frame_and_corrects() -> None:
     assert not same_frame("The API runs on Kubernetes.", "The API runs on port 9090.")  # "the api runs on": 2 words
     assert corrects("Ann Weber no longer leads the payments team.", "Ann Weber leads the payments team.")
     assert not corrects("Ann Weber leads the payments team.", "Ann Weber no longer leads the payments team.")
+
+
+def superseded(root: Path, name: str, text: str, by: str, created: str = "2020-01-01T00:00:00Z") -> None:
+    (root / "memory" / f"{name}.md").write_text(
+        f"---\nid: {name}\ntitle: {text}\ncreated: '{created}'\nupdated: '{created}'\nstatus: superseded\n"
+        f"superseded_by: {by}\n---\n{text}\n", encoding="utf-8")
+
+
+STAGING_OLD = "The staging database host is pg-staging-1 on port 5432."
+STAGING_NEW = "Staging moved to the managed Aurora cluster; connect through the bastion."
+
+
+def staging_store(root: Path) -> Store:
+    store = Store.init(root, embedder=HashEmbedder())
+    superseded(store.root, "pg-staging", STAGING_OLD, by="aurora-staging")
+    note(store.root, "aurora-staging", STAGING_NEW, "2020-03-01T00:00:00Z")
+    note(store.root, "pg-billing", "The billing database host is pg-billing-2 on port 5433.", "2020-01-01T00:00:00Z")
+    for n in range(20):
+        note(store.root, f"other-{n}", f"Service {n} logs go to the shared Loki instance.", "2020-01-01T00:00:00Z")
+    store.sync()
+    return store
+
+
+def test_a_correction_takes_the_rank_of_what_it_superseded(tmp_path: Path) -> None:
+    """The question that found the stale fact finds its correction, however differently the correction is
+    worded: a superseded memory that matches hands its rank to the memory that replaced it."""
+    store = staging_store(tmp_path)
+    try:
+        query = "staging database host port"
+        found = store.index.search_words(query, 3)
+        by_rowid = store.index.rows([rowid for rowid, _, _ in found])
+        words = [by_rowid[rowid].id for rowid, _, _ in found]
+        assert words[:2] == ["pg-staging", "pg-billing"]  # the words point at the stale fact, not its correction
+        hits = store.search(query, limit=3)["hits"]
+        assert hits[0]["id"] == "aurora-staging" and hits[0]["replaces"] == ["pg-staging"]
+        assert "pg-staging" not in [h["id"] for h in hits] and "replaces" not in hits[1]
+        # a chain of corrections ends at what holds now
+        superseded(store.root, "aurora-staging", STAGING_NEW, by="staging-k8s", created="2020-03-01T00:00:00Z")
+        note(store.root, "staging-k8s", "Staging runs in the k8s namespace stg; ask #infra for access.",
+             "2020-05-01T00:00:00Z")
+        store.sync()
+        hits = store.search(query, limit=3)["hits"]
+        assert hits[0]["id"] == "staging-k8s" and hits[0]["replaces"] == ["pg-staging"]
+    finally:
+        store.close()
+
+
+def test_an_index_from_before_learns_the_successors(tmp_path: Path) -> None:
+    """Index migration 5 adds the successor column; rows already superseded are read from their files
+    again at the next sync, so an upgraded store hands ranks on at once."""
+    import sqlite3
+
+    store = staging_store(tmp_path)
+    store.close()
+    conn = sqlite3.connect(tmp_path / ".somna" / "index.db")
+    conn.execute("ALTER TABLE notes DROP COLUMN successor")
+    conn.execute("DELETE FROM _migrations WHERE n = 5")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path, embedder=HashEmbedder())
+    try:
+        hits = store.search("staging database host port", limit=3)["hits"]
+        assert hits[0]["id"] == "aurora-staging" and hits[0]["replaces"] == ["pg-staging"]
+    finally:
+        store.close()

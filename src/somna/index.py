@@ -88,13 +88,20 @@ def _m4_embed_text(conn: Connection) -> None:
         bump_vec_gen(conn)
 
 
+def _m5_successor(conn: Connection) -> None:
+    """Each row knows its successor (`superseded_by`), so search can hand a superseded memory's rank to the
+    memory that replaced it. Rows already out of use are read from their files again at the next sync."""
+    conn.execute("ALTER TABLE notes ADD COLUMN successor TEXT NOT NULL DEFAULT ''")
+    conn.execute("UPDATE notes SET mtime_ns = 0 WHERE status IN ('superseded', 'archived')")
+
+
 def bump_vec_gen(conn: Connection) -> None:
     """Every change of the vectors bumps meta.vec_gen, so each process knows when to reload its bits."""
     conn.execute("INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
                  "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
 
-INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust, _m4_embed_text]
+INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust, _m4_embed_text, _m5_successor]
 
 
 def _s1_feedback(conn: Connection) -> None:
@@ -133,15 +140,16 @@ class Row:
     body: str
     related: list[str]
     trust: str = ""  # provenance (somna.untrusted): human, agent, harvested; "" for rows indexed before it
+    successor: str = ""  # the memory that superseded this one or that it was merged into (`superseded_by`)
 
 
 _ROW_COLS = "rowid, id, kind, path, title, type, tags, status, source, created, updated, helpful, harmful, " \
-    "version, body, related, trust"
+    "version, body, related, trust, successor"
 
 
 def _row(r: tuple[Any, ...]) -> Row:
     return Row(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11], r[12],
-               r[13], r[14], json.loads(r[15]), r[16])
+               r[13], r[14], json.loads(r[15]), r[16], r[17])
 
 
 # Vector search: at or above BINARY_MIN vectors, pre-select by Hamming distance over vec_bits and
@@ -246,14 +254,15 @@ class Index:
             int(m.get("harmful") or 0), version, text_hash, mtime_ns, size, note.body,
             json.dumps([str(r) for r in m.get("related") or [] if isinstance(r, str | int)]),
             str(m.get("trust") or ""),
+            str(m.get("superseded_by") or "") if note.status in ("superseded", "archived") else "",
         )
         old = conn.execute("SELECT rowid, text_hash FROM notes WHERE path = ? OR id = ?", (path, note.id)).fetchall()
         for rowid, _ in old:
             self._delete_rowid(conn, rowid)
         cur = conn.execute(
             "INSERT INTO notes (id, kind, path, title, type, tags, status, source, created, updated, helpful, "
-            "harmful, version, text_hash, mtime_ns, size, body, related, trust) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "harmful, version, text_hash, mtime_ns, size, body, related, trust, successor) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             values,
         )
         rowid = int(cur.lastrowid)
@@ -309,6 +318,15 @@ class Index:
         cols = _ROW_COLS if body else _ROW_COLS.replace("body, related", "'', '[]'")
         return {r[0]: _row(r) for r in self.conn.execute(
             f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+
+    def by_ids(self, note_ids: Iterable[str]) -> dict[str, Row]:
+        """Rows by note id, without their bodies."""
+        ids = sorted(set(note_ids))
+        if not ids:
+            return {}
+        cols = _ROW_COLS.replace("body, related", "'', '[]'")
+        return {r[1]: _row(r) for r in self.conn.execute(
+            f"SELECT {cols} FROM notes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
 
     def bodies(self, rowids: list[int]) -> dict[int, str]:
         if not rowids:

@@ -26,6 +26,7 @@ INACTIVE = ("archived", "superseded")
 # lacks) or fills the same slot with another value ("... runs on port 8080" -> "... runs on port 9090").
 # Not merely for being newer and on the same subject: with memories written one at a time, that moved a
 # newer, unrelated fact about the same person above the answer for 13% of the letta-facts questions.
+MAX_CHAIN = 5  # corrections of corrections followed, at most, from a superseded hit to what holds now
 NEWER_FIRST_CLOSE = 0.9
 NEWER_FIRST_SIMILAR = 0.85
 NEWER_FIRST_RELATED = 0.5  # cosine floor for a correction or another value of the same slot
@@ -88,6 +89,39 @@ def newer_first(store: Store, shown: list[tuple[float, Row]]) -> list[tuple[floa
     return out
 
 
+def _heirs(store: Store, rows: dict[int, Row], fused: dict[int, float],
+           why: dict[int, set[str]]) -> dict[int, list[str]]:
+    """A superseded or merged memory that matches the query hands its rank to the memory that replaced it
+    (following a chain of corrections to its end): the question that found the stale fact finds its
+    correction, even when the correction is worded far from the question. Adds the successors to `rows`,
+    raises their score in `fused`; returns, for each successor that gained, the ids it stands in for."""
+    gained: dict[int, list[str]] = {}
+    frontier = {rowid: r.successor for rowid, r in rows.items() if r.status in INACTIVE and r.successor}
+    seen = {r.id for r in rows.values()}
+    for _ in range(MAX_CHAIN):
+        if not frontier:
+            break
+        found = store.index.by_ids(set(frontier.values()) - seen)
+        seen |= set(found)
+        by_id = {r.id: r for r in rows.values()} | found
+        nxt: dict[int, str] = {}
+        for rowid, succ_id in frontier.items():
+            succ = by_id.get(succ_id)
+            if succ is None or succ.kind != "memory":
+                continue
+            if succ.status in INACTIVE:
+                if succ.successor:
+                    nxt[rowid] = succ.successor
+                continue
+            rows.setdefault(succ.rowid, succ)
+            if fused[rowid] > fused.get(succ.rowid, 0.0):
+                fused[succ.rowid] = fused[rowid]
+                why.setdefault(succ.rowid, set()).update(why.get(rowid, ()))
+                gained.setdefault(succ.rowid, []).append(rows[rowid].id)
+        frontier = nxt
+    return gained
+
+
 def search(store: Store, query: str, *, limit: int = 8, type: str | None = None, tags: list[str] | None = None,
            include_archived: bool = False, mode: str = "hybrid") -> dict[str, Any]:
     """Compact hits (id, title, snippet, score, why) for a query; the full text is one `read` away."""
@@ -115,6 +149,7 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     for rank, (rowid, _) in enumerate(vectors):
         fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank + 1)
         why.setdefault(rowid, set()).add("meaning")
+    heirs = _heirs(store, rows, fused, why)
     want_tags = {t.lower() for t in tags or []}
     keep = [
         r for r in rows.values()
@@ -147,6 +182,7 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
         {"id": r.id, "title": r.title, "snippet": _snippet(r, snippets.get(r.rowid)), "score": round(s * 100, 3),
          "type": r.type, "tags": r.tags, "scope": store.scope, "matched": "+".join(sorted(why[r.rowid]))}
         | ({"status": r.status} if r.status in INACTIVE else {})
+        | ({"replaces": heirs[r.rowid]} if r.rowid in heirs else {})
         for s, r in shown
     ]
     out: dict[str, Any] = {"mode": cand["mode"], "hits": hits}
