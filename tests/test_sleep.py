@@ -12,7 +12,7 @@ import pytest
 from somna.embeddings import HashEmbedder
 from somna.index import Row
 from somna.sleep.cycle import Cycle, decide, pending
-from somna.sleep.details import Claim, conflict, details, disagreement, merge_texts, missing
+from somna.sleep.details import Claim, conflict, denied, details, disagreement, merge_texts, missing, people
 from somna.sleep.passes import Snapshot, Thresholds, plan
 from somna.store import Store
 
@@ -57,6 +57,11 @@ def test_details_and_conflicts() -> None:
     assert not Claim.of("Ann Lee hired Bob Stone.").same_as(Claim.of("Bob Stone hired Ann Lee."))  # roles swapped
     kim, lee = Claim.of("Kim Park has exhibited in New York."), Claim.of("Lee Chan has exhibited in New York.")
     assert disagreement(lee, kim) and disagreement(lee, kim, subjects={"Kim Park", "Lee Chan"}) is None  # a city
+    # names with a capital inside or an apostrophe are names: two people who swap roles are not duplicates
+    assert people("Tomas Waden organized it with Diana McKinleigh and Sean O'Brien.") == [
+        "Tomas Waden", "Diana McKinleigh", "Sean O'Brien"]
+    assert not Claim.of("Tomas Waden organized a charity exhibition with the help of Diana McKinleigh.").same_as(
+        Claim.of("Diana McKinleigh organized a charity exhibition with the help of Tomas Waden."))
     merged = merge_texts([a for a, _, _ in DUPLICATES[:1]] + [DUPLICATES[0][1]])
     assert not missing(merged, details(DUPLICATES[0][1]).all())
 
@@ -422,3 +427,25 @@ def test_a_correction_is_paired_with_an_older_memory_beyond_its_ten_nearest() ->
     for k in range(2, n):
         gram[1][k] = gram[k][1] = 0.48
     assert planned(memories, gram, since="2026-01-02T00:00:00Z") == {(new, old): True}
+
+
+def test_a_denial_supersedes_the_memory_whose_claim_it_denies() -> None:
+    """A negation is far from what it negates in meaning, and a correction word alone does not say which of a
+    subject's memories it corrects: the words it denies do ("never [traveled]", "no longer [retries]").
+    Cosines measured with all-MiniLM-L6-v2; letta-facts row 58 and a coding agent's memory."""
+    d1, d2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    memories = [("Anjel Huyen has never traveled outside of Vietnam.", d2),
+                ("Anjel Huyen enjoys traveling and has visited over 15 countries.", d1),
+                ("Anjel Huyen enjoys hiking and has climbed Mount Fansipan in Vietnam.", d1),
+                ("The worker no longer retries failed jobs; it sends them to the dead-letter queue.", d2),
+                ("The worker retries failed jobs three times.", d1),
+                ("The worker logs failed jobs to Sentry.", d1)]
+    gram = [[1.0, 0.48, 0.47, 0.06, 0.1, 0.11], [0.48, 1.0, 0.61, -0.02, 0.1, 0.12],
+            [0.47, 0.61, 1.0, -0.04, 0.01, 0.03], [0.06, -0.02, -0.04, 1.0, 0.66, 0.58],
+            [0.1, 0.1, 0.01, 0.66, 1.0, 0.52], [0.11, 0.12, 0.03, 0.58, 0.52, 1.0]]
+    text = [t for t, _ in memories]
+    assert planned(memories, gram, since=d2) == {(text[0], text[1]): True, (text[3], text[4]): True}
+    assert dict(denied(text[0])) == {"travel": 1.0, "outside": 0.75, "vietnam": 0.5}
+    assert dict(denied("It doesn't run on port 8080 any more, and never did.")) == {
+        "run": 1.0, "port": 0.75, "8080": 0.5, "did": 1.0}
+    assert denied("The worker retries failed jobs three times.") == ()

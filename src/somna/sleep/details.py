@@ -20,13 +20,18 @@ FLAG = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
 CODE = re.compile(r"`([^`\n]{1,120})`")
 URL = re.compile(r"https?://[^\s)>\]]+")
 IDENT = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+|[A-Z][A-Z0-9_]{2,})\b")
-NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
+# a word of a name: "Ann", "McKinleigh", "DeMarco", "O'Brien"
+_NAME_WORD = r"(?:[A-Z][a-z]+(?:[A-Z][a-z]+)?|O['’][A-Z][a-z]+)"
+NAME = re.compile(rf"\b{_NAME_WORD}(?:\s+{_NAME_WORD})+\b")
 NEGATION = re.compile(r"\b(?:not|never|no|don't|doesn't|isn't|aren't|won't|can't|cannot|without|avoid)\b", re.I)
 # words that mark a statement as a correction of another: the negations, and "instead", "only", "no longer"...
 CONTRAST = re.compile(r"\b(?:not|never|no|none|nor|neither|nothing|nobody|don't|doesn't|didn't|isn't|"
                       r"aren't|wasn't|weren't|won't|can't|cannot|without|avoid\w*|instead|rather|only|"
                       r"exclusively|solely|dislikes?|longer|anymore|actually|but|however|unlike|while|whereas|"
                       r"rarely|oppos\w*)\b", re.I)
+# a negation and the words it denies, up to the end of the clause: "has never [traveled outside of Vietnam]"
+DENIAL = re.compile(
+    r"\b(?:not|never|no|none|without|(?:do|does|did|is|are|was|were|has|have|had)n['’]t)\s+([^.,;:!?]+)", re.I)
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])|\n+")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 FILLER = frozenset("also just very which while both has have had who whom whose into onto their his her its "
@@ -130,13 +135,14 @@ class Claim:
     contrast: bool
     order: tuple[str, ...]  # the names in the order they first appear: who does what to whom
     tokens: tuple[str, ...]  # every word in order, small ones too: a correction often edits its original
+    denied: tuple[tuple[str, float], ...] = ()  # the words a negation in it denies, weighted (`denied`)
 
     @classmethod
     def of(cls, text: str) -> Claim:
         d = details(text)
         order = tuple(people(text))
         return cls(d.names, d.numbers, frozenset(_content(text)), bool(CONTRAST.search(text)), order,
-                   tuple(WORD.findall(text.lower())))
+                   tuple(WORD.findall(text.lower())), denied(text))
 
     def same_as(self, other: Claim) -> bool:
         """No sign of disagreement that the word-level `conflict` misses: the same tone (no correction word on
@@ -144,14 +150,15 @@ class Claim:
         return self.contrast == other.contrast and (self.names != other.names or self.order == other.order)
 
 
-def disagreement(new: Claim, old: Claim, acquainted: bool = False,
-                 subjects: set[str] | None = None, *, edit: bool = True) -> tuple[float, float, float, str] | None:
+def disagreement(
+    new: Claim, old: Claim, acquainted: bool = False, subjects: set[str] | None = None, *, edit: bool = True,
+) -> tuple[float, float, float, str, float] | None:
     """Whether `new` may contradict `old` on the same subject: (word overlap, share of the older's words that
-    the newer repeats, how much of the word sequence the two share, why), or None when they are about
-    different subjects or the newer only adds to the older. Two memories that name people are about the same
-    subject only if they share a name (one of `subjects`, when given: names that some memory is about, not a
-    city both mention), or if the people are `acquainted` (named together elsewhere) and the rest of the two
-    claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
+    the newer repeats, how much of the word sequence the two share, why, what a correction adds to the
+    score), or None when they are about different subjects or the newer only adds to the older. Two
+    memories that name people are about the same subject only if they share a name (one of `subjects`, when
+    given: names that some memory is about, not a city both mention), or if the people are `acquainted`
+    (named together elsewhere) and the rest of the two claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
     common = new.names & old.names
     if subjects is not None:
         common &= subjects
@@ -168,8 +175,14 @@ def disagreement(new: Claim, old: Claim, acquainted: bool = False,
     overlap = len(shared) / len(new.content | old.content)
     cover = len(shared) / len(old.content)
     only_new, only_old = new.content - old.content, old.content - new.content
+    bonus = 0.0
     if new.contrast and not old.contrast:
         why = "the newer corrects or negates the older"
+        bonus = CORRECTS
+        hit = [(w, weight) for w, weight in new.denied if w in old.content]
+        if hit:  # and it denies what the older states: "has never traveled" against "enjoys traveling"
+            why += f", denying {[w for w, _ in hit]}"
+            bonus += DENIES * sum(weight for _, weight in hit)
     elif old.contrast and not new.contrast:
         why = "the older negates what the newer states"
     elif new.names == old.names and new.order != old.order:
@@ -186,7 +199,7 @@ def disagreement(new: Claim, old: Claim, acquainted: bool = False,
         return None  # one says no more than the other: a duplicate or a refinement, not a contradiction
     # edit=False: the caller gets an upper bound of the edit ratio, cheap, and asks `edit_ratio` only if needed
     ratio = edit_ratio(new, old) if edit else edit_bound(new, old)
-    return overlap, cover, ratio, why
+    return overlap, cover, ratio, why, bonus
 
 
 def edit_ratio(new: Claim, old: Claim) -> float:
@@ -207,6 +220,8 @@ def _counts(tokens: tuple[str, ...]) -> Counter[str]:
     return Counter(tokens)
 
 
+CORRECTS = 0.25  # what a correction word adds to the contradiction score of a pair
+DENIES = 0.2  # and what each word it denies that the older states adds, times the word's weight
 SAME_CLAIM = 0.5  # share of their other words two claims about different people must have in common
 
 
@@ -215,6 +230,22 @@ def _stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
     return word
+
+
+def denied(text: str) -> tuple[tuple[str, float], ...]:
+    """The words a text denies, stemmed, each with a weight: the first four that carry meaning after each
+    negation, the first (most often the verb denied: "never [traveled]") weighing most."""
+    out: dict[str, float] = {}
+    for scope in DENIAL.findall(text):
+        kept = [_stem(w) for w in WORD.findall(scope.lower())
+                if len(w) > 2 and w not in FILLER and w not in STOP and w not in DENIED_SKIP][:4]
+        for pos, w in enumerate(kept):
+            out[w] = max(out.get(w, 0.0), DENIED_WEIGHTS[pos])
+    return tuple(sorted(out.items()))
+
+
+DENIED_SKIP = frozenset("any all ever more longer".split())
+DENIED_WEIGHTS = (1.0, 0.75, 0.5, 0.25)
 
 
 def _content(text: str) -> set[str]:

@@ -92,14 +92,14 @@ def _neighbour_lists(snap: Snapshot, idxs: list[int], k: int) -> dict[int, list[
     return out
 
 
-def contradiction_score(sim: float, overlap: float, cover: float, edit: float, why: str) -> float:
-    """How sure the pass is that a newer memory contradicts an older one, on a 0..1 scale (a correction
-    word adds 0.25): the meaning (cosine), the words both use, how much of the older the newer repeats and,
-    weighted most, how much of its word sequence it keeps, since a correction restates what it corrects
-    ("The API runs on port 8080." -> "... port 9090."). Weights and thresholds chosen on letta-facts rows
-    0-149 only (bench/letta_contradictions.py), for the embedding of a note's text with its title once."""
-    score = (sim + 0.75 * overlap + 0.5 * cover + 2.0 * edit) / 4.25
-    return score + (0.25 if why.startswith("the newer corrects") else 0.0)
+def contradiction_score(sim: float, overlap: float, cover: float, edit: float, bonus: float) -> float:
+    """How sure the pass is that a newer memory contradicts an older one, on a 0..1 scale, plus the `bonus`
+    of a correction (`details.disagreement`): the meaning (cosine), the words both use, how much of the
+    older the newer repeats and, weighted most, how much of its word sequence it keeps, since a correction
+    restates what it corrects ("The API runs on port 8080." -> "... port 9090."). Weights and thresholds
+    chosen on letta-facts rows 0-149 only (bench/letta_contradictions.py), for the embedding of a note's
+    text with its title once."""
+    return (sim + 0.75 * overlap + 0.5 * cover + 2.0 * edit) / 4.25 + bonus
 
 
 def _specifics(text: str) -> set[str]:
@@ -165,7 +165,7 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
     # candidates[newer][older] = (score, similarity, why); pairs written at the same moment go to `unclear`
     candidates: dict[int, dict[int, tuple[float, float, str]]] = {}
     unclear: dict[frozenset[int], tuple[float, float, str]] = {}
-    pending: dict[int, dict[int, tuple[float, float, float, float, str]]] = {}  # scores not computed yet
+    pending: dict[int, dict[int, tuple[float, float, float, float, str, float]]] = {}  # scores not computed yet
     todo = [i for i in sorted(snap.new) if active[i]]
     floor = min(th.contradiction, th.link, th.duplicate)
     for i, near in _neighbour_lists(snap, todo, th.neighbours).items():
@@ -190,25 +190,25 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             # The edit ratio (difflib) is the costly part of a pair: each pair first gets the score its upper
             # bound allows, and the exact one only when it could matter (the plan is the same either way:
             # checked action for action on the letta store and on the bench's 10k store).
-            overlap, cover, bound, why = found
-            if contradiction_score(sim, overlap, cover, bound, why) < th.maybe and newer is None:
+            overlap, cover, bound, why, bonus = found
+            if contradiction_score(sim, overlap, cover, bound, bonus) < th.maybe and newer is None:
                 continue  # a pair that cannot reach `maybe` is never queued, nor anyone's best match
             if newer is None:
                 edit = edit_ratio(claim(n), claim(o))
-                entry = (contradiction_score(sim, overlap, cover, edit, why), sim, why)
+                entry = (contradiction_score(sim, overlap, cover, edit, bonus), sim, why)
                 unclear[frozenset((i, j))] = max(entry, unclear.get(frozenset((i, j)), entry))
             else:
-                pending.setdefault(n, {})[o] = (sim, overlap, cover, bound, why)
+                pending.setdefault(n, {})[o] = (sim, overlap, cover, bound, why, bonus)
 
     # A newer memory's candidates are scored exactly if one still in use could reach `maybe`; all of them
     # then, since the runner-up decides the margin.
     for n, found in pending.items():
-        if not any(active[o] and contradiction_score(sim, ov, cv, bd, why) >= th.maybe
-                   for o, (sim, ov, cv, bd, why) in found.items()):
+        if not any(active[o] and contradiction_score(sim, ov, cv, bd, bonus) >= th.maybe
+                   for o, (sim, ov, cv, bd, _, bonus) in found.items()):
             continue
         candidates[n] = {
-            o: (contradiction_score(sim, ov, cv, edit_ratio(claim(n), claim(o)), why), sim, why)
-            for o, (sim, ov, cv, _, why) in found.items()
+            o: (contradiction_score(sim, ov, cv, edit_ratio(claim(n), claim(o)), bonus), sim, why)
+            for o, (sim, ov, cv, _, why, bonus) in found.items()
         }
 
     contradictions: dict[frozenset[int], tuple[int, int, float, float, str, bool]] = {}
