@@ -158,7 +158,8 @@ def disagreement(
     score), or None when they are about different subjects or the newer only adds to the older. Two
     memories that name people are about the same subject only if they share a name (one of `subjects`, when
     given: names that some memory is about, not a city both mention), or if the people are `acquainted`
-    (named together elsewhere) and the rest of the two claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
+    (named together elsewhere) and the rest of the two claims is the same: "Ann leads the payments team"
+    against "Bob leads the payments team"."""
     common = new.names & old.names
     if subjects is not None:
         common &= subjects
