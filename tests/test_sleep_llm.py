@@ -315,6 +315,57 @@ def test_judge_decides_an_unsure_contradiction(tmp_path: Path, stub: StubLLM, mo
     assert "300 seconds" in store.read(old["id"])["content"]
 
 
+def test_the_judge_is_asked_about_a_correction_too_weak_to_queue(tmp_path: Path, stub: StubLLM,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another value for the same attribute, with no correction word ("graphic designer" -> "software
+    engineer"), scores under `maybe`: without a model nothing happens to it (a person's queue would drown in
+    such pairs); with one, the judge is asked, and a pair it says holds is superseded. One it calls
+    compatible stays as it was, and is not queued either."""
+    designer = "Jonas Wade works in Lisbon as an accomplished graphic designer."
+    engineer = "Jonas Wade works in Lisbon as a software engineer on the payments team."
+    hiking = "Jonas Wade works in Lisbon and goes hiking in the mountains at weekends."
+    weak = "maybe = 0.99\nask = 0.3\n"  # every pair of these is too weak to queue, and worth a question
+
+    def write_all(store: Store) -> tuple[str, str, str]:
+        a = store.write(designer, author="agent")["id"]
+        b = store.write(hiking, author="agent", force=True)["id"]
+        time.sleep(1.1)  # later: the engineer memory is the newer
+        return a, b, store.write(engineer, author="agent", force=True)["id"]
+
+    Store.init(tmp_path / "none").close()
+    (tmp_path / "none" / "somna.toml").write_text(THRESHOLDS + weak, encoding="utf-8")
+    plain = Store(tmp_path / "none", embedder=HashEmbedder())
+    write_all(plain)
+    report = cycle(plain)
+    assert not [a for a in report.applied + report.queued if a["kind"] == "supersede"]
+    plain.close()
+
+    store = make_store(tmp_path / "s", stub, monkeypatch, extra=weak)
+    old, other, new = write_all(store)
+
+    def verdict(body: dict[str, Any]) -> str:
+        a, _ = user_text(body).split("\n\nB (written")
+        return json.dumps({"holds": "A" if "software" in a else "B", "reason": "a new job"})
+
+    stub.reply = verdict
+    report = cycle(store)
+    supersedes = [a for a in report.applied if a["kind"] == "supersede"]
+    assert [(a["data"]["new"], a["data"]["old"]) for a in supersedes] == [(new, old)]
+    assert "judge" in supersedes[0]["evidence"] and not [a for a in report.queued if a["kind"] == "supersede"]
+    assert store.read(old)["meta"]["superseded_by"] == new and designer in store.read(old)["content"]
+    assert store.read(other)["meta"].get("status", "active") == "active"
+    assert len(stub.requests) == 1  # one question: the engineer memory's best match only
+    store.close()
+
+    store = make_store(tmp_path / "both", stub, monkeypatch, extra=weak)
+    old, _, new = write_all(store)
+    stub.reply = lambda body: json.dumps({"holds": "both", "reason": "one can do both"})
+    report = cycle(store)
+    assert not [a for a in report.applied + report.queued if a["kind"] == "supersede"]
+    assert store.read(old)["meta"].get("status", "active") == "active" and len(stub.requests) == 2
+    store.close()
+
+
 def test_merge_writing_under_the_detail_guard(tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     store.write("The dev database listens on port 5433, not the default port.", author="agent")

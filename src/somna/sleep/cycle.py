@@ -129,6 +129,8 @@ class Cycle:
         self.actions = actions = plan(snap, self.th)
         for extra in self.extra_passes:
             actions += extra(self, snap)
+        # a question for the LLM judge that no judge settled goes no further: too weak for a person's queue
+        actions = [a for a in actions if a.sure or not a.data.get("judge_only")]
         if not self.dry_run:
             with self.store.batch(self._message(actions), AUTHOR):
                 for action in actions:

@@ -37,6 +37,7 @@ class Thresholds:
     sure: float = 0.55  # contradiction score at which the newer memory supersedes the older without review
     maybe: float = 0.5  # contradiction score at which the pair is queued for review instead
     margin: float = 0.04  # a sure pick must beat the newer memory's next candidate by this much
+    ask: float = 0.35  # contradiction score at which a pair is put to the LLM judge (when a model is configured)
     link: float = 0.7
     max_links: int = 3
     neighbours: int = 40  # the nearest memories each changed memory is compared with
@@ -203,7 +204,7 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
     # A newer memory's candidates are scored exactly if one still in use could reach `maybe`; all of them
     # then, since the runner-up decides the margin.
     for n, found in pending.items():
-        if not any(active[o] and contradiction_score(sim, ov, cv, bd, bonus) >= th.maybe
+        if not any(active[o] and contradiction_score(sim, ov, cv, bd, bonus) >= min(th.ask, th.maybe)
                    for o, (sim, ov, cv, bd, _, bonus) in found.items()):
             continue
         candidates[n] = {
@@ -212,6 +213,8 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         }
 
     contradictions: dict[frozenset[int], tuple[int, int, float, float, str, bool]] = {}
+    # below `maybe`: too weak for a person's review queue, worth a question to the LLM judge, if there is one
+    ask: dict[frozenset[int], tuple[int, int, float, float, str]] = {}
     for n, found in candidates.items():
         if not active[n]:
             continue
@@ -230,6 +233,8 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         if score >= th.maybe:
             sure = score >= th.sure and margin >= th.margin
             contradictions[frozenset((n, o))] = (n, o, score, sim, why, sure)
+        elif score >= th.ask:
+            ask[frozenset((n, o))] = (n, o, score, sim, why)
     # written at the same moment: which one holds is for a person (or the LLM judge) to say; only a pair that
     # is each other's best match is worth their time
     best: dict[int, tuple[float, frozenset[int]]] = {}
@@ -294,6 +299,22 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             {"new": rows[new_i].id, "old": rows[old_i].id,
              "since": rows[new_i].created or rows[new_i].updated},
             sure=sure,
+        ))
+
+    # not for a memory that already has its best match in a supersede, nor one that a sure one retires
+    known = [c for k, c in contradictions.items() if k in paired and _newer(rows[c[0]], rows[c[1]]) is not None]
+    taken = {c[0] for c in known} | {c[1] for c in known if c[5]} | in_merge
+    for new_i, old_i, score, sim, why in sorted(ask.values(), key=lambda x: (-x[2], x[0], x[1])):
+        if new_i in taken or old_i in taken:
+            continue
+        actions.append(Action(
+            "supersede", f"{rows[new_i].id} may contradict {rows[old_i].id} ({why}): a question for the judge",
+            {rows[new_i].id: rows[new_i].version, rows[old_i].id: rows[old_i].version},
+            {"similarity": round(sim, 3), "score": round(score, 3), "why": why,
+             "newer": rows[new_i].body[:200], "older": rows[old_i].body[:200]},
+            {"new": rows[new_i].id, "old": rows[old_i].id, "since": rows[new_i].created or rows[new_i].updated,
+             "judge_only": True},
+            sure=False,
         ))
 
     for i, cands in links.items():
