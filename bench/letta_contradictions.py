@@ -81,8 +81,9 @@ def false_alarms_one_by_one(store: Store, th: Thresholds, written: list[str]) ->
     snap.rows = rows
     pairs = [a for a in plan(snap, th) if a.kind == "supersede"
              and a.data["new"] in order and a.data["old"] in order]
+    asks = [a for a in pairs if a.data.get("judge_only")]
     return {"originals": len(order), "applied": sum(a.sure for a in pairs),
-            "queued": sum(not a.sure for a in pairs)}
+            "queued": sum(not a.sure for a in pairs) - len(asks), "asked": len(asks)}
 
 
 HELD_OUT = (150, 200)  # rows kept aside: thresholds and weights were chosen on rows 0-149 only
@@ -104,6 +105,7 @@ def _rates(qs: list[dict[str, Any]], detected: dict[str, str], applied_new: dict
         "newer_found_older_hidden": sum(q["older_hidden"] for q in qs) / n,
         "newer_above_older_incl_superseded": sum(q["newer_above_older_all"] for q in qs) / n,
         "newer_in_top10": sum(q["newer_found"] for q in qs) / n,
+        "misses_put_to_judge": sum(q["to_judge"] for q in qs),
     }
 
 
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     th = Thresholds(**json.loads(args.thresholds))
     one_by_one = false_alarms_one_by_one(store, th, ids_old)
+    # what the cycle would put to an LLM judge, had a model been configured (without one, these go nowhere)
+    asked = {(a.data["new"], a.data["old"]) for a in plan(Cycle(store, dry_run=True, thresholds=th).snapshot(), th)
+             if a.kind == "supersede" and a.data.get("judge_only")}
 
     t1 = time.monotonic()
     report = Cycle(store, thresholds=th).run()
@@ -178,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         q["older_hidden"] = q["new"] in hits and old not in hits
         q["newer_above_older"] = q["new"] in hits and (old not in hits or hits.index(q["new"]) < hits.index(old))
         q["newer_above_older_all"] = q["new"] in every and (old not in every or every.index(q["new"]) < every.index(old))
+        q["to_judge"] = not q["newer_above_older"] and any(
+            (q["new"], o) in asked or detected.get(q["new"]) == o for o in q["olds"])
     t_search = time.monotonic() - t2
 
     # every superseded original: still in its file (marked, pointing at its successor) and in git history as written
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "held_out": _rates(held, detected, applied_new) | {"rows": f"{max(lo, HELD_OUT[0])}:{hi}"},
         "supersedes_applied": len(sup_applied), "supersedes_queued": len(sup_queued),
         "between_original_facts": between_originals, "originals_one_by_one": one_by_one,
+        "asked_of_judge": len(asked),
         "superseded_originals": len(superseded), "older_kept_in_file": kept, "older_in_git_history": in_history,
         "load_s": round(t_load, 1), "cycle_s": round(t_cycle, 1), "search_s": round(t_search, 1),
         "applied": report.counts(), "queued": len(report.queued), "dropped": len(report.dropped),
@@ -260,7 +268,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"applied, {b['queued']} pairs queued for review (written in one batch, so which is newer is unclear). "
         f"Had the originals been written one by one (a dry-run plan with their `created` one second apart), "
         f"**{o['applied']} of {o['originals']:,} would have superseded an earlier fact** "
-        f"({o['applied'] / max(1, o['originals']):.1%}) and {o['queued']} pairs would have been queued.",
+        f"({o['applied'] / max(1, o['originals']):.1%}), {o['queued']} pairs would have been queued and "
+        f"{o['asked']} put to the LLM judge, had a model been configured.",
+        f"- with a model configured, the cycle would also ask the LLM judge about {r['asked_of_judge']} pairs too "
+        "weak to queue for a person (another value with no word of correction); of the questions where the newer "
+        f"fact is not above the older, {r['all']['misses_put_to_judge']} have their pair queued or put to the judge "
+        "(this run has no model: both stay undecided).",
         f"- older fact kept: {r['older_kept_in_file']}/{r['superseded_originals']} superseded originals are still in "
         "their file with their text, `status: superseded` and `superseded_by` the newer fact; "
         f"{r['older_in_git_history']}/{r['superseded_originals']} are in git history as first written "
