@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +111,21 @@ def _specifics(text: str) -> set[str]:
     return set(d.paths | d.flags | d.code)
 
 
+def _ranked(pool: list[int], bound: dict[int, float], score: Callable[[int], float], exact: dict[int, float],
+            slack: float) -> list[int]:
+    """The memories of `pool` scored exactly (into `exact`, by `score`), best bound first, while a bound
+    reaches the best exact score less `slack`; those, best first (ties: the smaller position). Any other is
+    further than `slack` below the best."""
+    top = -1.0
+    for o in sorted(pool, key=lambda o: (-bound[o], o)):
+        if bound[o] < top - slack:
+            break
+        if o not in exact:
+            exact[o] = score(o)
+        top = max(top, exact[o])
+    return sorted((o for o in pool if o in exact), key=lambda o: (-exact[o], o))
+
+
 class DisjointSets:
     """Union-find over positions 0..n-1: which memories end up in one group."""
 
@@ -163,10 +180,10 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
     def acquainted(a: Claim, b: Claim) -> bool:
         return any(circle.get(name, set()) & b.names for name in a.names)
 
-    # candidates[newer][older] = (score, similarity, why); pairs written at the same moment go to `unclear`
-    candidates: dict[int, dict[int, tuple[float, float, str]]] = {}
-    unclear: dict[frozenset[int], tuple[float, float, str]] = {}
-    pending: dict[int, dict[int, tuple[float, float, float, float, str, float]]] = {}  # scores not computed yet
+    # pending[newer][older] = (similarity, overlap, cover, edit bound, why, bonus): the exact score is computed
+    # later, where it matters; pairs written at the same moment go to `unclear`, (newer, older) either way
+    unclear: dict[frozenset[int], list[tuple[int, int, float, float, float, float, str, float]]] = {}
+    pending: dict[int, dict[int, tuple[float, float, float, float, str, float]]] = {}
     todo = [i for i in sorted(snap.new) if active[i]]
     floor = min(th.contradiction, th.link, th.duplicate)
     for i, near in _neighbour_lists(snap, todo, th.neighbours).items():
@@ -194,58 +211,79 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             overlap, cover, bound, why, bonus = found
             if contradiction_score(sim, overlap, cover, bound, bonus) < th.maybe and newer is None:
                 continue  # a pair that cannot reach `maybe` is never queued, nor anyone's best match
-            if newer is None:
-                edit = edit_ratio(claim(n), claim(o))
-                entry = (contradiction_score(sim, overlap, cover, edit, bonus), sim, why)
-                unclear[frozenset((i, j))] = max(entry, unclear.get(frozenset((i, j)), entry))
+            if newer is None:  # each way round, from i's list and from j's: the better one counts
+                unclear.setdefault(frozenset((i, j)), []).append((n, o, sim, overlap, cover, bound, why, bonus))
             else:
                 pending.setdefault(n, {})[o] = (sim, overlap, cover, bound, why, bonus)
 
-    # A newer memory's candidates are scored exactly if one still in use could reach `maybe`; all of them
-    # then, since the runner-up decides the margin.
-    for n, found in pending.items():
-        if not any(active[o] and contradiction_score(sim, ov, cv, bd, bonus) >= min(th.ask, th.maybe)
-                   for o, (sim, ov, cv, bd, _, bonus) in found.items()):
-            continue
-        candidates[n] = {
-            o: (contradiction_score(sim, ov, cv, edit_ratio(claim(n), claim(o)), bonus), sim, why)
-            for o, (sim, ov, cv, _, why, bonus) in found.items()
-        }
+    def exact_score(n: int, o: int) -> float:
+        sim, ov, cv, _, _, bonus = pending[n][o]
+        return contradiction_score(sim, ov, cv, edit_ratio(claim(n), claim(o)), bonus)
 
     contradictions: dict[frozenset[int], tuple[int, int, float, float, str, bool]] = {}
     # below `maybe`: too weak for a person's review queue, worth a question to the LLM judge, if there is one
     ask: dict[frozenset[int], tuple[int, int, float, float, str]] = {}
-    for n, found in candidates.items():
+    for n, found in pending.items():
         if not active[n]:
             continue
-        ranked = sorted(found.items(), key=lambda x: (-x[1][0], x[0]))
-        live = [(o, e) for o, e in ranked if active[o]]
-        if not active[ranked[0][0]]:
+        # Each candidate's score has an upper bound (`edit_bound`); the exact one is computed, best bound first,
+        # only while a candidate could still be the best match or come within `margin` of it: the same pick
+        # and the same verdict as scoring them all (checked action for action on letta and the 10k store).
+        bound = {o: contradiction_score(sim, ov, cv, bd, bonus) for o, (sim, ov, cv, bd, _, bonus) in found.items()}
+        if not any(active[o] and b >= min(th.ask, th.maybe) for o, b in bound.items()):
+            continue
+        exact: dict[int, float] = {}
+        of = functools.partial(exact_score, n)
+        live = [o for o in found if active[o]]
+        first = _ranked(list(found), bound, of, exact, 0.0)[0]
+        if not active[first]:
             # the best match is out of use already: superseded by this very memory in an earlier cycle (then
             # nothing is left to do), or the start of a chain of corrections whose newer links are active
             # candidates, and the newest of those may be what this memory corrects now (300 s, 600 s, 900 s)
-            settled = rows[ranked[0][0]]
-            live = [(o, e) for o, e in live if _newer(rows[o], settled) is rows[o]]
+            settled = rows[first]
+            live = [o for o in live if _newer(rows[o], settled) is rows[o]]
         if not live:
             continue
-        o, (score, sim, why) = live[0]
-        margin = score - (live[1][1][0] if len(live) > 1 else 0.0)  # only memories still in use can be confused
-        if score >= th.maybe:
-            sure = score >= th.sure and margin >= th.margin
-            contradictions[frozenset((n, o))] = (n, o, score, sim, why, sure)
-        elif score >= th.ask:
-            ask[frozenset((n, o))] = (n, o, score, sim, why)
+        ranked = _ranked(live, bound, of, exact, th.margin)
+        o, top = ranked[0], exact[ranked[0]]
+        # only memories still in use can be confused; one not scored exactly is further than `margin` below
+        margin = top - (exact[ranked[1]] if len(ranked) > 1 else 0.0)
+        sim, why = found[o][0], found[o][4]
+        if top >= th.maybe:
+            sure = top >= th.sure and margin >= th.margin
+            contradictions[frozenset((n, o))] = (n, o, top, sim, why, sure)
+        elif top >= th.ask:
+            ask[frozenset((n, o))] = (n, o, top, sim, why)
     # written at the same moment: which one holds is for a person (or the LLM judge) to say; only a pair that
-    # is each other's best match is worth their time
-    best: dict[int, tuple[float, frozenset[int]]] = {}
-    for key, (score, _, _) in unclear.items():
+    # is each other's best match is worth their time. Scored exactly, best bound first, as above.
+    scored: dict[frozenset[int], tuple[float, float, str]] = {}
+
+    def pair_score(key: frozenset[int]) -> tuple[float, float, str]:
+        if key not in scored:
+            scored[key] = max((contradiction_score(sim, ov, cv, edit_ratio(claim(n), claim(o)), bonus), sim, why)
+                              for n, o, sim, ov, cv, _, why, bonus in unclear[key])
+        return scored[key]
+
+    pair_bound = {key: max(contradiction_score(sim, ov, cv, bd, bonus) for _, _, sim, ov, cv, bd, _, bonus in ways)
+                  for key, ways in unclear.items()}
+    incident: dict[int, list[frozenset[int]]] = {}
+    for key in unclear:
         for x in key:
-            if x not in best or (score, sorted(best[x][1])) > (best[x][0], sorted(key)):
-                best[x] = (score, key)
-    for key, (score, sim, why) in unclear.items():
+            incident.setdefault(x, []).append(key)
+    best: dict[int, frozenset[int]] = {}
+    for x, keys in incident.items():
+        top: tuple[float, list[int]] | None = None  # the best score, then the smallest pair
+        for key in sorted(keys, key=lambda k: (-pair_bound[k], sorted(k))):
+            if top is not None and pair_bound[key] < top[0]:
+                break
+            here = (pair_score(key)[0], sorted(key))
+            if top is None or (here[0], top[1]) > (top[0], here[1]):
+                top, best[x] = here, key
+    for key in sorted(scored, key=sorted):
         a, b = sorted(key)
+        score, sim, why = scored[key]
         if (active[a] and active[b] and score >= th.maybe and key not in contradictions
-                and best[a][1] == key and best[b][1] == key):
+                and best[a] == key and best[b] == key):
             contradictions[key] = (a, b, score, sim, why, False)
 
     clusters: dict[int, list[int]] = {}
