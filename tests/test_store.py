@@ -137,3 +137,21 @@ def test_secrets_policy_refuse(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="refuses secrets"):
         store.write("key AKIAIOSFODNN7EXAMPLF in use", author="a")
     assert not list((root / "memory").glob("*.md"))
+
+
+def test_bookkeeping_edits_update_the_row_in_place(store: Store) -> None:
+    """A change of front matter only (a link, a status) keeps the row, its words and its vector: no other
+    process reloads its vectors for it. A change of text re-indexes the row."""
+    a = store.write("The staging database lives on host pg-staging-1.", author="agent")
+    b = store.write("Deploys to staging go through the Buildkite pipeline.", author="agent")
+    row, gen = store.index.get(a["id"]), store.index.get_meta("vec_gen")
+    assert store.index.vectors([row.rowid])
+    out = store.edit(a["id"], "meta", a["version"], author="somna-sleep", meta={"related": [b["id"]]})
+    after = store.index.get(a["id"])
+    assert after.rowid == row.rowid and after.related == [b["id"]] and after.version == out["version"]
+    assert store.index.get_meta("vec_gen") == gen and store.index.vectors([row.rowid])
+    assert store.search("pg-staging-1 host", mode="words")["hits"][0]["id"] == a["id"]
+    store.edit(a["id"], "str_replace", out["version"], author="agent", old="pg-staging-1", new="pg-staging-2")
+    changed = store.index.get(a["id"])
+    assert changed.rowid != row.rowid and store.index.get_meta("vec_gen") != gen
+    assert store.search("pg-staging-2 host", mode="words")["hits"][0]["id"] == a["id"]

@@ -147,6 +147,10 @@ _ROW_COLS = "rowid, id, kind, path, title, type, tags, status, source, created, 
     "version, body, related, trust, successor"
 
 
+_UPSERT_COLS = ("id", "kind", "path", "title", "type", "tags", "status", "source", "created", "updated", "helpful",
+                "harmful", "version", "text_hash", "mtime_ns", "size", "body", "related", "trust", "successor")
+
+
 def _row(r: tuple[Any, ...]) -> Row:
     return Row(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11], r[12],
                r[13], r[14], json.loads(r[15]), r[16], r[17])
@@ -256,15 +260,21 @@ class Index:
             str(m.get("trust") or ""),
             str(m.get("superseded_by") or "") if note.status in ("superseded", "archived") else "",
         )
-        old = conn.execute("SELECT rowid, text_hash FROM notes WHERE path = ? OR id = ?", (path, note.id)).fetchall()
-        for rowid, _ in old:
+        old = conn.execute("SELECT rowid, path, id, text_hash, title, tags, body FROM notes WHERE path = ? OR id = ?",
+                           (path, note.id)).fetchall()
+        if (vec is None and len(old) == 1 and old[0][1:] == (path, note.id, text_hash, note.title, values[5], note.body)
+                and self._has_vec(conn, old[0][0], model)):
+            # the same words, title and tags (a link, a status, a counter changed): the row is updated in place,
+            # its words and vector stay, and no other process has to reload its vectors
+            rowid = int(old[0][0])
+            conn.execute(f"UPDATE notes SET {', '.join(c + ' = ?' for c in _UPSERT_COLS)} WHERE rowid = ?",
+                         (*values, rowid))
+            conn.execute("DELETE FROM problems WHERE path = ?", (path,))
+            return rowid
+        for rowid, *_ in old:
             self._delete_rowid(conn, rowid)
         cur = conn.execute(
-            "INSERT INTO notes (id, kind, path, title, type, tags, status, source, created, updated, helpful, "
-            "harmful, version, text_hash, mtime_ns, size, body, related, trust, successor) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            values,
-        )
+            f"INSERT INTO notes ({', '.join(_UPSERT_COLS)}) VALUES ({', '.join('?' for _ in _UPSERT_COLS)})", values)
         rowid = int(cur.lastrowid)
         conn.execute(
             "INSERT INTO notes_fts (rowid, title, body, tags) VALUES (?, ?, ?, ?)",
@@ -283,6 +293,12 @@ class Index:
             self._insert_vec(conn, rowid, blob)
         conn.execute("DELETE FROM problems WHERE path = ?", (path,))
         return rowid
+
+    def _has_vec(self, conn: Connection, rowid: int, model: str | None) -> bool:
+        """Whether the row has its vector, or needs none (no model)."""
+        if not model or not self.get_meta("vec_model"):
+            return True
+        return conn.execute("SELECT 1 FROM notes_vec WHERE rowid = ?", (rowid,)).fetchone() is not None
 
     def _delete_rowid(self, conn: Connection, rowid: int) -> None:
         conn.execute("DELETE FROM notes WHERE rowid = ?", (rowid,))
