@@ -185,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         q["newer_above_older_all"] = q["new"] in every and (old not in every or every.index(q["new"]) < every.index(old))
         q["to_judge"] = not q["newer_above_older"] and any(
             (q["new"], o) in asked or detected.get(q["new"]) == o for o in q["olds"])
+        if not q["newer_above_older"]:
+            where = ("superseded another" if q["new"] in applied_new
+                     else "queued for review" if detected.get(q["new"]) in q["olds"]
+                     else "put to the judge" if any((q["new"], o) in asked for o in q["olds"])
+                     else "queued with another" if q["new"] in detected else "not paired")
+            q["miss"] = {"row": q["row"], "question": q["question"], "older": facts[q["sup"][0]], "newer": q["text"],
+                         "pair": where, "newer_rank": hits.index(q["new"]) + 1 if q["new"] in hits else None,
+                         "older_rank": hits.index(old) + 1 if old in hits else None}
     t_search = time.monotonic() - t2
 
     # every superseded original: still in its file (marked, pointing at its successor) and in git history as written
@@ -232,8 +240,24 @@ def main(argv: list[str] | None = None) -> int:
     (HERE / "results" / f"{args.out}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     md = markdown(result)
     (HERE / "results" / f"{args.out}.md").write_text(md, encoding="utf-8")
+    (HERE / "results" / f"{args.out}_misses.md").write_text(misses([q["miss"] for q in qs if "miss" in q]),
+                                                            encoding="utf-8")
     print(md)
     return 0
+
+
+def misses(rows: list[dict[str, Any]]) -> str:
+    """Every question whose newer fact is not above the older one after the cycle: the two facts, what the
+    cycle did with the pair, and where each ranks in the top 10 (- for absent)."""
+    lines = [f"### letta-facts: the {len(rows)} questions whose newer fact is not above the older one", "",
+             "| row | question | older fact | newer fact | the pair | newer | older |",
+             "| ---: | --- | --- | --- | --- | ---: | ---: |"]
+    for m in rows:
+        cells = [m["question"], m["older"], m["newer"]]
+        cells = [c.replace("|", "\\|") for c in cells]
+        lines.append(f"| {m['row']} | {' | '.join(cells)} | {m['pair']} | {m['newer_rank'] or '-'} | "
+                     f"{m['older_rank'] or '-'} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(r: dict[str, Any]) -> str:
