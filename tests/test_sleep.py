@@ -449,3 +449,45 @@ def test_a_denial_supersedes_the_memory_whose_claim_it_denies() -> None:
     assert dict(denied("It doesn't run on port 8080 any more, and never did.")) == {
         "run": 1.0, "port": 0.75, "8080": 0.5, "did": 1.0}
     assert denied("The worker retries failed jobs three times.") == ()
+
+
+def test_a_long_cycle_lets_a_writer_in_between_its_parts(sleepy: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cycle holds the store lock for one part of its plan at a time (HOLD seconds), one commit each: a
+    write that arrives meanwhile waits for the part, not for the whole cycle."""
+    import threading
+
+    from somna.sleep import cycle as cycle_module
+
+    topics = ["Postgres", "Redis", "Kafka", "Nginx", "Celery", "Sentry", "Grafana", "Vault", "Consul", "Envoy"]
+    for name in topics:  # pairs of related memories: a link each way to apply
+        sleepy.write(f"The {name} service for billing runs in the eu-west-1 cluster.", author="agent")
+        sleepy.write(f"The {name} service for billing is deployed by the ops team.", author="agent", force=True)
+    monkeypatch.setattr(cycle_module, "HOLD", 0.0)  # one action a part
+    slow, started, done = Cycle._dispatch, [], []
+
+    def dispatch(self: Cycle, action: object) -> None:
+        if not started:
+            started.append(time.monotonic())
+            threading.Thread(target=writer, daemon=True).start()
+        time.sleep(0.1)
+        slow(self, action)
+
+    def writer() -> None:
+        other = Store(sleepy.root, embedder=HashEmbedder())
+        try:
+            other.write("Written during the cycle: the cache warms up in 90 s.", author="agent-b")
+            done.append(time.monotonic())
+        finally:
+            other.close()
+
+    monkeypatch.setattr(Cycle, "_dispatch", dispatch)
+    report = Cycle(sleepy).run()
+    ended = time.monotonic()
+    applied = len(report.applied)
+    assert applied >= 10 and done, report.counts()
+    assert done[0] - started[0] < 0.1 * applied / 2 and done[0] < ended  # in between, not after the cycle
+    log = git(sleepy.root, "log", "--format=%an|%s").splitlines()
+    at = next(i for i, line in enumerate(log) if line.startswith("agent-b|write"))
+    assert log[at + 1].startswith("somna-sleep|sleep cycle: 1 ") and log[at + 1].endswith("(part 1)")
+    assert log[0].endswith(f"(part {applied + len(report.queued)})")  # the cycle went on after the write
+    assert "warms up" in sleepy.search("cache warms up")["hits"][0]["snippet"]

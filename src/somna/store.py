@@ -17,7 +17,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -296,8 +296,8 @@ class Store:
         return history.commit(self.root, paths, message, author)
 
     @contextmanager
-    def batch(self, message: str, author: str) -> Iterator[list[str]]:
-        """Changes made inside land as one commit at the end (sleep-time: one cycle, one commit).
+    def batch(self, message: str | Callable[[], str], author: str) -> Iterator[list[str]]:
+        """Changes made inside land as one commit at the end, with `message` (or what it returns then).
 
         Each file is still written atomically and indexed at once; only the commit is deferred.
         """
@@ -309,7 +309,8 @@ class Store:
             finally:
                 paths, self._batch = self._batch, None
                 if paths:
-                    history.commit(self.root, sorted(set(paths)), message, author)
+                    history.commit(self.root, sorted(set(paths)), message() if callable(message) else message,
+                                   author)
 
     def _abs(self, relpath: str) -> Path:
         """The absolute path of a file in the store; refuses anything that resolves outside it."""

@@ -8,6 +8,7 @@ superseded, and the whole cycle is one commit by `somna-sleep` that `somna rever
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -25,6 +26,8 @@ from somna.store import Store
 
 log = logging.getLogger("somna.sleep")
 AUTHOR = "somna-sleep"
+HOLD = 2.0  # seconds a cycle holds the store lock at most while it applies its plan, before it lets go a moment
+YIELD = 0.05  # the moment: writers poll the lock every 5 ms
 DEFAULT_POLICY = {"merge": "apply", "supersede": "apply", "link": "apply", "fold": "apply",
                   "archive": "propose", "split": "propose", "extract": "apply", "skill": "propose"}
 
@@ -132,9 +135,7 @@ class Cycle:
         # a question for the LLM judge that no judge settled goes no further: too weak for a person's queue
         actions = [a for a in actions if a.sure or not a.data.get("judge_only")]
         if not self.dry_run:
-            with self.store.batch(self._message(actions), AUTHOR):
-                for action in actions:
-                    self._dispatch(action)
+            self._apply(actions)
             self.report.commit = history.head(self.store.root) if self.report.applied or self.report.queued else None
         else:
             for action in actions:
@@ -142,6 +143,30 @@ class Cycle:
         self.report.seconds = time.monotonic() - t0
         self._save()
         return self.report
+
+    def _apply(self, actions: list[Action]) -> None:
+        """Apply the plan in parts of at most HOLD seconds each, one commit each: between two parts the store
+        lock is let go, so an agent's write waits a moment, not for the whole cycle (the first cycle after a
+        bulk import of 10,000 memories has some 16,000 changes). A target an agent changes meanwhile is
+        dropped from the plan by the conditional edit, never overwritten."""
+        todo = list(actions)
+        parts = 0
+        while todo:
+            parts += 1
+            done: list[Action] = []
+            with self.store.batch(functools.partial(self._part_message, actions, done, todo, parts), AUTHOR):
+                start = time.monotonic()
+                while todo and (not done or time.monotonic() - start < HOLD):
+                    done.append(todo.pop(0))
+                    self._dispatch(done[-1])
+            if todo:
+                time.sleep(YIELD)  # long enough for a writer polling the lock to take it
+
+    def _part_message(self, actions: list[Action], done: list[Action], todo: list[Action], part: int) -> str:
+        """The commit message of a part, made at its commit: the whole plan's if it all fit in one."""
+        if part == 1 and not todo:
+            return self._message(actions)
+        return f"{self._message(done)} (part {part})"
 
     def _message(self, actions: list[Action]) -> str:
         kinds: dict[str, int] = {}
