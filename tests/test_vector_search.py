@@ -140,3 +140,36 @@ def test_embed_text_keeps_a_title_that_adds_words_and_drops_one_that_repeats() -
         "The API listens on 8080.\nmore"
     assert notes.embed_text("", "body") == "body"
     assert notes.embed_text("Deploy order", "# Deploy order\n\nMigrations first.") == "# Deploy order\n\nMigrations first."
+
+
+def test_old_model_exports_are_pruned_and_the_one_in_use_is_kept(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each export of the embedding model is ~90 MB; one that no somna loaded for 30 days (a reinstalled or
+    upgraded model package leaves its export behind) goes when another export is made."""
+    import os
+    import time
+
+    from somna import onnx_model
+
+    monkeypatch.setenv("SOMNA_CACHE", str(tmp_path / "cache"))
+    folders = {}
+    for name, age_days in (("in-use", 90), ("stale", 31), ("recent", 2), ("other-venv", 29)):
+        folders[name] = tmp_path / "cache" / "onnx" / name
+        folders[name].mkdir(parents=True)
+        model = folders[name] / "model.onnx"
+        model.write_bytes(b"x")
+        then = time.time() - age_days * 86400
+        os.utime(model, (then, then))
+        os.utime(folders[name], (then, then))
+    for name, age_days in (("killed", 40), ("exporting", 0)):  # an export killed midway; one being made now
+        tmp = tmp_path / "cache" / "onnx" / name / ".model.onnx.123.tmp"
+        tmp.parent.mkdir()
+        tmp.write_bytes(b"x")
+        then = time.time() - age_days * 86400
+        os.utime(tmp, (then, then))
+        os.utime(tmp.parent, (then, then))
+    onnx_model.touch(folders["in-use"] / "model.onnx")  # loaded just now
+    removed = onnx_model.prune(keep=folders["recent"] / "model.onnx")
+    assert sorted(p.name for p in removed) == ["killed", "stale"]
+    assert all(folders[n].is_dir() for n in ("in-use", "recent", "other-venv")) and not folders["stale"].exists()
+    assert (tmp_path / "cache" / "onnx" / "exporting" / ".model.onnx.123.tmp").is_file()

@@ -132,6 +132,7 @@ class LazyEmbedder:
             if not onnx_model.supported(model_dir) or not path.is_file():
                 return False
             self._model = onnx_model.OnnxEncoder(path, model_dir, _cores())
+            onnx_model.touch(path)
         except Exception as exc:  # a broken cache file or a missing onnxruntime: torch instead
             log.warning("the ONNX form of the embedding model did not load (%s); using torch", exc)
             return False

@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,36 @@ def onnx_path(model_dir: Path) -> Path:
     key = f"{model_dir.resolve()}|{st.st_size if st else 0}|{st.st_mtime_ns if st else 0}|{EXPORT_VERSION}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / "onnx" / f"{model_dir.name[:40]}-{digest}" / "model.onnx"
+
+
+UNUSED_DAYS = 30  # an export no somna has loaded for this long is removed when another one is made
+
+
+def touch(path: Path) -> None:
+    """Mark an export as in use (its mtime), so that `prune` keeps it."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache: nothing is pruned from it either
+
+
+def prune(keep: Path) -> list[Path]:
+    """Remove the exports other than `keep` that no somna loaded for UNUSED_DAYS (each is ~90 MB; a model
+    package reinstalled or upgraded leaves its old export behind). Returns the folders removed."""
+    removed = []
+    cutoff = time.time() - UNUSED_DAYS * 86400
+    for folder in (cache_dir() / "onnx").glob("*"):
+        try:
+            if folder == keep.parent or not folder.is_dir():
+                continue
+            # in use: its export loaded lately, or another process writing one there now
+            if max([folder.stat().st_mtime, *(f.stat().st_mtime for f in folder.iterdir())]) > cutoff:
+                continue
+            shutil.rmtree(folder)
+            removed.append(folder)
+        except OSError as exc:
+            log.warning("could not remove the old model export %s: %s", folder, exc)
+    return removed
 
 
 def max_length(model_dir: Path) -> int:
@@ -174,6 +206,8 @@ def export(st_model: Any, model_dir: Path, threads: int) -> OnnxEncoder:
             raise ValueError(f"the export differs from torch (cosine {worst:.6f})")
         os.replace(tmp, dest)  # the session has read the file already: the encoder stays as it is
         log.info("embedding model exported to %s (cosine to torch >= %.6f)", dest, worst)
+        for folder in prune(dest):
+            log.info("removed an export unused for %d days: %s", UNUSED_DAYS, folder)
         return encoder
     finally:
         tmp.unlink(missing_ok=True)
