@@ -105,6 +105,7 @@ def test_a_file_deleted_by_hand_before_its_commit_does_not_wedge_the_journal(tmp
     assert s.flush_commits() == 2
     log = git_changes(s.root)
     assert f"agent-a|write {kept}:" in log and f"agent-b|write {changed}:" in log
+    assert dropped not in log  # the message names only what the commit holds
     in_git = subprocess.run(["git", "log", "--format=%H", "--", f"memory/{dropped}.md"], cwd=s.root,
                             capture_output=True, text=True).stdout
     assert in_git == ""  # never committed: it was gone before its commit

@@ -229,13 +229,14 @@ class Store:
                 rows = conn.execute("SELECT n, paths, message, author FROM pending_commits ORDER BY n").fetchall()
                 if not rows:
                     return 0
-                groups: list[tuple[str, list[str], list[str]]] = []  # consecutive writes of one author
+                # consecutive writes of one author: (author, every path, [(a write's paths, its message)])
+                groups: list[tuple[str, list[str], list[tuple[list[str], str]]]] = []
                 for _, paths, message, author in rows:
                     if groups and groups[-1][0] == author:
                         groups[-1][1].extend(json.loads(paths))
-                        groups[-1][2].append(message)
+                        groups[-1][2].append((json.loads(paths), message))
                     else:
-                        groups.append((author, json.loads(paths), [message]))
+                        groups.append((author, json.loads(paths), [(json.loads(paths), message)]))
                 # A file changed by two authors inside one window holds the second change only: it is
                 # committed with the last author who changed it.
                 last = {p: i for i, (_, paths, _) in enumerate(groups) for p in paths}
@@ -244,10 +245,12 @@ class Store:
                 # commit for it (and `git add` would refuse the whole group).
                 gone = [p for p in last if not (self.root / p).exists()]
                 known = set(history.tracked(self.root, gone)) if gone else set()
-                for i, (author, paths, messages) in enumerate(groups):
+                for i, (author, paths, writes) in enumerate(groups):
                     mine = sorted({p for p in paths if last[p] == i and (p not in gone or p in known)})
                     if not mine:
                         continue
+                    # the message names the writes whose files this commit holds, not one deleted meanwhile
+                    messages = [m for ps, m in writes if set(ps) & set(mine)] or [m for _, m in writes]
                     message = messages[0] if len(messages) == 1 else (
                         f"{len(messages)} changes by {author}\n\n" + "\n".join(f"- {m}" for m in messages))
                     if history.commit(self.root, mine, message, author):
