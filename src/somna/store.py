@@ -115,6 +115,7 @@ class Store:
         self._tlock = threading.RLock()
         self._synced = threading.Event()
         self._batch: list[str] | None = None
+        self.batch_commit: str | None = None  # the sha of the last batch's commit
         self._held = False
         self._group: threading.Event | None = None  # set: group commits on, and a commit is due
         self._group_stop = threading.Event()
@@ -300,7 +301,8 @@ class Store:
 
     @contextmanager
     def batch(self, message: str | Callable[[], str], author: str) -> Iterator[list[str]]:
-        """Changes made inside land as one commit at the end, with `message` (or what it returns then).
+        """Changes made inside land as one commit at the end, with `message` (or what it returns then); its
+        sha is `batch_commit` afterwards (None if nothing changed).
 
         Each file is still written atomically and indexed at once; only the commit is deferred.
         """
@@ -311,9 +313,10 @@ class Store:
                 yield self._batch
             finally:
                 paths, self._batch = self._batch, None
+                self.batch_commit = None
                 if paths:
-                    history.commit(self.root, sorted(set(paths)), message() if callable(message) else message,
-                                   author)
+                    self.batch_commit = history.commit(
+                        self.root, sorted(set(paths)), message() if callable(message) else message, author)
 
     def _abs(self, relpath: str) -> Path:
         """The absolute path of a file in the store; refuses anything that resolves outside it."""

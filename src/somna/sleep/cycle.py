@@ -3,7 +3,8 @@
 Applying goes through the store's conditional edits with the snapshot's versions as the base: a note
 that changed since the snapshot is a conflict, and the action is dropped (the next cycle sees the new
 text), never overwritten. Nothing is deleted: merged and outdated memories are archived or marked
-superseded, and the whole cycle is one commit by `somna-sleep` that `somna revert` can undo per memory.
+superseded, and a cycle commits as `somna-sleep` (one commit, or one per part of a long cycle, so
+that agents can write in between) what `somna revert` can undo per memory.
 """
 
 from __future__ import annotations
@@ -135,8 +136,7 @@ class Cycle:
         # a question for the LLM judge that no judge settled goes no further: too weak for a person's queue
         actions = [a for a in actions if a.sure or not a.data.get("judge_only")]
         if not self.dry_run:
-            self._apply(actions)
-            self.report.commit = history.head(self.store.root) if self.report.applied or self.report.queued else None
+            self._apply(actions)  # sets report.commit: the cycle's last commit, if it made one
         else:
             for action in actions:
                 self._record(self.report.queued if self._mode(action) == "propose" else self.report.applied, action)
@@ -159,6 +159,7 @@ class Cycle:
                 while todo and (not done or time.monotonic() - start < HOLD):
                     done.append(todo.pop(0))
                     self._dispatch(done[-1])
+            self.report.commit = self.store.batch_commit or self.report.commit
             if todo:
                 time.sleep(YIELD)  # long enough for a writer polling the lock to take it
 
