@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import somna
 from somna.embeddings import HashEmbedder
 from somna.index import Row
 from somna.sleep.cycle import Cycle, decide, pending
@@ -491,3 +492,13 @@ def test_a_long_cycle_lets_a_writer_in_between_its_parts(sleepy: Store, monkeypa
     assert log[at + 1].startswith("somna-sleep|sleep cycle: 1 ") and log[at + 1].endswith("(part 1)")
     assert log[0].endswith(f"(part {applied + len(report.queued)})")  # the cycle went on after the write
     assert "warms up" in sleepy.search("cache warms up")["hits"][0]["snippet"]
+
+
+def test_unknown_or_malformed_thresholds_are_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    Store.init(root).close()
+    for bad, said in (("duplicat = 0.8", "sleep.thresholds has no 'duplicat'; known: duplicate,"),
+                      ("neighbours = 2.5", "sleep.thresholds.neighbours must be a whole number")):
+        (root / "somna.toml").write_text(f"[sleep.thresholds]\n{bad}\n", encoding="utf-8")
+        out = somna("--store", str(root), "sleep", "--dry-run")
+        assert out.returncode != 0 and said in out.stderr and "Traceback" not in out.stderr, out.stderr

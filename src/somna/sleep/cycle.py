@@ -22,7 +22,7 @@ import numpy as np
 from somna import history, notes
 from somna.embeddings import HashEmbedder
 from somna.errors import Conflict, InvalidInput, NotFound, SomnaError
-from somna.sleep.passes import Action, Snapshot, Thresholds, plan
+from somna.sleep.passes import Action, Snapshot, Thresholds, plan, thresholds_from
 from somna.store import Store
 
 log = logging.getLogger("somna.sleep")
@@ -79,7 +79,7 @@ class Cycle:
         self.store = store
         self.dry_run = dry_run
         self.policy = {**DEFAULT_POLICY, **store.config.sleep_policy, **(policy or {})}
-        self.th = thresholds or Thresholds(**store.config.sleep_thresholds)
+        self.th = thresholds or thresholds_from(store.config.sleep_thresholds, str(store.root / "somna.toml"))
         self.extra_passes = extra_passes or []
         self.dir = store.root / ".somna" / "sleep"
         self.report = Report(started=notes.now_iso(), head=None, dry_run=dry_run)

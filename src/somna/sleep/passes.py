@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from somna.errors import InvalidInput
 from somna.index import Row
 from somna.sleep.details import (
     Claim,
@@ -43,6 +44,18 @@ class Thresholds:
     link: float = 0.7
     max_links: int = 3
     neighbours: int = 40  # the nearest memories each changed memory is compared with
+
+
+def thresholds_from(values: dict[str, Any], where: str = "somna.toml") -> Thresholds:
+    """`[sleep.thresholds]` of a config as Thresholds; a name somna does not know, or a count that is not a
+    whole number, is a clear error, not a traceback at the start of a cycle."""
+    known = {f.name: f.type for f in fields(Thresholds)}
+    for key, value in values.items():
+        if key not in known:
+            raise InvalidInput(f"{where}: sleep.thresholds has no {key!r}; known: {', '.join(known)}")
+        if known[key] == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InvalidInput(f"{where}: sleep.thresholds.{key} must be a whole number of at least 1")
+    return Thresholds(**values)
 
 
 @dataclass
