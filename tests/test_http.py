@@ -426,3 +426,88 @@ async def test_an_attached_session_hears_list_changed_through_the_relay(somna_en
                     while not any(isinstance(m, mcp_types.ToolListChangedNotification) for m in inbox):
                         await anyio.sleep(0.05)
         assert server.proc.poll() is None
+
+
+def test_the_relay_aborts_a_cancelled_2026_request_and_posts_an_older_cancellation() -> None:
+    """At 2026 a `notifications/cancelled` aborts the request's POST (the server sees its connection close)
+    and is not posted; an older client's cancellation is posted like any notification. A stand-in server
+    on 127.0.0.1 answers `fast` at once, chunked as SSE, and holds `slow` until its client goes."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from somna.proxy import MODERN_PROTOCOL_VERSIONS, PROTOCOL_VERSION_META_KEY
+
+    seen: list[str] = []
+    aborted = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(message.get("method", "") + ":" + str((message.get("params") or {}).get("name", "")))
+            if "id" not in message:
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if message["params"]["name"] == "slow":
+                self.connection.settimeout(10)
+                if self.rfile.read(1) == b"":  # blocks until the relay closes the connection
+                    aborted.set()
+                return
+            event = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": {"ok": message["id"]}})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b": priming\n\n", f"event: message\ndata: {event}\n\n".encode()):
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/mcp"
+    modern = {PROTOCOL_VERSION_META_KEY: MODERN_PROTOCOL_VERSIONS[0]}
+    script = (f"from somna.attach import Shared; from somna.proxy import Relay; "
+              f"Relay(Shared({url!r}, None, 0)).run()")
+    try:
+        for meta, cancel_posted in ((modern, False), ({}, True)):
+            seen.clear()
+            aborted.clear()
+            relay = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert relay.stdin is not None and relay.stdout is not None
+
+            def send(message: dict[str, Any], relay: subprocess.Popen[bytes] = relay) -> None:
+                assert relay.stdin is not None
+                relay.stdin.write(json.dumps(message).encode() + b"\n")
+                relay.stdin.flush()
+
+            send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "_meta": meta}})
+            send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "fast", "_meta": meta}})
+            assert json.loads(relay.stdout.readline()) == {"jsonrpc": "2.0", "id": 2, "result": {"ok": 2}}
+            deadline = time.monotonic() + 10
+            while "tools/call:slow" not in seen:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+            if not cancel_posted:
+                assert aborted.wait(10)  # the POST of request 1 was closed
+            else:
+                while "notifications/cancelled:" not in seen:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+            relay.stdin.close()
+            relay.wait(timeout=20)
+            rest = relay.stdout.read()
+            relay.stdout.close()
+            assert relay.stderr is not None and not relay.stderr.close()
+            assert rest == b"", rest  # nothing answered for the cancelled request
+            assert ("notifications/cancelled:" in seen) is cancel_posted
+    finally:
+        server.shutdown()
+        server.server_close()

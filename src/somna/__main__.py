@@ -1,3 +1,5 @@
-from somna.cli import main
 import sys
+
+from somna.cli import main
+
 sys.exit(main())

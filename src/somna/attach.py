@@ -9,17 +9,16 @@ user store (or of ``--store``), which both sides read.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
-import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from somna import minihttp
 from somna.config import Settings
 from somna.errors import SomnaError
 
@@ -86,6 +85,8 @@ def new_token(settings: Settings) -> Path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path
+    import secrets  # here: it loads OpenSSL's hashes (~5 MB), which an attached relay does not need
+
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
     return path
@@ -127,18 +128,16 @@ def health(host: str, port: int, token: str | None = None, timeout: float = 1.0)
     """GET /health of a somna HTTP server, or None when nothing (or something else) answers.
 
     With a token, the answer's "authorized" says whether the server accepts it."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", HEALTH_PATH, headers={"Authorization": f"Bearer {token}"} if token else {})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            return None
-        data = json.loads(resp.read(4096))
+        with minihttp.Exchange(host, port, timeout) as conn:
+            resp = conn.send("GET", HEALTH_PATH, {"Authorization": f"Bearer {token}"} if token else {},
+                             read_timeout=timeout)
+            if resp.status != 200:
+                return None
+            data = json.loads(resp.read(limit=4096))
         return data if isinstance(data, dict) and data.get("server") == "somna" else None
-    except (OSError, ValueError, http.client.HTTPException):
+    except (OSError, ValueError):
         return None
-    finally:
-        conn.close()
 
 
 def wanted(environ: Mapping[str, str]) -> bool:

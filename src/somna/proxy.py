@@ -5,9 +5,11 @@ and whatever comes back (a JSON body, the events of an SSE answer, the GET strea
 written to stdout as a line. The client's own `initialize` goes through unchanged, so the server sees the
 real client name (commits are authored by it).
 
-The relay is plain anyio + httpx2 + json: it imports neither the MCP SDK nor pydantic, which cost a relay
-~45 MB (72 MB a relay with them, against a 290 MB server; five relays then outweighed the memory the
-shared server saves). `tests/test_http.py` drives real MCP client sessions through it, both protocol eras.
+The relay is the standard library's sockets and threads (`minihttp.py`), and `cli.py` starts it before
+anything else of somna is imported: no MCP SDK, pydantic, asyncio, ssl, store or YAML. A relay weighs
+16 MB (72 MB with the SDK and pydantic, 35 MB with anyio and httpx2 behind the full command line), which
+counts once per harness session. `tests/test_http.py` drives real MCP client sessions through it, both
+protocol eras, and a stand-in server checks its cancellations.
 
 What it adds to a message is the HTTP headers the message needs, as the SDK's own client would set them:
 the session id the server gave at initialize; after an initialize handshake, the negotiated
@@ -21,13 +23,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import sys
+import threading
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
-import anyio
-import httpx2
-
+from somna import minihttp
 from somna.attach import Shared
 
 log = logging.getLogger("somna.proxy")
@@ -44,6 +48,8 @@ INTERNAL_ERROR = -32603
 INVALID_REQUEST = -32600
 _HEADER_SAFE = re.compile(r"^[\x20-\x7E]*$")
 _B64_SENTINEL = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
+CONNECT_TIMEOUT = 30.0
+CANCELLED = object()  # in_flight's mark for a request cancelled before its POST began
 
 
 def encode_header_value(value: str) -> str:
@@ -114,10 +120,10 @@ class Headers:
                 self.version = version
 
 
-async def sse_messages(response: httpx2.Response) -> Any:
+def sse_messages(lines: Any) -> Any:
     """The JSON-RPC messages of an SSE body (`message` events with data; priming events skipped)."""
     event, data = "message", []
-    async for line in response.aiter_lines():
+    for line in lines:
         if line == "":
             if data and event == "message":
                 yield json.loads("\n".join(data))
@@ -131,174 +137,193 @@ async def sse_messages(response: httpx2.Response) -> Any:
 
 
 class Relay:
+    """stdin is read on the main thread; each request is posted on a thread of its own, so a slow answer
+    holds up no other; what comes back is written to stdout a line at a time."""
+
     def __init__(self, shared: Shared) -> None:
-        self.url = shared.url
-        self.token = shared.token
+        parts = urlsplit(shared.url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the shared server's address {shared.url!r} is not http://host:port/path")
+        self.url, self.host, self.port = shared.url, parts.hostname, parts.port or 80
+        self.path = parts.path or "/"
+        self.auth = {"authorization": f"Bearer {shared.token}"} if shared.token else {}
         self.wire = Headers()
-        self.out_lock = anyio.Lock()
-        self.in_flight: dict[Any, tuple[anyio.CancelScope, bool]] = {}  # request id -> (scope, modern)
+        self.out_lock = threading.Lock()
+        self.lock = threading.Lock()  # in_flight and the wire's state
+        self.in_flight: dict[Any, tuple[Any, bool]] = {}  # request id -> (its exchange or None, modern)
         self.gone = False
 
-    async def emit(self, message: Any) -> None:
-        self.wire.incoming(message)
+    def emit(self, message: Any) -> None:
+        with self.lock:
+            self.wire.incoming(message)
         line = json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n"
-        async with self.out_lock:
-            await anyio.to_thread.run_sync(_write_stdout, line)
+        with self.out_lock:
+            sys.stdout.buffer.write(line.encode("utf-8"))
+            sys.stdout.buffer.flush()
 
-    async def post(self, client: httpx2.AsyncClient, message: Any, tg: anyio.abc.TaskGroup) -> None:
-        headers = self.wire.outgoing(message)
+    def connect(self, request_id: Any = None) -> minihttp.Exchange:
+        """A connection for one exchange, known by its request id, so that a cancellation can close it."""
+        conn = minihttp.Exchange(self.host, self.port, CONNECT_TIMEOUT)
+        if request_id is not None:
+            with self.lock:
+                old = self.in_flight.get(request_id)
+                self.in_flight[request_id] = (conn, old[1] if old else False)
+                if old is not None and old[0] is CANCELLED:  # cancelled before its POST began
+                    conn.close()
+        return conn
+
+    def send(self, conn: minihttp.Exchange, method: str, headers: dict[str, str],
+             body: bytes = b"") -> minihttp.Response:
+        # no read timeout: a request may take long (the model loading), the GET stream stays quiet for hours
+        return conn.send(method, self.path, {**self.auth, **headers}, body)
+
+    def post(self, message: Any) -> None:
+        with self.lock:
+            headers = self.wire.outgoing(message)
         request_id = message["id"] if is_request(message) else None
+        conn = None
         try:
-            body_out = json.dumps(message).encode()
-            async with client.stream("POST", self.url, content=body_out, headers=headers) as r:
-                if message.get("method") == "initialize" and r.headers.get(SESSION_HEADER):
+            conn = self.connect(request_id)
+            r = self.send(conn, "POST", headers, json.dumps(message).encode())
+            if message.get("method") == "initialize" and r.headers.get(SESSION_HEADER):
+                with self.lock:
                     self.wire.session = r.headers[SESSION_HEADER]
-                if r.status_code == 202 or request_id is None:
-                    return
-                kind = r.headers.get("content-type", "").lower()
-                if r.status_code >= 400:
-                    body: Any = None
-                    if kind.startswith("application/json"):
-                        try:
-                            body = json.loads(await r.aread())
-                        except (ValueError, httpx2.StreamError):
-                            body = None
-                    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                        await self.emit({"jsonrpc": "2.0", "id": request_id, "error": body["error"]})
-                    elif r.status_code == 404:
-                        await self.emit(error(request_id, INVALID_REQUEST, "Session terminated"))
-                    else:
-                        await self.emit(error(request_id, INTERNAL_ERROR, "the server returned an error"))
-                    return
+            if r.status == 202 or request_id is None:
+                return
+            kind = r.headers.get("content-type", "").lower()
+            if r.status >= 400:
+                body: Any = None
                 if kind.startswith("application/json"):
-                    await self.emit(json.loads(await r.aread()))
-                elif kind.startswith("text/event-stream"):
-                    async for reply in sse_messages(r):
-                        if isinstance(reply, dict) and ("result" in reply or "error" in reply) \
-                                and "method" not in reply:
-                            reply["id"] = request_id
-                            await self.emit(reply)
-                            return
-                        await self.emit(reply)
+                    try:
+                        body = json.loads(r.read())
+                    except (ValueError, OSError):
+                        body = None
+                if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                    self.emit({"jsonrpc": "2.0", "id": request_id, "error": body["error"]})
+                elif r.status == 404:
+                    self.emit(error(request_id, INVALID_REQUEST, "Session terminated"))
                 else:
-                    await self.emit(error(request_id, INVALID_REQUEST, f"Unexpected content type: {kind}"))
-        except httpx2.TransportError as exc:
-            self.gone = True
-            message_text = (
-                f"the shared somna server at {self.url} is not answering ({type(exc).__name__}); this "
-                "somna has stopped: reconnect it (Claude Code: /mcp) to start one of its own"
-            )
-            if request_id is not None:
-                await self.emit(error(request_id, INTERNAL_ERROR, message_text))
-            log.warning("%s", message_text)
-            tg.cancel_scope.cancel()  # exit, so that the harness sees it and can start a server of its own
+                    self.emit(error(request_id, INTERNAL_ERROR, "the server returned an error"))
+                return
+            if kind.startswith("application/json"):
+                self.emit(json.loads(r.read()))
+            elif kind.startswith("text/event-stream"):
+                for reply in sse_messages(r.lines()):
+                    if isinstance(reply, dict) and ("result" in reply or "error" in reply) and "method" not in reply:
+                        reply["id"] = request_id
+                        self.emit(reply)
+                        return
+                    self.emit(reply)
+            else:
+                self.emit(error(request_id, INVALID_REQUEST, f"Unexpected content type: {kind}"))
         except ValueError as exc:  # a body that is not JSON
             if request_id is not None:
-                await self.emit(error(request_id, INTERNAL_ERROR, f"unreadable answer: {exc}"))
+                self.emit(error(request_id, INTERNAL_ERROR, f"unreadable answer: {exc}"))
+        except OSError as exc:
+            if conn is not None and conn.closed:
+                return  # cancelled by the client: its POST aborted, nothing to answer
+            self.server_gone(exc, request_id)
+        finally:
+            if conn is not None:
+                conn.close()
 
-    async def listen(self, client: httpx2.AsyncClient) -> None:
+    def server_gone(self, exc: Exception, request_id: Any) -> None:
+        """Say so and exit, so that the harness sees it and can start a server of its own."""
+        self.gone = True
+        text = (f"the shared somna server at {self.url} is not answering ({type(exc).__name__}); this "
+                "somna has stopped: reconnect it (Claude Code: /mcp) to start one of its own")
+        if request_id is not None:
+            self.emit(error(request_id, INTERNAL_ERROR, text))
+        log.warning("%s", text)
+        logging.shutdown()
+        os._exit(0)
+
+    def listen(self) -> None:
         """The GET stream: what the server sends unasked (list_changed), reopened when it drops."""
         failures = 0
-        while failures < 3 and self.wire.session:
+        while failures < 3 and self.wire.session and not self.gone:
             try:
-                headers = {k: v for k, v in self.wire.base().items() if k != "content-type"}
+                with self.lock:
+                    headers = {k: v for k, v in self.wire.base().items() if k != "content-type"}
                 headers["accept"] = "text/event-stream"
-                async with client.stream("GET", self.url, headers=headers) as r:
-                    if r.status_code != 200:
+                with self.connect() as conn:
+                    r = self.send(conn, "GET", headers)
+                    if r.status != 200:
                         return  # 405: the server offers no GET stream
                     failures = 0
-                    async for message in sse_messages(r):
-                        await self.emit(message)
-            except (httpx2.HTTPError, ValueError) as exc:
+                    for message in sse_messages(r.lines()):
+                        self.emit(message)
+            except (OSError, ValueError) as exc:
                 log.debug("GET stream: %s", exc)
             failures += 1
-            await anyio.sleep(0.5 * failures)
+            time.sleep(0.5 * failures)
 
-    async def run(self) -> None:
-        auth = {"authorization": f"Bearer {self.token}"} if self.token else {}
-        # read=None: the GET stream may stay quiet for hours; the client's own timeouts bound a request.
-        timeout = httpx2.Timeout(30.0, read=None)
-        lines, sink = _stdin_lines()
-        async with (
-            httpx2.AsyncClient(headers=auth, timeout=timeout, trust_env=False) as client,
-            anyio.create_task_group() as tg,
-        ):
-            tg.start_soon(sink)
-            async for raw in lines:
-                try:
-                    message = json.loads(raw)
-                except ValueError as exc:
-                    log.warning("not a JSON-RPC message on stdin: %s", exc)
-                    continue
-                if not isinstance(message, dict):
-                    log.warning("not a JSON-RPC message on stdin: %.80s", raw)
-                    continue
-                if is_notification(message) and message["method"] == "notifications/cancelled" \
-                        and self._cancel(message):
-                    continue
-                if is_notification(message) and message["method"] == "notifications/initialized":
-                    tg.start_soon(self.listen, client)
-                if is_request(message):
-                    scope = anyio.CancelScope()
-                    old = self.in_flight.get(message["id"])
-                    if old is not None:
-                        old[0].cancel()  # a reused id: the old POST must not answer for the new one
-                    self.in_flight[message["id"]] = (scope, self.wire.modern(message) is not None
-                                                     or self.wire.version in MODERN_PROTOCOL_VERSIONS)
-                    tg.start_soon(self._request, client, message, scope, tg)
-                else:
-                    await self.post(client, message, tg)
-            # stdin closed: the client has gone
-            if self.wire.session and not self.gone:
-                with anyio.move_on_after(2):
-                    await client.delete(self.url, headers=self.wire.base())
-            tg.cancel_scope.cancel()
-
-    async def _request(self, client: httpx2.AsyncClient, message: Any, scope: anyio.CancelScope,
-                       tg: anyio.abc.TaskGroup) -> None:
+    def request(self, message: Any) -> None:
         try:
-            with scope:
-                await self.post(client, message, tg)
+            self.post(message)
         finally:
-            if self.in_flight.get(message["id"], (None,))[0] is scope:
-                del self.in_flight[message["id"]]
+            with self.lock:
+                entry = self.in_flight.get(message["id"])
+                if entry is not None and entry[0] not in (None, CANCELLED) and entry[0].closed:
+                    del self.in_flight[message["id"]]
 
-    def _cancel(self, message: Any) -> bool:
+    def run(self) -> None:
+        while raw := sys.stdin.buffer.readline():
+            text = raw.decode("utf-8", errors="replace").strip()
+            if not text:
+                continue
+            try:
+                message = json.loads(text)
+            except ValueError as exc:
+                log.warning("not a JSON-RPC message on stdin: %s", exc)
+                continue
+            if not isinstance(message, dict):
+                log.warning("not a JSON-RPC message on stdin: %.80s", text)
+                continue
+            if is_notification(message) and message["method"] == "notifications/cancelled" \
+                    and self.cancel(message):
+                continue
+            if is_notification(message) and message["method"] == "notifications/initialized":
+                threading.Thread(target=self.listen, name="somna-relay-listen", daemon=True).start()
+            if is_request(message):
+                with self.lock:
+                    old = self.in_flight.get(message["id"])
+                    modern = self.wire.modern(message) is not None or self.wire.version in MODERN_PROTOCOL_VERSIONS
+                    self.in_flight[message["id"]] = (None, modern)
+                if old is not None and old[0] not in (None, CANCELLED):
+                    old[0].close()  # a reused id: the old POST must not answer for the new one
+                threading.Thread(target=self.request, args=(message,), name="somna-relay-post", daemon=True).start()
+            else:
+                self.post(message)
+        # stdin closed: the client has gone
+        if self.wire.session and not self.gone:
+            try:
+                with self.lock:
+                    headers = self.wire.base()
+                conn = minihttp.Exchange(self.host, self.port, 2.0)
+                with conn:
+                    conn.send("DELETE", self.path, {**self.auth, **headers}, read_timeout=2.0).read(limit=65536)
+            except (OSError, ValueError):
+                pass
+
+    def cancel(self, message: Any) -> bool:
         """At 2026 a cancellation aborts the request's POST and is not posted; below, it is posted."""
         params = message.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
-        post = self.in_flight.get(request_id)
-        if post is not None:
-            scope, modern = post
+        with self.lock:
+            post = self.in_flight.get(request_id)
+            if post is None:
+                return self.wire.version in MODERN_PROTOCOL_VERSIONS
+            conn, modern = post
             if not modern:
                 return False
-            scope.cancel()
-            return True
-        return self.wire.version in MODERN_PROTOCOL_VERSIONS
-
-
-def _write_stdout(line: str) -> None:
-    sys.stdout.buffer.write(line.encode("utf-8"))
-    sys.stdout.buffer.flush()
-
-
-def _stdin_lines() -> tuple[Any, Any]:
-    """(an async iterator of stdin's lines, the task that reads them on a thread)."""
-    send, receive = anyio.create_memory_object_stream[str](64)
-
-    async def sink() -> None:
-        async with send:
-            while True:
-                raw = await anyio.to_thread.run_sync(sys.stdin.buffer.readline, abandon_on_cancel=True)
-                if not raw:
-                    return
-                text = raw.decode("utf-8", errors="replace").strip()
-                if text:
-                    await send.send(text)
-
-    return receive, sink
+            if conn is None:
+                self.in_flight[request_id] = (CANCELLED, modern)
+        if conn is not None and conn is not CANCELLED:
+            conn.close()
+        return True
 
 
 def run(shared: Shared) -> None:
     log.info("attached to the shared somna server at %s (pid %d)", shared.url, shared.pid)
-    anyio.run(Relay(shared).run)
+    Relay(shared).run()
