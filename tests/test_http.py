@@ -368,7 +368,8 @@ async def test_when_the_shared_server_stops_an_attached_session_says_so_at_once(
 
 
 def test_the_relay_speaks_the_sdks_wire_without_importing_it() -> None:
-    """The attached relay keeps its own copy of the SDK's header names and rules, to stay small: they match."""
+    """The attached relay keeps its own copy of the SDK's header names and rules, to stay small: they match;
+    and the way to it (`cli.py`, `proxy.py`) imports none of the SDK, asyncio, ssl, hashes, SQLite or YAML."""
     from mcp.shared.inbound import (
         MCP_METHOD_HEADER,
         MCP_NAME_HEADER,
@@ -391,7 +392,8 @@ def test_the_relay_speaks_the_sdks_wire_without_importing_it() -> None:
         assert proxy.encode_header_value(value) == encode_header_value(value)
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, somna.cli, somna.proxy; "
-         "print(sorted(m for m in ('pydantic', 'mcp', 'mcp_types', 'numpy', 'torch') if m in sys.modules))"],
+         "print(sorted(m for m in ('pydantic', 'mcp', 'mcp_types', 'numpy', 'torch', 'asyncio', 'ssl', "
+         "'hashlib', 'sqlite3', 'yaml', 'somna.store', 'somna.commands') if m in sys.modules))"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert loaded == "[]"
