@@ -86,6 +86,21 @@ def test_a_fresh_lock_of_someone_elses_git_is_respected_then_cleared_when_stale(
     assert (store.root / out["path"]).is_file() and not lock.exists()
 
 
+def test_a_commit_waits_out_a_persons_git_status(store: Store) -> None:
+    """`git status` in the store refreshes git's index under index.lock for a moment; a commit that meets
+    it tries again instead of failing (the daemon's commit of a hand edit was lost that way, staged only)."""
+    import threading
+
+    lock = store.root / ".git" / "index.lock"
+    lock.write_bytes(b"")
+    threading.Timer(0.4, lock.unlink).start()  # that git finishes
+    t0 = time.monotonic()
+    out = store.write("Committed after a person's git status let go of the index.", author="human")
+    assert 0.3 < time.monotonic() - t0 < history.LOCK_WAIT
+    assert out["id"] in history.git(store.root, "log", "-1", "--format=%s")
+    assert history.git(store.root, "status", "--porcelain") == ""
+
+
 def test_temp_files_of_interrupted_writes_are_moved_aside_never_deleted(store: Store) -> None:
     tmp = store.root / "memory" / ".tmp-abc123.md"
     tmp.write_text("---\nid: half\n---\nhalf a thought", encoding="utf-8")

@@ -41,11 +41,22 @@ def _env() -> dict[str, str]:
     return env
 
 
+LOCK_WAIT = 3.0  # seconds a git command waits out someone else's git holding a lock (a person's `git status`)
+
+
 def git(root: Path, *args: str, check: bool = True, input: str | None = None) -> str:
-    proc = subprocess.run(
-        [*_BASE, *args], cwd=root, capture_output=True, text=True, encoding="utf-8",
-        errors="replace", env=_env(), input=input, check=False,
-    )
+    """Run git in the store. A command that finds git's index or a ref locked by another git (a person's
+    `git status` refreshes the index under index.lock) is tried again for up to LOCK_WAIT seconds: that
+    git is done in milliseconds, and the daemon's commit of a hand edit must not fail for it."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        proc = subprocess.run(
+            [*_BASE, *args], cwd=root, capture_output=True, text=True, encoding="utf-8",
+            errors="replace", env=_env(), input=input, check=False,
+        )
+        if proc.returncode == 0 or ".lock': File exists" not in proc.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     if check and proc.returncode != 0:
         raise GitError(f"git {args[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout
