@@ -103,3 +103,23 @@ def test_burst_of_a_thousand_events_then_clean_stop(daemon: tuple[Path, subproce
     tracked = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "memory/burst"], cwd=store,
                              capture_output=True, text=True).stdout
     assert len(tracked.split()) == 500  # the burst was committed, not only indexed
+
+
+def test_a_hand_edit_is_committed_once_a_long_foreign_git_lock_goes(
+        daemon: tuple[Path, subprocess.Popen[str]]) -> None:
+    """A person's `git commit` holds git's index lock longer than somna waits (its editor is open): the
+    daemon's commit of a hand edit fails then, and is made at a later check once the lock has gone."""
+    from somna import history
+
+    store, proc = daemon
+    lock = store / ".git" / "index.lock"
+    lock.write_bytes(b"")
+    (store / "memory" / "held.md").write_text("Written while a person's git commit was open.\n", encoding="utf-8")
+    wait_for(lambda: rows(store, "person's") == ["held"], timeout=5)  # indexed at once, committed later
+    time.sleep(history.LOCK_WAIT + 0.5)
+    assert "held.md" in subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=store, capture_output=True,
+                                       text=True).stdout
+    lock.unlink()  # the person's commit is done
+    wait_for(lambda: "held.md" in subprocess.run(["git", "log", "-1", "--name-only", "--format="], cwd=store,
+                                                 capture_output=True, text=True).stdout, timeout=5)
+    assert proc.poll() is None

@@ -87,6 +87,7 @@ class Daemon:
         self._lock_fd: int | None = None
         self.cycles = 0
         self.syncs = 0
+        self._resync = False  # the last sync failed: try again at the next health check
         self.restarts = 0  # the file watcher, restarted after it died
         self.observer: Any = None
 
@@ -160,6 +161,9 @@ class Daemon:
                 self._safe(self.tick)  # nothing a tick throws stops the watching
                 if time.monotonic() - checked >= HEALTH_EVERY:
                     checked = time.monotonic()
+                    if self._resync:
+                        log.info("syncing again after a failed sync")
+                        self._resync = self._safe(self.store.sync) is None
                     if self._blind(self.observer):
                         # an emitter thread that died on an unexpected error would leave the daemon blind
                         log.warning("the file watcher stopped; starting it again and catching up")
@@ -198,7 +202,8 @@ class Daemon:
         changed = self._take()
         if changed:
             if any(p.startswith(CONTENT) for p in changed):
-                self._safe(self.store.sync)
+                # a sync that failed (someone's git held the index for seconds) is tried again at each check
+                self._resync = self._safe(self.store.sync) is None
                 self.syncs += 1
             if any(p.startswith("inbox/") and not p.startswith("inbox/processed") for p in changed):
                 self._cycle_due = now + self.inbox_delay
