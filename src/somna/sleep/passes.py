@@ -285,13 +285,13 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             incident.setdefault(x, []).append(key)
     best: dict[int, frozenset[int]] = {}
     for x, keys in incident.items():
-        top: tuple[float, list[int]] | None = None  # the best score, then the smallest pair
+        lead: tuple[float, list[int]] | None = None  # the best score, then the smallest pair
         for key in sorted(keys, key=lambda k: (-pair_bound[k], sorted(k))):
-            if top is not None and pair_bound[key] < top[0]:
+            if lead is not None and pair_bound[key] < lead[0]:
                 break
             here = (pair_score(key)[0], sorted(key))
-            if top is None or (here[0], top[1]) > (top[0], here[1]):
-                top, best[x] = here, key
+            if lead is None or (here[0], lead[1]) > (lead[0], here[1]):
+                lead, best[x] = here, key
     for key in sorted(scored, key=sorted):
         a, b = sorted(key)
         score, sim, why = scored[key]
