@@ -354,3 +354,28 @@ def test_repair_records_the_trust_of_old_memories_in_one_commit(store: Store) ->
     assert "Written before provenance." in store.read("old-agent")["content"]
     assert plain.read_text(encoding="utf-8") == "A person's own note, no front matter.\n"
     assert store.read("plain")["trust"] == "human"
+
+
+def test_the_lock_of_a_git_commit_whose_editor_is_open_is_never_taken(store: Store, tmp_path: Path) -> None:
+    """A person's `git commit -a` holds index.lock for as long as its editor is open, which may be minutes:
+    however old the lock, somna leaves it while that git runs, and the person's commit goes through."""
+    go = tmp_path / "go"
+    (store.root / "blocks" / "user.md").write_text("Edited by a person, committed by hand.\n", encoding="utf-8")
+    editor = f'sh -c \'while [ ! -e "{go}" ]; do sleep 0.05; done; echo "by hand" > "$1"\' -'
+    person = subprocess.Popen(["git", "-c", "user.name=Person", "-c", "user.email=p@example.com", "commit", "-a",
+                               "-q"], cwd=store.root, env={**os.environ, "GIT_EDITOR": editor},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = store.root / ".git" / "index.lock"
+    deadline = time.monotonic() + 10
+    while not lock.exists():
+        assert time.monotonic() < deadline and person.poll() is None
+        time.sleep(0.02)
+    old = time.time() - 600
+    os.utime(lock, (old, old))  # as if the editor had been open for ten minutes
+    assert history.git_running_in(store.root)
+    assert not history.clear_stale_lock(store.root) and lock.exists()
+    go.write_text("", encoding="utf-8")
+    out, err = person.communicate(timeout=20)
+    assert person.returncode == 0, err
+    assert history.git(store.root, "log", "-1", "--format=%an|%s") == "Person|by hand\n"
+    assert not history.git_running_in(store.root)

@@ -89,24 +89,50 @@ def interrupted(root: Path) -> bool:
     return (root / ".git" / MARKER).exists()
 
 
+def git_running_in(root: Path) -> bool:
+    """Whether a git process works in the repository now: its lock is not stale, however old (a person's
+    `git commit -a` holds index.lock for as long as its editor is open). Read from /proc; where there is
+    none, False, and a lock's age alone decides."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return False
+    top = str(root.resolve())
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text(encoding="utf-8").strip() != "git":
+                continue
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == top or cwd.startswith(top + os.sep):
+            return True
+    return False
+
+
 def clear_stale_lock(root: Path, older_than: float = 5.0) -> bool:
     """Remove git's lock files left by a killed process. Call only while holding the store lock.
 
     Every git command that takes a lock runs under the store lock with a marker in .git/; the store
     lock dies with its process, so a marker found by the lock's next holder means the previous one was
     killed inside git, and its locks are stale: they go at once. A lock without the marker belongs to
-    someone else's git (a person's `git commit` in the store) and goes only once `older_than` seconds old.
+    someone else's git (a person's `git commit` in the store) and goes only once `older_than` seconds old
+    and no git process works in the store any more.
     """
     gitdir = root / ".git"
     cleared = False
     dead_somna = interrupted(root)
+    busy: bool | None = None  # whether someone's git runs in the store now: asked once, if at all
     for name in stale_locks(root):
         lock = gitdir / name
         try:
             age = time.time() - lock.stat().st_mtime
         except FileNotFoundError:
             continue
-        if dead_somna or age >= older_than:
+        if not dead_somna and age >= older_than and busy is None:
+            busy = git_running_in(root)
+        if dead_somna or (age >= older_than and not busy):
             lock.unlink(missing_ok=True)
             cleared = True
     if dead_somna:
