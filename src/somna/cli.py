@@ -38,11 +38,10 @@ def plain_serve(args: list[str]) -> tuple[bool, str | None]:
     return False, store
 
 
-def serve_stdio(store: str | None) -> NoReturn:
+def serve_stdio(settings: Settings) -> NoReturn:
     """The MCP server over stdio, or a relay to the shared server when one runs for these stores."""
     from somna import attach
 
-    settings = Settings.from_env(store=store)
     if attach.wanted(os.environ) and (shared := attach.find_shared(settings, os.environ)) is not None:
         from somna import proxy  # stdlib sockets and threads: no MCP SDK, no store, no model
 
@@ -51,6 +50,11 @@ def serve_stdio(store: str | None) -> NoReturn:
         from somna.server import build_server  # deliberately lazy: mcp and starlette take ~0.5 s to import
 
         build_server(settings).run("stdio")
+    exit_now()
+
+
+def exit_now() -> NoReturn:
+    """End a server process once its client has gone."""
     # The client has gone and the lifespan has closed the stores. A background thread may still be
     # inside torch (model load, embedding backfill); letting the interpreter tear it down aborts the
     # process. Index writes are SQLite transactions, so ending here loses nothing.
@@ -65,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     serve, store = plain_serve(args)
     if serve:
         try:
-            setup_logging(Settings.from_env())
-            serve_stdio(store)
+            settings = Settings.from_env(store=store)
+            setup_logging(settings)
+            serve_stdio(settings)
         except SomnaError as exc:
             print(f"somna: {exc}", file=sys.stderr)
             return EXIT_ERROR

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from somna import __version__, capture, context, doctor, portable, progress, skill_store, skills
-from somna.cli import serve_stdio, setup_logging
+from somna.cli import exit_now, serve_stdio, setup_logging
 from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
@@ -55,17 +54,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(store=args.store)
     if not args.http:
-        serve_stdio(args.store)  # `somna serve` alone does not come here: cli.main starts it before parsing
+        serve_stdio(settings)  # `somna serve` alone does not come here: cli.main starts it before parsing
     from somna import transport  # deliberately lazy: uvicorn and the server, for this command only
 
-    settings = Settings.from_env(store=args.store)
     transport.serve(settings, host=args.host, port=args.port, extra_origins=args.allow_origin or [],
                     new_token=args.new_token)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_OK)
+    exit_now()
 
 
 def cmd_add(args: argparse.Namespace) -> int:

@@ -147,6 +147,7 @@ _ROW_COLS = "rowid, id, kind, path, title, type, tags, status, source, created, 
     "version, body, related, trust, successor"
 
 
+_ROW_COLS_LEAN = _ROW_COLS.replace("body, related", "'', '[]'")  # body "" and related [], for ranking
 _UPSERT_COLS = ("id", "kind", "path", "title", "type", "tags", "status", "source", "created", "updated", "helpful",
                 "harmful", "version", "text_hash", "mtime_ns", "size", "body", "related", "trust", "successor")
 
@@ -229,7 +230,6 @@ class Index:
                                   "SELECT rowid, vec_quantize_binary(vec_f32(embedding)), embedding FROM notes_vec")
                 self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_bits', ?)", (bits_want,))
                 bump_vec_gen(self.conn)
-
 
     def _insert_vec(self, conn: Connection, rowid: int, blob: bytes) -> None:
         conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
@@ -331,7 +331,7 @@ class Index:
         ids = list(rowids)
         if not ids:
             return {}
-        cols = _ROW_COLS if body else _ROW_COLS.replace("body, related", "'', '[]'")
+        cols = _ROW_COLS if body else _ROW_COLS_LEAN
         return {r[0]: _row(r) for r in self.conn.execute(
             f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
 
@@ -340,9 +340,8 @@ class Index:
         ids = sorted(set(note_ids))
         if not ids:
             return {}
-        cols = _ROW_COLS.replace("body, related", "'', '[]'")
         return {r[1]: _row(r) for r in self.conn.execute(
-            f"SELECT {cols} FROM notes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+            f"SELECT {_ROW_COLS_LEAN} FROM notes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
 
     def bodies(self, rowids: list[int]) -> dict[int, str]:
         if not rowids:

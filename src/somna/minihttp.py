@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import IO
+from io import BufferedReader
 
 MAX_HEADERS = 64 * 1024
 
@@ -21,7 +21,7 @@ class HttpError(OSError):
 class Response:
     """Status, headers (names in lower case) and a body read as it arrives: whole, or line by line."""
 
-    def __init__(self, sock: socket.socket, reader: IO[bytes]) -> None:
+    def __init__(self, sock: socket.socket, reader: BufferedReader) -> None:
         self.sock, self.reader = sock, reader
         line = reader.readline(MAX_HEADERS)
         parts = line.decode("latin-1").split(None, 2)
@@ -60,14 +60,13 @@ class Response:
         elif "content-length" in self.headers:
             left = int(self.headers["content-length"])
             while left > 0:
-                data = self.reader.read1(min(left, 65536)) if hasattr(self.reader, "read1") else \
-                    self.reader.read(min(left, 65536))
+                data = self.reader.read1(min(left, 65536))
                 if not data:
                     raise HttpError("the connection closed inside the body")
                 left -= len(data)
                 yield data
         else:
-            while data := (self.reader.read1(65536) if hasattr(self.reader, "read1") else self.reader.read(65536)):
+            while data := self.reader.read1(65536):
                 yield data
 
     def read(self, limit: int = 64 * 1024 * 1024) -> bytes:

@@ -97,13 +97,11 @@ def _heirs(store: Store, rows: dict[int, Row], fused: dict[int, float],
     raises their score in `fused`; returns, for each successor that gained, the ids it stands in for."""
     gained: dict[int, list[str]] = {}
     frontier = {rowid: r.successor for rowid, r in rows.items() if r.status in INACTIVE and r.successor}
-    seen = {r.id for r in rows.values()}
+    by_id = {r.id: r for r in rows.values()}
     for _ in range(MAX_CHAIN):
         if not frontier:
             break
-        found = store.index.by_ids(set(frontier.values()) - seen)
-        seen |= set(found)
-        by_id = {r.id: r for r in rows.values()} | found
+        by_id |= store.index.by_ids(set(frontier.values()) - set(by_id))
         nxt: dict[int, str] = {}
         for rowid, succ_id in frontier.items():
             succ = by_id.get(succ_id)

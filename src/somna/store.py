@@ -233,11 +233,10 @@ class Store:
                 # consecutive writes of one author: (author, every path, [(a write's paths, its message)])
                 groups: list[tuple[str, list[str], list[tuple[list[str], str]]]] = []
                 for _, paths, message, author in rows:
-                    if groups and groups[-1][0] == author:
-                        groups[-1][1].extend(json.loads(paths))
-                        groups[-1][2].append((json.loads(paths), message))
-                    else:
-                        groups.append((author, json.loads(paths), [(json.loads(paths), message)]))
+                    if not groups or groups[-1][0] != author:
+                        groups.append((author, [], []))
+                    groups[-1][1].extend(json.loads(paths))
+                    groups[-1][2].append((json.loads(paths), message))
                 # A file changed by two authors inside one window holds the second change only: it is
                 # committed with the last author who changed it.
                 last = {p: i for i, (_, paths, _) in enumerate(groups) for p in paths}
