@@ -72,8 +72,12 @@ def worker(store_path: str, kind: str, seed: int) -> None:
         word = f"{seed}x{n}"
         try:
             if kind == "sleep":
-                base = rng.choice(["Retry on 429 after backing off two seconds",
-                                   "Run the linter with ruff check before each commit"])
+                base = rng.choice(
+                    [
+                        "Retry on 429 after backing off two seconds",
+                        "Run the linter with ruff check before each commit",
+                    ]
+                )
                 for i in range(3):
                     out = store.write(f"{base}, note {word}-{i}.", author="claude-code", force=True)
                     ack(op="write", id=out["id"], version=out["version"])
@@ -82,8 +86,11 @@ def worker(store_path: str, kind: str, seed: int) -> None:
                 continue
             choice = rng.random()
             if choice < 0.45 or len(mine) < 3:
-                out = store.write(f"Fact {word}: service {rng.randrange(10**6)} listens on port "
-                                  f"{rng.randrange(1024, 65535)} behind proxy {word}.", author="claude-code")
+                out = store.write(
+                    f"Fact {word}: service {rng.randrange(10**6)} listens on port "
+                    f"{rng.randrange(1024, 65535)} behind proxy {word}.",
+                    author="claude-code",
+                )
                 mine.append((out["id"], out["version"]))
                 ack(op="write", id=out["id"], version=out["version"])
             elif choice < 0.7:
@@ -103,11 +110,15 @@ def worker(store_path: str, kind: str, seed: int) -> None:
             else:  # a person edits a file by hand; somna picks it up
                 path = store.root / "memory" / "by-hand" / f"hand-{word}.md"
                 path.parent.mkdir(exist_ok=True)
-                path.write_text(f"Written by hand {word}: the VPN needs split tunnelling.\n", encoding="utf-8")
+                path.write_text(
+                    f"Written by hand {word}: the VPN needs split tunnelling.\n", encoding="utf-8"
+                )
                 store.sync()
                 ack(op="hand", path=path.relative_to(store.root).as_posix())
         except SomnaError as exc:  # a conflict or an edit that does not apply: reported, not lost
-            mine = [(m, store.read(m)["version"]) for m, _ in mine if (store.root / f"memory/{m}.md").exists()]
+            mine = [
+                (m, store.read(m)["version"]) for m, _ in mine if (store.root / f"memory/{m}.md").exists()
+            ]
             ack(op="error", error=type(exc).__name__)
 
 
@@ -117,8 +128,9 @@ def mcp_worker(store_path: str, rng: random.Random, ack: Any) -> None:
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
     async def main() -> None:
-        params = StdioServerParameters(command=sys.executable, args=["-m", "somna", "--store", store_path, "serve"],
-                                       env=ENV)
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "somna", "--store", store_path, "serve"], env=ENV
+        )
         with open(os.devnull, "w", encoding="utf-8") as devnull:
             async with stdio_client(params, errlog=devnull) as (read, write), ClientSession(read, write) as s:
                 await s.initialize()
@@ -130,12 +142,25 @@ def mcp_worker(store_path: str, rng: random.Random, ack: Any) -> None:
                     if mine and rng.random() < 0.35:
                         mid = rng.choice(mine)
                         got = await s.call_tool("read", {"id": mid})
-                        res = await s.call_tool("propose_edit", {"id": mid, "op": "append", "text": f"Also {n}.",
-                                                                 "base_version": got.structured_content["version"]})
+                        res = await s.call_tool(
+                            "propose_edit",
+                            {
+                                "id": mid,
+                                "op": "append",
+                                "text": f"Also {n}.",
+                                "base_version": got.structured_content["version"],
+                            },
+                        )
                         op = "edit"
                     else:
-                        res = await s.call_tool("write", {"content": f"MCP fact {n}: queue {rng.randrange(10**9)} "
-                                                                     "drains every 5 minutes.", "force": True})
+                        res = await s.call_tool(
+                            "write",
+                            {
+                                "content": f"MCP fact {n}: queue {rng.randrange(10**9)} "
+                                "drains every 5 minutes.",
+                                "force": True,
+                            },
+                        )
                         op = "write"
                     if res.is_error:
                         ack(op="error", error="tool")
@@ -150,8 +175,14 @@ def mcp_worker(store_path: str, rng: random.Random, ack: Any) -> None:
 
 # -- the harness --------------------------------------------------------------------------------------
 def somna(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "somna", *args], capture_output=True, text=True,
-                          encoding="utf-8", env=ENV, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "somna", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 def git(store: Path, *args: str) -> str:
@@ -187,7 +218,12 @@ def classify(report: dict[str, Any]) -> list[str]:
         found.append("git lock / interrupted git command")
     if report["uncommitted"]:
         found.append("written, not committed")
-    if report["not_indexed"] or report["stale_index"] or report["index_without_file"] or report["index_problem"]:
+    if (
+        report["not_indexed"]
+        or report["stale_index"]
+        or report["index_without_file"]
+        or report["index_problem"]
+    ):
         found.append("index drift")
     if report["git_problem"]:
         found.append("git broken")
@@ -198,8 +234,17 @@ def run_one(store: Path, kind: str, seed: int, rng: random.Random, acked: dict[s
     """One writer, one SIGKILL, then the checks. Returns what was seen."""
     delay = rng.uniform(0.05, 1.5)
     if kind == "cli":
-        cmd = [sys.executable, "-m", "somna", "--store", str(store), "add", "--json", "--force",
-               f"CLI fact {seed}: the cache for job {rng.randrange(10**6)} lives in /var/cache/job-{seed}."]
+        cmd = [
+            sys.executable,
+            "-m",
+            "somna",
+            "--store",
+            str(store),
+            "add",
+            "--json",
+            "--force",
+            f"CLI fact {seed}: the cache for job {rng.randrange(10**6)} lives in /var/cache/job-{seed}.",
+        ]
         delay = rng.uniform(0.2, 1.3)  # start-up included: the CLI imports for ~0.5–1 s
     elif kind == "daemon":
         cmd = [sys.executable, "-m", "somna", "--store", str(store), "daemon", "--idle", "1"]
@@ -210,12 +255,15 @@ def run_one(store: Path, kind: str, seed: int, rng: random.Random, acked: dict[s
     stop = threading.Event()
     hand: list[str] = []
     if kind == "daemon":  # a person keeps writing files by hand while the daemon runs; it commits them
+
         def person() -> None:
             folder = store / "memory" / "by-hand"
             folder.mkdir(exist_ok=True)
             (store / "inbox").mkdir(exist_ok=True)
             (store / "inbox" / f"session-{seed}.jsonl").write_text(
-                json.dumps({"type": "user", "message": {"content": f"session {seed}"}}) + "\n", encoding="utf-8")
+                json.dumps({"type": "user", "message": {"content": f"session {seed}"}}) + "\n",
+                encoding="utf-8",
+            )
             n = 0
             while not stop.is_set():
                 n += 1
@@ -223,6 +271,7 @@ def run_one(store: Path, kind: str, seed: int, rng: random.Random, acked: dict[s
                 path.write_text(f"Written by hand while the daemon ran ({seed}/{n}).\n", encoding="utf-8")
                 hand.append(path.relative_to(store).as_posix())
                 stop.wait(0.15)
+
         helper = threading.Thread(target=person, daemon=True)
         helper.start()
     lines: list[str] = []
@@ -233,6 +282,7 @@ def run_one(store: Path, kind: str, seed: int, rng: random.Random, acked: dict[s
         for line in proc.stdout:
             lines.append(line)
             ready.set()
+
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     if kind not in ("cli", "daemon"):
@@ -304,17 +354,38 @@ def run_one(store: Path, kind: str, seed: int, rng: random.Random, acked: dict[s
 
     index = Index(store / ".somna")
     try:
-        lost = [i for i, rel in acked.items()
-                if not (store / rel).is_file() or rel not in head or index.get_path(rel) is None]
+        lost = [
+            i
+            for i, rel in acked.items()
+            if not (store / rel).is_file() or rel not in head or index.get_path(rel) is None
+        ]
     finally:
         index.close()
-    ok = (opened and not torn and after["consistent"] and after["ok"] and not leftovers and not locks
-          and not lost)
-    return {"writer": kind, "delay_s": round(delay, 3), "exited_before_kill": exited_before, "ops": dict(ops),
-            "left_behind": classify(before), "torn": torn, "after_repair_consistent": after["consistent"],
-            "after_repair_ok": after["ok"], "repaired": {k: v for k, v in after.get("repaired", {}).items() if v},
-            "leftover_temp": leftovers, "leftover_locks": locks, "lost_acknowledged": lost, "ok": ok,
-            "stderr_tail": "" if ok else err_tail}
+    ok = (
+        opened
+        and not torn
+        and after["consistent"]
+        and after["ok"]
+        and not leftovers
+        and not locks
+        and not lost
+    )
+    return {
+        "writer": kind,
+        "delay_s": round(delay, 3),
+        "exited_before_kill": exited_before,
+        "ops": dict(ops),
+        "left_behind": classify(before),
+        "torn": torn,
+        "after_repair_consistent": after["consistent"],
+        "after_repair_ok": after["ok"],
+        "repaired": {k: v for k, v in after.get("repaired", {}).items() if v},
+        "leftover_temp": leftovers,
+        "leftover_locks": locks,
+        "lost_acknowledged": lost,
+        "ok": ok,
+        "stderr_tail": "" if ok else err_tail,
+    }
 
 
 def main() -> int:
@@ -338,39 +409,53 @@ def main() -> int:
         kind = WRITERS[i % len(WRITERS)]
         res = run_one(store, kind, args.seed * 1000 + i, rng, acked)
         results.append(res)
-        print(f"{i + 1:>3}/{args.iterations} {kind:<5} kill after {res['delay_s']:.2f}s: "
-              f"{', '.join(res['left_behind'])} -> {'ok' if res['ok'] else 'FAILED ' + json.dumps(res)}",
-              file=sys.stderr)
+        print(
+            f"{i + 1:>3}/{args.iterations} {kind:<5} kill after {res['delay_s']:.2f}s: "
+            f"{', '.join(res['left_behind'])} -> {'ok' if res['ok'] else 'FAILED ' + json.dumps(res)}",
+            file=sys.stderr,
+        )
     left = Counter(x for r in results for x in r["left_behind"])
     summary = {
-        "iterations": len(results), "passed": sum(r["ok"] for r in results),
+        "iterations": len(results),
+        "passed": sum(r["ok"] for r in results),
         "killed_mid_run": sum(not r["exited_before_kill"] for r in results),
-        "by_writer": dict(Counter(r["writer"] for r in results)), "left_behind": dict(left),
-        "acknowledged_writes": len(acked), "lost_acknowledged": sorted({x for r in results for x in r["lost_acknowledged"]}),
-        "torn_files": sum(len(r["torn"]) for r in results), "seconds": round(time.monotonic() - started, 1),
+        "by_writer": dict(Counter(r["writer"] for r in results)),
+        "left_behind": dict(left),
+        "acknowledged_writes": len(acked),
+        "lost_acknowledged": sorted({x for r in results for x in r["lost_acknowledged"]}),
+        "torn_files": sum(len(r["torn"]) for r in results),
+        "seconds": round(time.monotonic() - started, 1),
         "ops": dict(sum((Counter(r["ops"]) for r in results), Counter())),
     }
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": results}, indent=2) + "\n",
-                                            encoding="utf-8")
+        out.with_suffix(".json").write_text(
+            json.dumps({"summary": summary, "runs": results}, indent=2) + "\n", encoding="utf-8"
+        )
         md = [
-            "# Crash test: kill -9 a writer at random points", "",
+            "# Crash test: kill -9 a writer at random points",
+            "",
             f"`python bench/crash.py --iterations {args.iterations} --seed {args.seed}` "
-            f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {summary['seconds']} s)", "",
+            f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {summary['seconds']} s)",
+            "",
             f"- iterations: **{summary['iterations']}**, passed all checks: **{summary['passed']}**; "
             f"killed while running: {summary['killed_mid_run']} (the rest had already finished: a CLI `add`)",
             f"- writers: {summary['by_writer']}",
             f"- acknowledged writes (all iterations): {summary['acknowledged_writes']}, lost: "
             f"**{len(summary['lost_acknowledged'])}**; torn files seen: **{summary['torn_files']}**",
-            f"- operations acknowledged before the kills: {summary['ops']}", "",
-            "What each kill left behind (doctor, before `--repair`; one kill may leave several):", "",
-            "| state | kills |", "| --- | --- |",
-            *[f"| {k} | {v} |" for k, v in sorted(left.items(), key=lambda kv: -kv[1])], "",
+            f"- operations acknowledged before the kills: {summary['ops']}",
+            "",
+            "What each kill left behind (doctor, before `--repair`; one kill may leave several):",
+            "",
+            "| state | kills |",
+            "| --- | --- |",
+            *[f"| {k} | {v} |" for k, v in sorted(left.items(), key=lambda kv: -kv[1])],
+            "",
             "After each kill: the store opened, every note parsed, and `somna doctor --repair` left it consistent "
             "(no temp file, no git lock, nothing uncommitted, index = files, `git fsck` clean) in "
-            f"{summary['passed']} of {summary['iterations']} iterations.", "",
+            f"{summary['passed']} of {summary['iterations']} iterations.",
+            "",
         ]
         out.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
     print(json.dumps(summary, indent=2))

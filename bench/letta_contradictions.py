@@ -79,11 +79,18 @@ def false_alarms_one_by_one(store: Store, th: Thresholds, written: list[str]) ->
             row = dataclasses.replace(row, created=stamp, updated=stamp)
         rows.append(row)
     snap.rows = rows
-    pairs = [a for a in plan(snap, th) if a.kind == "supersede"
-             and a.data["new"] in order and a.data["old"] in order]
+    pairs = [
+        a
+        for a in plan(snap, th)
+        if a.kind == "supersede" and a.data["new"] in order and a.data["old"] in order
+    ]
     asks = [a for a in pairs if a.data.get("judge_only")]
-    return {"originals": len(order), "applied": sum(a.sure for a in pairs),
-            "queued": sum(not a.sure for a in pairs) - len(asks), "asked": len(asks)}
+    return {
+        "originals": len(order),
+        "applied": sum(a.sure for a in pairs),
+        "queued": sum(not a.sure for a in pairs) - len(asks),
+        "asked": len(asks),
+    }
 
 
 HELD_OUT = (150, 200)  # rows kept aside: thresholds and weights were chosen on rows 0-149 only
@@ -97,10 +104,15 @@ def _rates(qs: list[dict[str, Any]], detected: dict[str, str], applied_new: dict
     strict = sum(1 for q in qs if made.get(q["new"]) == q["olds"][0])
     n = len(qs) or 1
     return {
-        "questions": len(qs), "detected_pairs": len(made), "correct_pairs": correct,
-        "precision": correct / len(made) if made else 0.0, "recall": correct / n,
+        "questions": len(qs),
+        "detected_pairs": len(made),
+        "correct_pairs": correct,
+        "precision": correct / len(made) if made else 0.0,
+        "recall": correct / n,
         "recall_first_supporting_fact": strict / n,
-        "queued_right_pair": sum(1 for q in qs if detected.get(q["new"]) in q["olds"] and q["new"] not in made),
+        "queued_right_pair": sum(
+            1 for q in qs if detected.get(q["new"]) in q["olds"] and q["new"] not in made
+        ),
         "newer_above_older": sum(q["newer_above_older"] for q in qs) / n,
         "newer_found_older_hidden": sum(q["older_hidden"] for q in qs) / n,
         "newer_above_older_incl_superseded": sum(q["newer_above_older_all"] for q in qs) / n,
@@ -131,13 +143,24 @@ def main(argv: list[str] | None = None) -> int:
         for fi, fact in enumerate(r["facts"]):
             fact_pos[(ri, fi)] = len(facts)
             facts.append(fact)
-        for q, sup, con in zip(r["question"], r["supporting_fact_indices"], r["contradicting_facts"], strict=True):
+        for q, sup, con in zip(
+            r["question"], r["supporting_fact_indices"], r["contradicting_facts"], strict=True
+        ):
             c = clean(con)
-            if c in {r["facts"][k] for k in sup}:  # the "contradicting" fact is a supporting fact: nothing to pair
+            if c in {
+                r["facts"][k] for k in sup
+            }:  # the "contradicting" fact is a supporting fact: nothing to pair
                 skipped += 1
                 continue
-            qs.append({"row": ri, "question": q, "text": c, "sup": [fact_pos[(ri, k)] for k in sup],
-                       "pos": len(corrections)})
+            qs.append(
+                {
+                    "row": ri,
+                    "question": q,
+                    "text": c,
+                    "sup": [fact_pos[(ri, k)] for k in sup],
+                    "pos": len(corrections),
+                }
+            )
             corrections.append(c)
 
     embedder = make_embedder(args.embedder)
@@ -147,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="somna-bench-contra-"))
     store = Store.init(tmp / "store", embedder=embedder)
     ids_old = store.write_many([{"content": f} for f in facts], author="bench", message="facts")
-    facts_commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=store.root, capture_output=True,
-                                  text=True, check=True).stdout.strip()
+    facts_commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=store.root, capture_output=True, text=True, check=True
+    ).stdout.strip()
     time.sleep(1.1)  # the contradicting facts are written later: their `created` is newer
     ids_new = store.write_many([{"content": c} for c in corrections], author="bench", message="corrections")
     t_load = time.monotonic() - t0
@@ -160,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     th = Thresholds(**json.loads(args.thresholds))
     one_by_one = false_alarms_one_by_one(store, th, ids_old)
     # what the cycle would put to an LLM judge, had a model been configured (without one, these go nowhere)
-    asked = {(a.data["new"], a.data["old"]) for a in plan(Cycle(store, dry_run=True, thresholds=th).snapshot(), th)
-             if a.kind == "supersede" and a.data.get("judge_only")}
+    asked = {
+        (a.data["new"], a.data["old"])
+        for a in plan(Cycle(store, dry_run=True, thresholds=th).snapshot(), th)
+        if a.kind == "supersede" and a.data.get("judge_only")
+    }
 
     t1 = time.monotonic()
     report = Cycle(store, thresholds=th).run()
@@ -170,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     sup_queued = [a["data"] for a in report.queued if a["kind"] == "supersede"]
     applied_new = {d["new"]: d["old"] for d in sup_applied}
     detected = {d["new"]: d["old"] for d in sup_queued} | applied_new
-    between_originals = {"applied": sum(d["new"] in original and d["old"] in original for d in sup_applied),
-                         "queued": sum(d["new"] in original and d["old"] in original for d in sup_queued)}
+    between_originals = {
+        "applied": sum(d["new"] in original and d["old"] in original for d in sup_applied),
+        "queued": sum(d["new"] in original and d["old"] in original for d in sup_queued),
+    }
 
     t2 = time.monotonic()
     store.embedder = QueryCache(embedder, [q["question"] for q in qs])
@@ -181,18 +210,36 @@ def main(argv: list[str] | None = None) -> int:
         old = q["olds"][0]
         q["newer_found"] = q["new"] in hits
         q["older_hidden"] = q["new"] in hits and old not in hits
-        q["newer_above_older"] = q["new"] in hits and (old not in hits or hits.index(q["new"]) < hits.index(old))
-        q["newer_above_older_all"] = q["new"] in every and (old not in every or every.index(q["new"]) < every.index(old))
+        q["newer_above_older"] = q["new"] in hits and (
+            old not in hits or hits.index(q["new"]) < hits.index(old)
+        )
+        q["newer_above_older_all"] = q["new"] in every and (
+            old not in every or every.index(q["new"]) < every.index(old)
+        )
         q["to_judge"] = not q["newer_above_older"] and any(
-            (q["new"], o) in asked or detected.get(q["new"]) == o for o in q["olds"])
+            (q["new"], o) in asked or detected.get(q["new"]) == o for o in q["olds"]
+        )
         if not q["newer_above_older"]:
-            where = ("superseded another" if q["new"] in applied_new
-                     else "queued for review" if detected.get(q["new"]) in q["olds"]
-                     else "put to the judge" if any((q["new"], o) in asked for o in q["olds"])
-                     else "queued with another" if q["new"] in detected else "not paired")
-            q["miss"] = {"row": q["row"], "question": q["question"], "older": facts[q["sup"][0]], "newer": q["text"],
-                         "pair": where, "newer_rank": hits.index(q["new"]) + 1 if q["new"] in hits else None,
-                         "older_rank": hits.index(old) + 1 if old in hits else None}
+            where = (
+                "superseded another"
+                if q["new"] in applied_new
+                else "queued for review"
+                if detected.get(q["new"]) in q["olds"]
+                else "put to the judge"
+                if any((q["new"], o) in asked for o in q["olds"])
+                else "queued with another"
+                if q["new"] in detected
+                else "not paired"
+            )
+            q["miss"] = {
+                "row": q["row"],
+                "question": q["question"],
+                "older": facts[q["sup"][0]],
+                "newer": q["text"],
+                "pair": where,
+                "newer_rank": hits.index(q["new"]) + 1 if q["new"] in hits else None,
+                "older_rank": hits.index(old) + 1 if old in hits else None,
+            }
     t_search = time.monotonic() - t2
 
     # every superseded original: still in its file (marked, pointing at its successor) and in git history as written
@@ -203,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     text_of_old = dict(zip(ids_old, facts, strict=True))
     kept = 0
     blobs = "".join(f"{facts_commit}:memory/{o}.md\n" for o, _ in superseded).encode()
-    raw = subprocess.run(["git", "cat-file", "--batch"], cwd=store.root, input=blobs, capture_output=True,
-                         check=True).stdout
+    raw = subprocess.run(
+        ["git", "cat-file", "--batch"], cwd=store.root, input=blobs, capture_output=True, check=True
+    ).stdout
     first: list[str] = []  # each superseded original's file as the facts commit wrote it
     while raw:
         header, _, raw = raw.partition(b"\n")
@@ -213,35 +261,55 @@ def main(argv: list[str] | None = None) -> int:
             continue
         size = int(header.split()[2])
         first.append(raw[:size].decode("utf-8"))
-        raw = raw[size + 1:]
+        raw = raw[size + 1 :]
     in_history = sum(1 for (o, _), text in zip(superseded, first, strict=True) if text_of_old[o] in text)
     for o, _ in superseded:
         meta = store.read(o)
-        kept += (text_of_old[o] in meta["content"] and meta["meta"].get("status") == "superseded"
-                 and meta["meta"].get("superseded_by") in applied_by_old[o])
+        kept += (
+            text_of_old[o] in meta["content"]
+            and meta["meta"].get("status") == "superseded"
+            and meta["meta"].get("superseded_by") in applied_by_old[o]
+        )
 
     dev = [q for q in qs if not HELD_OUT[0] <= q["row"] < HELD_OUT[1]]
     held = [q for q in qs if HELD_OUT[0] <= q["row"] < HELD_OUT[1]]
     result: dict[str, Any] = {
-        "rows": args.rows, "embedder": embedder.name, "thresholds": th.__dict__,
-        "facts": len(facts), "contradicting": len(corrections), "skipped_degenerate_questions": skipped,
+        "rows": args.rows,
+        "embedder": embedder.name,
+        "thresholds": th.__dict__,
+        "facts": len(facts),
+        "contradicting": len(corrections),
+        "skipped_degenerate_questions": skipped,
         "all": _rates(qs, detected, applied_new),
         "dev": _rates(dev, detected, applied_new) | {"rows": f"{lo}:{min(hi, HELD_OUT[0])}"},
         "held_out": _rates(held, detected, applied_new) | {"rows": f"{max(lo, HELD_OUT[0])}:{hi}"},
-        "supersedes_applied": len(sup_applied), "supersedes_queued": len(sup_queued),
-        "between_original_facts": between_originals, "originals_one_by_one": one_by_one,
+        "supersedes_applied": len(sup_applied),
+        "supersedes_queued": len(sup_queued),
+        "between_original_facts": between_originals,
+        "originals_one_by_one": one_by_one,
         "asked_of_judge": len(asked),
-        "superseded_originals": len(superseded), "older_kept_in_file": kept, "older_in_git_history": in_history,
-        "load_s": round(t_load, 1), "cycle_s": round(t_cycle, 1), "search_s": round(t_search, 1),
-        "applied": report.counts(), "queued": len(report.queued), "dropped": len(report.dropped),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "superseded_originals": len(superseded),
+        "older_kept_in_file": kept,
+        "older_in_git_history": in_history,
+        "load_s": round(t_load, 1),
+        "cycle_s": round(t_cycle, 1),
+        "search_s": round(t_search, 1),
+        "applied": report.counts(),
+        "queued": len(report.queued),
+        "dropped": len(report.dropped),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
     }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"{args.out}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     md = markdown(result)
     (HERE / "results" / f"{args.out}.md").write_text(md, encoding="utf-8")
-    (HERE / "results" / f"{args.out}_misses.md").write_text(misses([q["miss"] for q in qs if "miss" in q]),
-                                                            encoding="utf-8")
+    (HERE / "results" / f"{args.out}_misses.md").write_text(
+        misses([q["miss"] for q in qs if "miss" in q]), encoding="utf-8"
+    )
     print(md)
     return 0
 
@@ -249,14 +317,19 @@ def main(argv: list[str] | None = None) -> int:
 def misses(rows: list[dict[str, Any]]) -> str:
     """Every question whose newer fact is not above the older one after the cycle: the two facts, what the
     cycle did with the pair, and where each ranks in the top 10 (- for absent)."""
-    lines = [f"### letta-facts: the {len(rows)} questions whose newer fact is not above the older one", "",
-             "| row | question | older fact | newer fact | the pair | newer | older |",
-             "| ---: | --- | --- | --- | --- | ---: | ---: |"]
+    lines = [
+        f"### letta-facts: the {len(rows)} questions whose newer fact is not above the older one",
+        "",
+        "| row | question | older fact | newer fact | the pair | newer | older |",
+        "| ---: | --- | --- | --- | --- | ---: | ---: |",
+    ]
     for m in rows:
         cells = [m["question"], m["older"], m["newer"]]
         cells = [c.replace("|", "\\|") for c in cells]
-        lines.append(f"| {m['row']} | {' | '.join(cells)} | {m['pair']} | {m['newer_rank'] or '-'} | "
-                     f"{m['older_rank'] or '-'} |")
+        lines.append(
+            f"| {m['row']} | {' | '.join(cells)} | {m['pair']} | {m['newer_rank'] or '-'} | "
+            f"{m['older_rank'] or '-'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -265,7 +338,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"### letta-facts contradictions: one deterministic sleep cycle (rows {r['rows']}, {r['embedder']})",
         "",
         f"{r['facts']:,} facts written first, then {r['contradicting']:,} contradicting facts as later memories "
-        f"({r['skipped_degenerate_questions']} question(s) skipped whose \"contradicting\" fact is one of its own "
+        f'({r["skipped_degenerate_questions"]} question(s) skipped whose "contradicting" fact is one of its own '
         "supporting facts). A pair counts as correct when the cycle applied a supersede from the contradicting "
         "fact to a fact that supports its question. Thresholds and weights were chosen on rows 0-149; "
         "rows 150-199 are held out.",
@@ -278,11 +351,17 @@ def markdown(r: dict[str, Any]) -> str:
         s = r[name]
         if not s["questions"]:
             continue
-        label = {"all": f"all ({r['rows']})", "dev": f"dev ({s.get('rows')})", "held_out": f"held-out ({s.get('rows')})"}
-        lines.append(f"| {label[name]} | {s['questions']} | {s['detected_pairs']} | {s['correct_pairs']} | "
-                     f"{s['precision']:.3f} | {s['recall']:.3f} | {s['recall_first_supporting_fact']:.3f} | "
-                     f"{s['queued_right_pair']} | {s['newer_above_older']:.1%} | {s['newer_found_older_hidden']:.1%} | "
-                     f"{s['newer_above_older_incl_superseded']:.1%} |")
+        label = {
+            "all": f"all ({r['rows']})",
+            "dev": f"dev ({s.get('rows')})",
+            "held_out": f"held-out ({s.get('rows')})",
+        }
+        lines.append(
+            f"| {label[name]} | {s['questions']} | {s['detected_pairs']} | {s['correct_pairs']} | "
+            f"{s['precision']:.3f} | {s['recall']:.3f} | {s['recall_first_supporting_fact']:.3f} | "
+            f"{s['queued_right_pair']} | {s['newer_above_older']:.1%} | {s['newer_found_older_hidden']:.1%} | "
+            f"{s['newer_above_older_incl_superseded']:.1%} |"
+        )
     b, o = r["between_original_facts"], r["originals_one_by_one"]
     lines += [
         "",

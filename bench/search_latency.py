@@ -51,8 +51,13 @@ CHUNK = 5000  # memories per write_many (one git commit each; git's argument lis
 def stats(lat_s: list[float]) -> dict[str, float]:
     p50 = statistics.median(lat_s) * 1000
     p95 = percentile(lat_s, 95) * 1000
-    return {"n": len(lat_s), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "p95_over_p50": round(p95 / p50, 2),
-            "mean_ms": round(statistics.fmean(lat_s) * 1000, 2)}
+    return {
+        "n": len(lat_s),
+        "p50_ms": round(p50, 2),
+        "p95_ms": round(p95, 2),
+        "p95_over_p50": round(p95 / p50, 2),
+        "mean_ms": round(statistics.fmean(lat_s) * 1000, 2),
+    }
 
 
 def model() -> LazyEmbedder:
@@ -80,8 +85,10 @@ def build(n: int, emb: LazyEmbedder, *, rebuild: bool = False) -> tuple[Path, di
         vectors = "real all-MiniLM-L6-v2"
     else:
         embedder = synth.PoolEmbedder(emb, corp)
-        vectors = (f"pool: {len(corp.situations)} situation + {len(corp.lessons)} lesson sentences embedded "
-                   "for real, a memory = normalised sum of its two")
+        vectors = (
+            f"pool: {len(corp.situations)} situation + {len(corp.lessons)} lesson sentences embedded "
+            "for real, a memory = normalised sum of its two"
+        )
     t_pool = time.perf_counter() - t0
     store = Store.init(root, embedder=embedder)
     t1 = time.perf_counter()
@@ -89,8 +96,14 @@ def build(n: int, emb: LazyEmbedder, *, rebuild: bool = False) -> tuple[Path, di
         store.write_many(corp.items(start, min(n, start + CHUNK)), author="bench", message="synthetic")
     t_write = time.perf_counter() - t1
     store.close()
-    info = {"n": n, "index_format": len(INDEX_MIGRATIONS), "vectors": vectors, "pool_embed_s": round(t_pool, 1), "write_many_s": round(t_write, 1),
-            "memories_per_s": round(n / t_write, 1)}
+    info = {
+        "n": n,
+        "index_format": len(INDEX_MIGRATIONS),
+        "vectors": vectors,
+        "pool_embed_s": round(t_pool, 1),
+        "write_many_s": round(t_write, 1),
+        "memories_per_s": round(n / t_write, 1),
+    }
     info_path.write_text(json.dumps(info))
     return root, info | {"reused": False}
 
@@ -112,6 +125,7 @@ def in_process(root: Path, emb: LazyEmbedder, qs: list[str], warmup: int = 5) ->
                 return fn(*a, **k)
             finally:
                 parts[name].append(time.perf_counter() - t)
+
         return wrapper
 
     lat: list[float] = []
@@ -135,15 +149,22 @@ def in_process(root: Path, emb: LazyEmbedder, qs: list[str], warmup: int = 5) ->
 
 
 def server_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "SOMNA_EMBEDDER": "minilm", "SOMNA_ATTACH": "0", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", **extra}
+    env = {
+        **os.environ,
+        "SOMNA_EMBEDDER": "minilm",
+        "SOMNA_ATTACH": "0",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **extra,
+    }
     env.pop("SOMNA_STORE", None)
     return env
 
 
 async def _through_mcp(root: Path, qs: list[str], timeout: float) -> dict[str, Any]:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "somna", "--store", str(root), "serve"],
-                                   env=server_env())
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "somna", "--store", str(root), "serve"], env=server_env()
+    )
     with tempfile.TemporaryFile("w+") as err:
         async with stdio_client(params, errlog=err) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
@@ -174,8 +195,14 @@ def through_mcp(root: Path, qs: list[str], timeout: float = 600.0) -> dict[str, 
     return anyio.run(_through_mcp, root, qs, timeout)
 
 
-def measure(sizes: list[int], n_queries: int = 60, *, mcp: bool = True, rebuild: bool = False,
-            emb: LazyEmbedder | None = None) -> dict[str, Any]:
+def measure(
+    sizes: list[int],
+    n_queries: int = 60,
+    *,
+    mcp: bool = True,
+    rebuild: bool = False,
+    emb: LazyEmbedder | None = None,
+) -> dict[str, Any]:
     emb = emb or model()
     out: dict[str, Any] = {"sizes": {}, "queries": n_queries}
     for i, n in enumerate(sizes):
@@ -187,9 +214,12 @@ def measure(sizes: list[int], n_queries: int = 60, *, mcp: bool = True, rebuild:
             row["mcp"] = through_mcp(root, qs[n_queries:])
         row["load_after"] = os.getloadavg()[0]
         out["sizes"][str(n)] = row
-        print(f"{n:>7}: in-process p50 {row['in_process']['p50_ms']} p95 {row['in_process']['p95_ms']} "
-              f"{row['in_process']['breakdown_p50_ms']}"
-              + (f"; mcp p50 {row['mcp']['p50_ms']} p95 {row['mcp']['p95_ms']}" if mcp else ""), file=sys.stderr)
+        print(
+            f"{n:>7}: in-process p50 {row['in_process']['p50_ms']} p95 {row['in_process']['p95_ms']} "
+            f"{row['in_process']['breakdown_p50_ms']}"
+            + (f"; mcp p50 {row['mcp']['p50_ms']} p95 {row['mcp']['p95_ms']}" if mcp else ""),
+            file=sys.stderr,
+        )
     return out
 
 
@@ -200,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mcp", action="store_true")
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args(argv)
-    res = measure([int(s) for s in args.sizes.split(",")], args.queries, mcp=not args.no_mcp, rebuild=args.rebuild)
+    res = measure(
+        [int(s) for s in args.sizes.split(",")], args.queries, mcp=not args.no_mcp, rebuild=args.rebuild
+    )
     print(json.dumps(res, indent=1))
     return 0
 

@@ -251,10 +251,13 @@ def table(res: dict[str, Any]) -> str:
                 f"| {r['skills']} | {key} | {s['mode']} | {s['recall@1']} | {s['recall@5']} | {s['mrr']} | "
                 f"{s['p50_ms']} | {s['p95_ms']} | {r.get('embed_ms_' + key.split('/')[0], '')} |"
             )
-    lines += ["", "catalog tokens: what the skills add to the server instructions; enum tokens: the names in "
-              "load_skill's schema (present while the names fit the budget); scan: building the catalog "
-              "(before the handshake); poll: one unchanged refresh; embed all: the one-time background "
-              "embedding of every description (search latency is measured after it)."]
+    lines += [
+        "",
+        "catalog tokens: what the skills add to the server instructions; enum tokens: the names in "
+        "load_skill's schema (present while the names fit the budget); scan: building the catalog "
+        "(before the handshake); poll: one unchanged refresh; embed all: the one-time background "
+        "embedding of every description (search latency is measured after it).",
+    ]
     lines += ["", f"pass: {res['pass']}"]
     return "\n".join(lines) + "\n"
 

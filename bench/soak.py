@@ -39,8 +39,18 @@ from mcp_types import Implementation
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ENV = {**os.environ, "SOMNA_EMBEDDER": "hash", "SOMNA_ATTACH": "0", "SOMNA_LOG_LEVEL": "ERROR"}
-TOPICS = ["retry on 429", "ruff before commit", "postgres port 5433", "feature flags yaml", "ci cache key",
-          "bastion port 2222", "uv pip compile", "split tunnelling vpn", "pytest -x -q", "docker layer cache"]
+TOPICS = [
+    "retry on 429",
+    "ruff before commit",
+    "postgres port 5433",
+    "feature flags yaml",
+    "ci cache key",
+    "bastion port 2222",
+    "uv pip compile",
+    "split tunnelling vpn",
+    "pytest -x -q",
+    "docker layer cache",
+]
 
 
 def version_of(data: bytes) -> str:
@@ -60,19 +70,30 @@ class Tally:
 
     def error(self, kind: str, text: str) -> None:
         low = text.lower()
-        cat = ("conflict" if "conflict" in low else "duplicate" if "near-duplicate" in low
-               else "already has the text" if "already has the text" in low
-               else "only one version" if "only one version" in low
-               else "busy" if "locked by another" in low else "other")
+        cat = (
+            "conflict"
+            if "conflict" in low
+            else "duplicate"
+            if "near-duplicate" in low
+            else "already has the text"
+            if "already has the text" in low
+            else "only one version"
+            if "only one version" in low
+            else "busy"
+            if "locked by another" in low
+            else "other"
+        )
         self.errors[f"{kind}:{cat}"] += 1
         if cat == "other" and len(self.samples) < 20:
             self.samples.append(f"{kind}: {text[:300]}")
 
 
-async def agent(store: Path, name: str, until: float, tally: Tally, rng: random.Random,
-                pool: list[str]) -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "somna", "--store", str(store), "serve"],
-                                   env=ENV)
+async def agent(
+    store: Path, name: str, until: float, tally: Tally, rng: random.Random, pool: list[str]
+) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "somna", "--store", str(store), "serve"], env=ENV
+    )
     versions: dict[str, str] = {}
 
     async def call(tool: str, **args: Any) -> dict[str, Any] | None:
@@ -87,7 +108,9 @@ async def agent(store: Path, name: str, until: float, tally: Tally, rng: random.
 
     with open(os.devnull, "w", encoding="utf-8") as devnull:
         async with stdio_client(params, errlog=devnull) as (read, write):
-            async with ClientSession(read, write, client_info=Implementation(name=name, version="1")) as session:
+            async with ClientSession(
+                read, write, client_info=Implementation(name=name, version="1")
+            ) as session:
                 await session.initialize()
                 n = 0
                 while time.monotonic() < until:
@@ -96,9 +119,12 @@ async def agent(store: Path, name: str, until: float, tally: Tally, rng: random.
                     if r < 0.25 or len(pool) < 5:
                         topic = rng.choice(TOPICS)
                         dup = rng.random() < 0.2
-                        text = (f"Lesson on {topic}: always do it this way, it saved the build."
-                                if dup else f"{name} #{n}: {topic} — value {rng.randrange(10**9)} in "
-                                            f"service-{rng.randrange(10**6)}.")
+                        text = (
+                            f"Lesson on {topic}: always do it this way, it saved the build."
+                            if dup
+                            else f"{name} #{n}: {topic} — value {rng.randrange(10**9)} in "
+                            f"service-{rng.randrange(10**6)}."
+                        )
                         out = await call("write", content=text, force=dup, type="lesson")
                         if out:
                             pool.append(out["id"])
@@ -117,12 +143,28 @@ async def agent(store: Path, name: str, until: float, tally: Tally, rng: random.
                         else:
                             body = ""
                         marker = f"{name}-{n}"
-                        if body and rng.random() < 0.3 and (line := body.splitlines()[0]) and body.count(line) == 1:
-                            out = await call("propose_edit", id=mid, op="str_replace", base_version=stale,
-                                             old=line, new=f"{line} [{marker}]")
+                        if (
+                            body
+                            and rng.random() < 0.3
+                            and (line := body.splitlines()[0])
+                            and body.count(line) == 1
+                        ):
+                            out = await call(
+                                "propose_edit",
+                                id=mid,
+                                op="str_replace",
+                                base_version=stale,
+                                old=line,
+                                new=f"{line} [{marker}]",
+                            )
                         else:
-                            out = await call("propose_edit", id=mid, op="append", base_version=stale,
-                                             text=f"Seen again by {marker}.")
+                            out = await call(
+                                "propose_edit",
+                                id=mid,
+                                op="append",
+                                base_version=stale,
+                                text=f"Seen again by {marker}.",
+                            )
                         if out and out.get("status") == "applied":
                             versions[mid] = out["version"]
                             tally.versions.append(("edit", mid, out["version"]))
@@ -135,14 +177,18 @@ async def agent(store: Path, name: str, until: float, tally: Tally, rng: random.
                     elif r < 0.8:
                         await call("search", query=rng.choice(TOPICS), limit=5)
                     elif r < 0.93:
-                        await call("feedback", ids=rng.sample(pool, min(2, len(pool))),
-                                   signal=rng.choice(["helpful", "harmful"]))
+                        await call(
+                            "feedback",
+                            ids=rng.sample(pool, min(2, len(pool))),
+                            signal=rng.choice(["helpful", "harmful"]),
+                        )
                     else:
                         await call("history", id=rng.choice(pool), limit=5)
 
 
-async def cli_lane(store: Path, lane: int, until: float, tally: Tally, rng: random.Random,
-                   pool: list[str]) -> None:
+async def cli_lane(
+    store: Path, lane: int, until: float, tally: Tally, rng: random.Random, pool: list[str]
+) -> None:
     base = [sys.executable, "-m", "somna", "--store", str(store)]
     hand = store / "memory" / f"by-hand-{lane}"
     n = 0
@@ -163,12 +209,26 @@ async def cli_lane(store: Path, lane: int, until: float, tally: Tally, rng: rand
             continue
         if r < 0.2:
             transcript = store.parent / f"transcript-{lane}-{n}.jsonl"
-            transcript.write_text(json.dumps({"type": "user", "message": {"content": f"lane {lane} turn {n}"}})
-                                  + "\n", encoding="utf-8")
-            cmd, op = [*base, "capture", "--transcript", str(transcript), "--session-id", f"s{lane}-{n}"], "capture"
+            transcript.write_text(
+                json.dumps({"type": "user", "message": {"content": f"lane {lane} turn {n}"}}) + "\n",
+                encoding="utf-8",
+            )
+            cmd, op = (
+                [*base, "capture", "--transcript", str(transcript), "--session-id", f"s{lane}-{n}"],
+                "capture",
+            )
         elif r < 0.5:
-            cmd, op = [*base, "add", "--json", "--type", "fact",
-                       f"CLI lane {lane} #{n}: {rng.choice(TOPICS)} uses port {rng.randrange(1024, 65535)}."], "add"
+            cmd, op = (
+                [
+                    *base,
+                    "add",
+                    "--json",
+                    "--type",
+                    "fact",
+                    f"CLI lane {lane} #{n}: {rng.choice(TOPICS)} uses port {rng.randrange(1024, 65535)}.",
+                ],
+                "add",
+            )
         elif r < 0.75:
             cmd, op = [*base, "search", "--json", "--words", rng.choice(TOPICS)], "search"
         elif r < 0.9 and pool:
@@ -180,7 +240,9 @@ async def cli_lane(store: Path, lane: int, until: float, tally: Tally, rng: rand
         proc = await anyio.run_process(cmd, env=ENV, check=False)
         tally.latency[f"cli:{op}"].append(time.monotonic() - t0)
         if proc.returncode != 0:
-            tally.error("cli", proc.stderr.decode("utf-8", "replace").strip() or f"{op} exited {proc.returncode}")
+            tally.error(
+                "cli", proc.stderr.decode("utf-8", "replace").strip() or f"{op} exited {proc.returncode}"
+            )
             continue
         tally.ops[f"cli:{op}"] += 1
         if op == "add":
@@ -192,17 +254,23 @@ async def cli_lane(store: Path, lane: int, until: float, tally: Tally, rng: rand
 
 def git_blob_versions(store: Path) -> set[str]:
     """The version (hash of the bytes) of every blob git holds: each state any note was ever committed in."""
-    objs = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)"],
-                          cwd=store, capture_output=True, text=True, check=True).stdout.split("\n")
+    objs = subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)"],
+        cwd=store,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     blobs = "\n".join(line.split()[0] for line in objs if line.endswith(" blob")) + "\n"
-    raw = subprocess.run(["git", "cat-file", "--batch"], cwd=store, input=blobs.encode(), capture_output=True,
-                         check=True).stdout
+    raw = subprocess.run(
+        ["git", "cat-file", "--batch"], cwd=store, input=blobs.encode(), capture_output=True, check=True
+    ).stdout
     out: set[str] = set()
     pos = 0
     while pos < len(raw):
         nl = raw.index(b"\n", pos)
         size = int(raw[pos:nl].split()[2])
-        out.add(version_of(raw[nl + 1: nl + 1 + size]))
+        out.add(version_of(raw[nl + 1 : nl + 1 + size]))
         pos = nl + 1 + size + 1
     return out
 
@@ -211,8 +279,15 @@ def verify(store: Path, tally: Tally) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "src"))
     from somna.index import Index
 
-    head = set(subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD"], cwd=store, capture_output=True,
-                              text=True, check=True).stdout.split("\n"))
+    head = set(
+        subprocess.run(
+            ["git", "ls-tree", "-r", "--name-only", "HEAD"],
+            cwd=store,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    )
     index = Index(store / ".somna")
     try:
         missing_disk = [i for i, rel in tally.writes.items() if not (store / rel).is_file()]
@@ -222,25 +297,62 @@ def verify(store: Path, tally: Tally) -> dict[str, Any]:
         index.close()
     blobs = git_blob_versions(store)
     missing_versions = [v for v in tally.versions if v[2] not in blobs]
-    doctor = json.loads(subprocess.run([sys.executable, "-m", "somna", "--store", str(store), "doctor", "--json"],
-                                       capture_output=True, text=True, env=ENV).stdout)[0]
-    status = subprocess.run(["git", "status", "--porcelain", "--", "memory", "blocks", "proposals"], cwd=store,
-                            capture_output=True, text=True).stdout
-    return {"acknowledged_writes": len(tally.writes), "acknowledged_versions": len(tally.versions),
-            "missing_on_disk": missing_disk, "missing_in_git": missing_git, "missing_in_index": missing_index,
-            "versions_not_in_git": missing_versions[:50], "corrupt_files": doctor["bad_files"],
-            "doctor_consistent": doctor["consistent"], "doctor_ok": doctor["ok"], "git_status": status,
-            "doctor": {k: doctor[k] for k in ("files", "indexed", "not_indexed", "stale_index", "index_without_file",
-                                              "uncommitted", "git_locks", "interrupted_writes", "git_problem")}}
+    doctor = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "somna", "--store", str(store), "doctor", "--json"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        ).stdout
+    )[0]
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", "memory", "blocks", "proposals"],
+        cwd=store,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {
+        "acknowledged_writes": len(tally.writes),
+        "acknowledged_versions": len(tally.versions),
+        "missing_on_disk": missing_disk,
+        "missing_in_git": missing_git,
+        "missing_in_index": missing_index,
+        "versions_not_in_git": missing_versions[:50],
+        "corrupt_files": doctor["bad_files"],
+        "doctor_consistent": doctor["consistent"],
+        "doctor_ok": doctor["ok"],
+        "git_status": status,
+        "doctor": {
+            k: doctor[k]
+            for k in (
+                "files",
+                "indexed",
+                "not_indexed",
+                "stale_index",
+                "index_without_file",
+                "uncommitted",
+                "git_locks",
+                "interrupted_writes",
+                "git_problem",
+            )
+        },
+    }
 
 
-async def soak(store: Path, seconds: float, servers: int, cli: int, seed: int) -> tuple[Tally, dict[str, Any]]:
+async def soak(
+    store: Path, seconds: float, servers: int, cli: int, seed: int
+) -> tuple[Tally, dict[str, Any]]:
     tally = Tally()
     rng = random.Random(seed)
     pool: list[str] = []
     with open(store.parent / "daemon.err", "wb") as err:
-        daemon = subprocess.Popen([sys.executable, "-m", "somna", "--store", str(store), "daemon", "--idle", "5"],
-                                  env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "somna", "--store", str(store), "daemon", "--idle", "5"],
+            env=ENV,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     start = time.monotonic()
     until = start + seconds
     try:
@@ -256,10 +368,12 @@ async def soak(store: Path, seconds: float, servers: int, cli: int, seed: int) -
             daemon.wait(60)
         except subprocess.TimeoutExpired:
             daemon.kill()
-    cycles = subprocess.run(["git", "log", "--format=%an", "--author=somna-sleep"], cwd=store,
-                            capture_output=True, text=True).stdout.count("\n")
-    human = subprocess.run(["git", "log", "--format=%s", "--author=human"], cwd=store,
-                           capture_output=True, text=True).stdout.count("picked up")
+    cycles = subprocess.run(
+        ["git", "log", "--format=%an", "--author=somna-sleep"], cwd=store, capture_output=True, text=True
+    ).stdout.count("\n")
+    human = subprocess.run(
+        ["git", "log", "--format=%s", "--author=human"], cwd=store, capture_output=True, text=True
+    ).stdout.count("picked up")
     tally.ops["daemon:sleep-commits"] = cycles
     tally.ops["daemon:hand-edits-committed"] = human
     result = verify(store, tally)
@@ -274,17 +388,30 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(store: Path, seconds: float, servers: int, cli: int, seed: int) -> dict[str, Any]:
-    subprocess.run([sys.executable, "-m", "somna", "init", str(store)], env=ENV, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "somna", "init", str(store)], env=ENV, check=True, capture_output=True
+    )
     tally, result = anyio.run(soak, store, seconds, servers, cli, seed)
     ops_total = sum(v for k, v in tally.ops.items() if not k.startswith("daemon:"))
-    lost = (len(result["missing_on_disk"]) + len(result["missing_in_git"]) + len(result["missing_in_index"])
-            + len(result["versions_not_in_git"]))
-    return {"processes": {"mcp_servers": servers, "cli_lanes": cli, "daemon": 1, "total": servers + cli + 1},
-            "ops_total": ops_total, "ops": dict(sorted(tally.ops.items())), "errors": dict(sorted(tally.errors.items())),
-            "other_error_samples": tally.samples, "lost": lost,
-            "latency_ms": {k: {"n": len(v), "p50": pct(v, 0.5), "p95": pct(v, 0.95)}
-                           for k, v in sorted(tally.latency.items())},
-            **result}
+    lost = (
+        len(result["missing_on_disk"])
+        + len(result["missing_in_git"])
+        + len(result["missing_in_index"])
+        + len(result["versions_not_in_git"])
+    )
+    return {
+        "processes": {"mcp_servers": servers, "cli_lanes": cli, "daemon": 1, "total": servers + cli + 1},
+        "ops_total": ops_total,
+        "ops": dict(sorted(tally.ops.items())),
+        "errors": dict(sorted(tally.errors.items())),
+        "other_error_samples": tally.samples,
+        "lost": lost,
+        "latency_ms": {
+            k: {"n": len(v), "p50": pct(v, 0.5), "p95": pct(v, 0.95)}
+            for k, v in sorted(tally.latency.items())
+        },
+        **result,
+    }
 
 
 def main() -> int:
@@ -306,10 +433,12 @@ def main() -> int:
         path.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
         errs = out["errors"]
         md = [
-            "# Soak: 8 processes on one store", "",
+            "# Soak: 8 processes on one store",
+            "",
             f"`python bench/soak.py --seconds {args.seconds:g} --servers {args.servers} --cli {args.cli} "
             f"--seed {args.seed}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 2 shared cores; "
-            "hash embedder)", "",
+            "hash embedder)",
+            "",
             f"- processes: {args.servers} `somna serve` (each driven by an MCP stdio client), {args.cli} CLI lanes "
             f"(one `somna` command at a time each), 1 `somna daemon`; {out['seconds']} s",
             f"- operations acknowledged: **{out['ops_total']}**; errors: {sum(errs.values())} "
@@ -322,14 +451,20 @@ def main() -> int:
             f"- `somna doctor` afterwards: consistent **{out['doctor_consistent']}**, ok {out['doctor_ok']}; "
             f"`git status` clean: {out['git_status'] == ''}",
             f"- sleep-time commits by the daemon: {out['ops'].get('daemon:sleep-commits', 0)}; hand edits it "
-            f"committed: {out['ops'].get('daemon:hand-edits-committed', 0)}", "",
-            "| operation | acknowledged | p50 ms | p95 ms |", "| --- | --- | --- | --- |",
+            f"committed: {out['ops'].get('daemon:hand-edits-committed', 0)}",
+            "",
+            "| operation | acknowledged | p50 ms | p95 ms |",
+            "| --- | --- | --- | --- |",
         ]
         for k, v in out["ops"].items():
             lat = out["latency_ms"].get(k.split(":", 1)[1] if k.startswith("mcp:") else k, {})
             md.append(f"| {k} | {v} | {lat.get('p50', '')} | {lat.get('p95', '')} |")
-        md += ["", "Conflicts are expected (agents edit from stale versions on purpose) and are reported to the "
-               "agent with the current text; a conflict never loses data.", ""]
+        md += [
+            "",
+            "Conflicts are expected (agents edit from stale versions on purpose) and are reported to the "
+            "agent with the current text; a conflict never loses data.",
+            "",
+        ]
         if out["other_error_samples"]:
             md += ["Other errors (samples):", "", *[f"- `{s[:200]}`" for s in out["other_error_samples"]], ""]
         path.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")

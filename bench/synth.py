@@ -24,61 +24,162 @@ from dataclasses import dataclass
 from typing import Any
 
 COMPONENTS = [
-    "billing worker", "auth service", "search indexer", "CI pipeline", "payments webhook", "user importer",
-    "nightly export", "cache warmer", "GraphQL gateway", "mobile API", "feature-flag client", "report builder",
-    "email sender", "upload handler", "rate limiter", "schema migrator", "audit logger", "session store",
-    "metrics scraper", "PDF renderer", "notification queue", "tenant resolver", "billing reconciler",
-    "invoice generator", "image resizer", "config loader", "websocket hub", "cron scheduler", "docs site build",
-    "terraform plan", "k8s deploy", "Postgres replica", "Redis cluster", "Kafka consumer", "S3 sync job",
-    "OAuth callback", "CSV parser", "vector index", "test fixtures", "release script",
+    "billing worker",
+    "auth service",
+    "search indexer",
+    "CI pipeline",
+    "payments webhook",
+    "user importer",
+    "nightly export",
+    "cache warmer",
+    "GraphQL gateway",
+    "mobile API",
+    "feature-flag client",
+    "report builder",
+    "email sender",
+    "upload handler",
+    "rate limiter",
+    "schema migrator",
+    "audit logger",
+    "session store",
+    "metrics scraper",
+    "PDF renderer",
+    "notification queue",
+    "tenant resolver",
+    "billing reconciler",
+    "invoice generator",
+    "image resizer",
+    "config loader",
+    "websocket hub",
+    "cron scheduler",
+    "docs site build",
+    "terraform plan",
+    "k8s deploy",
+    "Postgres replica",
+    "Redis cluster",
+    "Kafka consumer",
+    "S3 sync job",
+    "OAuth callback",
+    "CSV parser",
+    "vector index",
+    "test fixtures",
+    "release script",
 ]
 EVENTS = [
-    "gets a 429 from {svc}", "times out talking to {svc}", "runs out of memory", "deadlocks on {table}",
-    "sees duplicate rows in {table}", "fails with a TLS handshake error", "returns stale data from {svc}",
-    "drops messages after a restart", "hits the connection pool limit", "logs 'permission denied' on {path}",
-    "breaks after upgrading {lib}", "is slow on the first request", "leaks file descriptors",
-    "crashes on a UTF-8 BOM", "double-charges on retries", "skips rows with NULL {field}",
-    "mixes up time zones in {field}", "cannot find {path}", "exceeds the {n} MB payload limit",
+    "gets a 429 from {svc}",
+    "times out talking to {svc}",
+    "runs out of memory",
+    "deadlocks on {table}",
+    "sees duplicate rows in {table}",
+    "fails with a TLS handshake error",
+    "returns stale data from {svc}",
+    "drops messages after a restart",
+    "hits the connection pool limit",
+    "logs 'permission denied' on {path}",
+    "breaks after upgrading {lib}",
+    "is slow on the first request",
+    "leaks file descriptors",
+    "crashes on a UTF-8 BOM",
+    "double-charges on retries",
+    "skips rows with NULL {field}",
+    "mixes up time zones in {field}",
+    "cannot find {path}",
+    "exceeds the {n} MB payload limit",
     "loses the lock after {n} s",
 ]
 CONTEXTS = [
-    "during the nightly batch", "in staging only", "right after a deploy", "under load tests",
-    "when two tenants share a name", "on the first run of the day", "behind the corporate proxy",
-    "on macOS runners", "in the EU region", "with feature flag {flag} on", "for accounts older than {n} days",
-    "while a migration is running", "when the queue is over {n} items", "after the certificate rotation",
+    "during the nightly batch",
+    "in staging only",
+    "right after a deploy",
+    "under load tests",
+    "when two tenants share a name",
+    "on the first run of the day",
+    "behind the corporate proxy",
+    "on macOS runners",
+    "in the EU region",
+    "with feature flag {flag} on",
+    "for accounts older than {n} days",
+    "while a migration is running",
+    "when the queue is over {n} items",
+    "after the certificate rotation",
 ]
 LESSONS = [
-    "back off {n} s and retry only idempotent GETs", "set the timeout to {n} s and log the request id",
-    "add an index on {table}({field}) before running it", "pin {lib} to the previous minor version",
-    "run `make {target}` first to regenerate the client", "use the read replica only for reports",
-    "wrap the write in a transaction with SELECT ... FOR UPDATE", "normalise timestamps to UTC at the edge",
-    "strip the BOM before parsing", "raise the pool size to {n} and close sessions in a finally block",
-    "check {path} exists and is owned by the service user", "flush the cache key prefix {flag}",
-    "page the on-call only after {n} failures in a row", "split the batch into chunks of {n}",
-    "ask the user before touching {path}; it is generated", "the fix is in {path}, keep it",
-    "prefer the {lib} client over raw HTTP", "verify with `pytest -k {target}` before merging",
-    "never retry POSTs to {svc}; they are not idempotent", "document the workaround in {path}",
+    "back off {n} s and retry only idempotent GETs",
+    "set the timeout to {n} s and log the request id",
+    "add an index on {table}({field}) before running it",
+    "pin {lib} to the previous minor version",
+    "run `make {target}` first to regenerate the client",
+    "use the read replica only for reports",
+    "wrap the write in a transaction with SELECT ... FOR UPDATE",
+    "normalise timestamps to UTC at the edge",
+    "strip the BOM before parsing",
+    "raise the pool size to {n} and close sessions in a finally block",
+    "check {path} exists and is owned by the service user",
+    "flush the cache key prefix {flag}",
+    "page the on-call only after {n} failures in a row",
+    "split the batch into chunks of {n}",
+    "ask the user before touching {path}; it is generated",
+    "the fix is in {path}, keep it",
+    "prefer the {lib} client over raw HTTP",
+    "verify with `pytest -k {target}` before merging",
+    "never retry POSTs to {svc}; they are not idempotent",
+    "document the workaround in {path}",
 ]
-SVCS = ["the payments API", "Stripe", "the identity provider", "S3", "the search cluster", "GitHub",
-        "the ledger service", "the geocoder", "Slack", "the SMTP relay"]
+SVCS = [
+    "the payments API",
+    "Stripe",
+    "the identity provider",
+    "S3",
+    "the search cluster",
+    "GitHub",
+    "the ledger service",
+    "the geocoder",
+    "Slack",
+    "the SMTP relay",
+]
 TABLES = ["orders", "invoices", "users", "events", "sessions", "audit_log", "line_items", "tenants"]
 FIELDS = ["created_at", "tenant_id", "email", "amount_cents", "external_id", "updated_at", "status"]
-PATHS = ["docs/http.md", "config/prod.yaml", "/var/run/app.sock", "scripts/migrate.sh", "src/api/client.py",
-         ".github/workflows/ci.yml", "infra/main.tf", "~/.netrc", "deploy/values.yaml"]
+PATHS = [
+    "docs/http.md",
+    "config/prod.yaml",
+    "/var/run/app.sock",
+    "scripts/migrate.sh",
+    "src/api/client.py",
+    ".github/workflows/ci.yml",
+    "infra/main.tf",
+    "~/.netrc",
+    "deploy/values.yaml",
+]
 LIBS = ["requests", "SQLAlchemy", "pydantic", "boto3", "celery", "httpx", "psycopg", "redis-py", "openssl"]
 FLAGS = ["new-checkout", "fast-path", "v2-search", "beta-export", "strict-auth"]
 TARGETS = ["gen", "proto", "schema", "test-integration", "lint", "migrations"]
 REASONS = [
-    "", "", "", " (it cost us a day in March)", " (see the incident review)", "; the vendor confirmed it",
-    ", otherwise the alert fires twice", "; agreed with the team lead", " because retries amplify the outage",
-    ", as the runbook says", "; the old workaround no longer applies", " until the upstream fix ships",
-    ", which keeps the p95 under {n} ms", "; tests in {path} cover it", " and note it in the PR",
+    "",
+    "",
+    "",
+    " (it cost us a day in March)",
+    " (see the incident review)",
+    "; the vendor confirmed it",
+    ", otherwise the alert fires twice",
+    "; agreed with the team lead",
+    " because retries amplify the outage",
+    ", as the runbook says",
+    "; the old workaround no longer applies",
+    " until the upstream fix ships",
+    ", which keeps the p95 under {n} ms",
+    "; tests in {path} cover it",
+    " and note it in the PR",
 ]
 TAGS = ["http", "db", "ci", "deploy", "auth", "perf", "billing", "infra", "testing", "data"]
 QUESTIONS = [
-    "what do we do when {comp} {event}", "how to fix {comp} that {event}", "{comp} {event} again",
-    "known issue: {event} {ctx}", "why does the {comp} fail {ctx}", "lesson about {svc} and retries",
-    "workaround for {lib} problems in {comp}", "{table} {field} bug in {comp}",
+    "what do we do when {comp} {event}",
+    "how to fix {comp} that {event}",
+    "{comp} {event} again",
+    "known issue: {event} {ctx}",
+    "why does the {comp} fail {ctx}",
+    "lesson about {svc} and retries",
+    "workaround for {lib} problems in {comp}",
+    "{table} {field} bug in {comp}",
 ]
 
 SITUATIONS = 700
@@ -87,8 +188,13 @@ LESSON_POOL = 700
 
 def _fill(rng: random.Random, template: str) -> str:
     return template.format(
-        svc=rng.choice(SVCS), table=rng.choice(TABLES), field=rng.choice(FIELDS), path=rng.choice(PATHS),
-        lib=rng.choice(LIBS), flag=rng.choice(FLAGS), target=rng.choice(TARGETS),
+        svc=rng.choice(SVCS),
+        table=rng.choice(TABLES),
+        field=rng.choice(FIELDS),
+        path=rng.choice(PATHS),
+        lib=rng.choice(LIBS),
+        flag=rng.choice(FLAGS),
+        target=rng.choice(TARGETS),
         n=rng.choice([2, 3, 5, 8, 10, 15, 30, 50, 64, 100, 128, 250, 500, 1000]),
     )
 
@@ -105,8 +211,14 @@ class Corpus:
 
     def items(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
         stop = len(self.pairs) if stop is None else stop
-        return [{"content": self.text(i), "type": ("lesson", "fact", "procedure", "decision")[i % 4],
-                 "tags": [TAGS[i % len(TAGS)], TAGS[(i * 7 + 3) % len(TAGS)]]} for i in range(start, stop)]
+        return [
+            {
+                "content": self.text(i),
+                "type": ("lesson", "fact", "procedure", "decision")[i % 4],
+                "tags": [TAGS[i % len(TAGS)], TAGS[(i * 7 + 3) % len(TAGS)]],
+            }
+            for i in range(start, stop)
+        ]
 
 
 def corpus(n: int, seed: int = 7) -> Corpus:
@@ -141,8 +253,13 @@ def queries(n: int, seed: int = 11) -> list[str]:
     seen: set[str] = set()
     while len(out) < n:
         q = rng.choice(QUESTIONS).format(
-            comp=rng.choice(COMPONENTS), event=_fill(rng, rng.choice(EVENTS)), ctx=_fill(rng, rng.choice(CONTEXTS)),
-            svc=rng.choice(SVCS), lib=rng.choice(LIBS), table=rng.choice(TABLES), field=rng.choice(FIELDS),
+            comp=rng.choice(COMPONENTS),
+            event=_fill(rng, rng.choice(EVENTS)),
+            ctx=_fill(rng, rng.choice(CONTEXTS)),
+            svc=rng.choice(SVCS),
+            lib=rng.choice(LIBS),
+            table=rng.choice(TABLES),
+            field=rng.choice(FIELDS),
         )
         if q not in seen:
             seen.add(q)
@@ -161,7 +278,7 @@ class PoolEmbedder:
         sentences = corp.situations + corp.lessons
         vecs = real.embed(sentences)
         self._sit = vecs[: len(corp.situations)]
-        self._les = vecs[len(corp.situations):]
+        self._les = vecs[len(corp.situations) :]
         self._by_text = {corp.text(i): p for i, p in enumerate(corp.pairs)}
         self.real_texts = 0
 

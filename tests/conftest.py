@@ -37,24 +37,38 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-def somna(*args: str, cwd: Path | None = None, input: str | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def somna(
+    *args: str, cwd: Path | None = None, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `somna` command."""
     return subprocess.run(
-        [sys.executable, "-m", "somna", *args], capture_output=True, text=True, encoding="utf-8", input=input,
-        cwd=cwd, env={**os.environ, **(env or {})}, timeout=120,
+        [sys.executable, "-m", "somna", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        input=input,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=120,
     )
 
 
 @asynccontextmanager
-async def mcp_client(store: Path | None = None, *, name: str = "test-agent",
-                     env: dict[str, str] | None = None, errlog: object = None) -> AsyncIterator[ClientSession]:
+async def mcp_client(
+    store: Path | None = None,
+    *,
+    name: str = "test-agent",
+    env: dict[str, str] | None = None,
+    errlog: object = None,
+) -> AsyncIterator[ClientSession]:
     """A real MCP client session over stdio against a spawned `somna serve` process."""
     args = ["-m", "somna"] + (["--store", str(store)] if store else []) + ["serve"]
     params = StdioServerParameters(command=sys.executable, args=args, env={**os.environ, **(env or {})})
     kwargs = {"errlog": errlog} if errlog is not None else {}
     async with stdio_client(params, **kwargs) as (read, write):
-        async with ClientSession(read, write, client_info=Implementation(name=name, version="1.0")) as session:
+        async with ClientSession(
+            read, write, client_info=Implementation(name=name, version="1.0")
+        ) as session:
             await session.initialize()
             yield session
 
@@ -62,13 +76,16 @@ async def mcp_client(store: Path | None = None, *, name: str = "test-agent",
 def git_changes(root: Path) -> str:
     """`git log` as one "author|change" line per change: a grouped commit (group commit) lists its
     changes in its body as "- change" lines, and each becomes a line of its own."""
-    out = subprocess.run(["git", "log", "--format=%an%x1f%B%x00"], cwd=root, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["git", "log", "--format=%an%x1f%B%x00"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
     lines = []
     for record in out.split("\x00"):
         author, _, body = record.strip().partition("\x1f")
         if not author:
             continue
         items = [line[2:] for line in body.splitlines() if line.startswith("- ")]
-        lines += [f"{author}|{item}" for item in items] or [f"{author}|{body.splitlines()[0] if body else ''}"]
+        lines += [f"{author}|{item}" for item in items] or [
+            f"{author}|{body.splitlines()[0] if body else ''}"
+        ]
     return "\n".join(lines) + "\n"

@@ -33,8 +33,16 @@ def test_server_memory_and_tool_tokens_stay_lean(tmp_path) -> None:  # noqa: ANN
 
     Store.init(tmp_path / "store").close()
     somna = mcp_rows.somna_spec(tmp_path / "store", SOMNA_EMBEDDER="minilm")
-    bare = mcp_rows.ServerSpec("bare", [sys.executable, str(REPO / "bench" / "bare_server.py")], somna.env,
-                               "echo", lambda q: {"text": q}, "echo", lambda c, i: {"text": c}, "bare_server")
+    bare = mcp_rows.ServerSpec(
+        "bare",
+        [sys.executable, str(REPO / "bench" / "bare_server.py")],
+        somna.env,
+        "echo",
+        lambda q: {"text": q},
+        "echo",
+        lambda c, i: {"text": c},
+        "bare_server",
+    )
     rows = {spec.name: mcp_rows.first_contact(spec) for spec in (bare, somna)}
     s, b = rows["somna"], rows["bare"]
     assert not s["torch_loaded_at_initialize"], s

@@ -37,7 +37,9 @@ async def agent(store: Path, name: str, done: list[dict[str, Any]]) -> None:
             if i % 3 == 2 and mine:
                 mid, version = mine[i % len(mine)]
                 marker = secrets.token_hex(4)
-                out = await call(s, "propose_edit", id=mid, op="append", base_version=version, text=f"Edit {marker}.")
+                out = await call(
+                    s, "propose_edit", id=mid, op="append", base_version=version, text=f"Edit {marker}."
+                )
                 mine[i % len(mine)] = (mid, out["version"])
                 done.append({"op": "edit", "id": mid, "marker": marker, "agent": name})
             else:
@@ -82,5 +84,7 @@ async def test_two_servers_write_and_edit_at_once(tmp_path: Path) -> None:
         index.close()
     report = json.loads(somna("--store", str(store), "doctor", "--json").stdout)[0]
     assert report["ok"], report
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=store, capture_output=True, text=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=store, capture_output=True, text=True
+    ).stdout
     assert status == ""

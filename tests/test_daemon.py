@@ -30,8 +30,12 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     store = tmp_path / "s"
     somna("init", str(store))
     with (tmp_path / "daemon.stderr").open("w", encoding="utf-8") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "somna", "--store", str(store), "daemon", "--idle", "3600"],
-                                stderr=err, text=True, env={**os.environ, "SOMNA_EMBEDDER": "hash"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "somna", "--store", str(store), "daemon", "--idle", "3600"],
+            stderr=err,
+            text=True,
+            env={**os.environ, "SOMNA_EMBEDDER": "hash"},
+        )
         log = store / ".somna" / "daemon.log"
         wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=20)
         yield store, proc
@@ -52,7 +56,9 @@ def edited(store: Path) -> int:
     """How many burst notes the index holds in their edited form."""
     index = Index(store / ".somna")
     try:
-        return sum(1 for r in index.all_rows("memory") if r.path.startswith("memory/burst/") and "edited" in r.body)
+        return sum(
+            1 for r in index.all_rows("memory") if r.path.startswith("memory/burst/") and "edited" in r.body
+        )
     finally:
         index.close()
 
@@ -72,8 +78,14 @@ def test_hand_edits_are_reflected_within_two_seconds(daemon: tuple[Path, subproc
     (store / "memory" / "vpn.md").unlink()
     took.append(wait_for(lambda: rows(store, "audit") == [], timeout=5))
     assert sorted(took)[1] <= 2.0 and sorted(took)[2] <= 2.0, took  # the median of four
-    wait_for(lambda: not subprocess.run(["git", "status", "--porcelain"], cwd=store, capture_output=True,
-                                        text=True).stdout, timeout=5)
+    wait_for(
+        lambda: (
+            not subprocess.run(
+                ["git", "status", "--porcelain"], cwd=store, capture_output=True, text=True
+            ).stdout
+        ),
+        timeout=5,
+    )
     log = subprocess.run(["git", "log", "--format=%an"], cwd=store, capture_output=True, text=True).stdout
     assert "human" in log.splitlines()
     assert proc.poll() is None
@@ -96,17 +108,24 @@ def test_burst_of_a_thousand_events_then_clean_stop(daemon: tuple[Path, subproce
     assert second.returncode == 1 and "already watches" in second.stderr
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True
+    ).stdout
     assert children.strip() == ""
     report = somna("--store", str(store), "doctor")
     assert report.returncode == 0, report.stdout
-    tracked = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "memory/burst"], cwd=store,
-                             capture_output=True, text=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "HEAD", "memory/burst"],
+        cwd=store,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert len(tracked.split()) == 500  # the burst was committed, not only indexed
 
 
 def test_a_hand_edit_is_committed_once_a_long_foreign_git_lock_goes(
-        daemon: tuple[Path, subprocess.Popen[str]]) -> None:
+    daemon: tuple[Path, subprocess.Popen[str]],
+) -> None:
     """A person's `git commit` holds git's index lock longer than somna waits (its editor is open): the
     daemon's commit of a hand edit fails then, and is made at a later check once the lock has gone."""
     from somna import history
@@ -114,12 +133,25 @@ def test_a_hand_edit_is_committed_once_a_long_foreign_git_lock_goes(
     store, proc = daemon
     lock = store / ".git" / "index.lock"
     lock.write_bytes(b"")
-    (store / "memory" / "held.md").write_text("Written while a person's git commit was open.\n", encoding="utf-8")
+    (store / "memory" / "held.md").write_text(
+        "Written while a person's git commit was open.\n", encoding="utf-8"
+    )
     wait_for(lambda: rows(store, "person's") == ["held"], timeout=5)  # indexed at once, committed later
     time.sleep(history.LOCK_WAIT + 0.5)
-    assert "held.md" in subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=store, capture_output=True,
-                                       text=True).stdout
+    assert (
+        "held.md"
+        in subprocess.run(
+            ["git", "status", "--porcelain", "-uall"], cwd=store, capture_output=True, text=True
+        ).stdout
+    )
     lock.unlink(missing_ok=True)  # the person's commit is done (or somna took the lock as stale, after 5 s)
-    wait_for(lambda: "held.md" in subprocess.run(["git", "log", "-1", "--name-only", "--format="], cwd=store,
-                                                 capture_output=True, text=True).stdout, timeout=5)
+    wait_for(
+        lambda: (
+            "held.md"
+            in subprocess.run(
+                ["git", "log", "-1", "--name-only", "--format="], cwd=store, capture_output=True, text=True
+            ).stdout
+        ),
+        timeout=5,
+    )
     assert proc.poll() is None

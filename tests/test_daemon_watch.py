@@ -60,8 +60,10 @@ def test_a_changed_transcript_is_captured_redacted_and_slept_on(running: tuple[D
     daemon, folder = running
     root = daemon.store.root
     session = folder / "5f1c-session.jsonl"
-    session.write_text(turn("user", "deploy with the token " + TOKEN) + turn("assistant", "Done: ran make deploy."),
-                       encoding="utf-8")
+    session.write_text(
+        turn("user", "deploy with the token " + TOKEN) + turn("assistant", "Done: ran make deploy."),
+        encoding="utf-8",
+    )
     wait_for(lambda: len(inbox_files(root)) == 1)
     first = inbox_files(root)[0].read_text(encoding="utf-8")
     header = json.loads(first.splitlines()[0])["somna_capture"]
@@ -105,13 +107,17 @@ def test_files_that_are_not_transcripts_and_unchanged_ones_are_left_alone(tmp_pa
 def test_watch_folders_come_from_somna_toml_and_the_command_line(tmp_path: Path) -> None:
     store = Store.init(tmp_path / "s", embedder=HashEmbedder())
     store.close()
-    (tmp_path / "s" / "somna.toml").write_text('[daemon]\nwatch = ["~/.claude/projects", "local"]\n',
-                                               encoding="utf-8")
+    (tmp_path / "s" / "somna.toml").write_text(
+        '[daemon]\nwatch = ["~/.claude/projects", "local"]\n', encoding="utf-8"
+    )
     store = Store(tmp_path / "s", embedder=HashEmbedder())
     try:
         folders = watch_folders(store, ["elsewhere"])
-        assert folders == [Path("~/.claude/projects").expanduser().resolve(),
-                           (tmp_path / "s" / "local").resolve(), (tmp_path / "elsewhere").resolve()]
+        assert folders == [
+            Path("~/.claude/projects").expanduser().resolve(),
+            (tmp_path / "s" / "local").resolve(),
+            (tmp_path / "elsewhere").resolve(),
+        ]
     finally:
         store.close()
     (tmp_path / "s" / "somna.toml").write_text("[daemon]\nwatch = 3\n", encoding="utf-8")
@@ -126,8 +132,18 @@ def test_somna_daemon_watch_starts_and_stops_cleanly(tmp_path: Path) -> None:
     somna("init", str(store))
     folder = tmp_path / "t"
     folder.mkdir()
-    command = [sys.executable, "-m", "somna", "--store", str(store), "daemon",
-               "--watch", str(folder), "--watch", str(tmp_path / "missing")]
+    command = [
+        sys.executable,
+        "-m",
+        "somna",
+        "--store",
+        str(store),
+        "daemon",
+        "--watch",
+        str(folder),
+        "--watch",
+        str(tmp_path / "missing"),
+    ]
     proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env={**os.environ, "SOMNA_EMBEDDER": "hash"})
     try:
         log = store / ".somna" / "daemon.log"
@@ -148,7 +164,9 @@ def test_a_watcher_thread_that_dies_is_started_again_and_misses_nothing(running:
     for emitter in list(daemon.observer.emitters):
         emitter.stop()  # as an unexpected error in watchdog's inotify thread would end it
     meanwhile = store.root / "memory" / "written-while-blind.md"
-    meanwhile.write_text("Written while the watcher was down: the queue drains at 500 msgs/s.\n", encoding="utf-8")
+    meanwhile.write_text(
+        "Written while the watcher was down: the queue drains at 500 msgs/s.\n", encoding="utf-8"
+    )
     deadline = time.monotonic() + 10
     while daemon.restarts == 0:
         assert time.monotonic() < deadline, "the watcher was not started again"

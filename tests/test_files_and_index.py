@@ -36,7 +36,9 @@ def test_hand_edit_is_picked_up_by_reindex_and_committed_as_human(tmp_path: Path
     somna("init", str(store))
     out = json.loads(somna("--store", str(store), "add", "--json", "Deploys go through make release.").stdout)
     path = store / out["path"]
-    path.write_text(path.read_text(encoding="utf-8").replace("make release", "just ship-it"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("make release", "just ship-it"), encoding="utf-8"
+    )
     proc = somna("--store", str(store), "reindex", "--words")
     assert proc.returncode == 0, proc.stderr
     hits = search_json(store, "ship-it")["hits"]
@@ -51,10 +53,14 @@ async def test_hand_edit_is_picked_up_at_next_server_start(tmp_path: Path) -> No
     async with mcp_client(store) as s:
         mid = (await s.call_tool("write", {"content": "Lint with ruff check src"})).structured_content["id"]
     path = store / "memory" / f"{mid}.md"
-    path.write_text(path.read_text(encoding="utf-8").replace("ruff check src", "flake8 legacy/"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("ruff check src", "flake8 legacy/"), encoding="utf-8"
+    )
     new = store / "memory" / "notes" / "by-hand.md"
     new.parent.mkdir()
-    new.write_text("A memory a person wrote in their editor: the VPN needs split tunnelling.\n", encoding="utf-8")
+    new.write_text(
+        "A memory a person wrote in their editor: the VPN needs split tunnelling.\n", encoding="utf-8"
+    )
     async with mcp_client(store) as s:
         hits = (await s.call_tool("search", {"query": "flake8 legacy"})).structured_content["hits"]
         assert hits[0]["id"] == mid
@@ -62,18 +68,30 @@ async def test_hand_edit_is_picked_up_at_next_server_start(tmp_path: Path) -> No
         assert hits[0]["id"] == "by-hand"
     log = git_log(store)
     assert log[0].startswith("human|human edit picked up by somna")
-    shown = subprocess.run(["git", "show", "--stat", "HEAD"], cwd=store, capture_output=True, text=True).stdout
+    shown = subprocess.run(
+        ["git", "show", "--stat", "HEAD"], cwd=store, capture_output=True, text=True
+    ).stdout
     assert "by-hand.md" in shown and f"{mid}.md" in shown
 
 
 def test_rebuild_from_files_gives_the_same_results(tmp_path: Path) -> None:
     store = tmp_path / "s"
     somna("init", str(store))
-    for text in ("Postgres runs on port 5433 in dev, not 5432.", "Feature flags live in config/flags.yaml.",
-                 "The CI cache key includes the lockfile hash.", "Never run migrations on Friday afternoons.",
-                 "Prefer small pull requests with one concern each."):
+    for text in (
+        "Postgres runs on port 5433 in dev, not 5432.",
+        "Feature flags live in config/flags.yaml.",
+        "The CI cache key includes the lockfile hash.",
+        "Never run migrations on Friday afternoons.",
+        "Prefer small pull requests with one concern each.",
+    ):
         assert somna("--store", str(store), "add", text).returncode == 0
-    queries = ["postgres port", "feature flags config", "ci cache lockfile", "migrations friday", "pull requests"]
+    queries = [
+        "postgres port",
+        "feature flags config",
+        "ci cache lockfile",
+        "migrations friday",
+        "pull requests",
+    ]
     before = [search_json(store, q) for q in queries]
     for suffix in ("", "-wal", "-shm"):
         (store / ".somna" / f"index.db{suffix}").unlink(missing_ok=True)

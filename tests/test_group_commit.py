@@ -30,10 +30,14 @@ os.kill(os.getpid(), 9)
 """
 
 
-def test_a_killed_writer_leaves_its_commits_to_the_next_process_with_the_right_authors(tmp_path: Path) -> None:
+def test_a_killed_writer_leaves_its_commits_to_the_next_process_with_the_right_authors(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "s"
     Store.init(root, embedder=HashEmbedder()).close()
-    proc = subprocess.run([sys.executable, "-c", WRITER, str(root)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRITER, str(root)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -9, proc.stderr
     out = json.loads(proc.stdout)
     ids = out["ids"]
@@ -66,11 +70,18 @@ def test_a_killed_writer_leaves_its_commits_to_the_next_process_with_the_right_a
 
 def test_writes_close_together_make_one_commit_per_author_within_the_window(tmp_path: Path) -> None:
     s = Store.init(tmp_path / "s", embedder=HashEmbedder())
-    before = int(subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=s.root, capture_output=True,
-                                text=True).stdout)
+    before = int(
+        subprocess.run(
+            ["git", "rev-list", "--count", "HEAD"], cwd=s.root, capture_output=True, text=True
+        ).stdout
+    )
     s.group_commits(window=0.3)
-    a = [s.write(f"Cache key {i} expires after {i * 10} minutes in region eu-{i}.", author="agent-a",
-                 force=True)["id"] for i in range(4)]
+    a = [
+        s.write(
+            f"Cache key {i} expires after {i * 10} minutes in region eu-{i}.", author="agent-a", force=True
+        )["id"]
+        for i in range(4)
+    ]
     b = s.write("The nightly export writes to s3://exports/nightly.", author="agent-b")["id"]
     assert all(s.read(i)["content"] for i in [*a, b])  # readable and searchable before any commit
     assert s.search("nightly export")["hits"][0]["id"] == b
@@ -79,8 +90,11 @@ def test_writes_close_together_make_one_commit_per_author_within_the_window(tmp_
         time.sleep(0.05)
     assert s.pending_commits() == []
     log = git_changes(s.root)
-    count = int(subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=s.root, capture_output=True,
-                               text=True).stdout)
+    count = int(
+        subprocess.run(
+            ["git", "rev-list", "--count", "HEAD"], cwd=s.root, capture_output=True, text=True
+        ).stdout
+    )
     assert count - before == 2, log  # one for agent-a's four writes, one for agent-b's
     assert all(f"agent-a|write {i}:" in log for i in a) and f"agent-b|write {b}:" in log
     # history and revert see a write at once: they commit what is pending first
@@ -91,7 +105,9 @@ def test_writes_close_together_make_one_commit_per_author_within_the_window(tmp_
     assert s.revert(c["id"], author="agent-a")["status"] == "reverted"
     assert "3 nodes" in s.read(c["id"])["content"]
     s.close()
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=s.root, capture_output=True, text=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=s.root, capture_output=True, text=True
+    ).stdout
     assert status == ""
 
 
@@ -106,11 +122,17 @@ def test_a_file_deleted_by_hand_before_its_commit_does_not_wedge_the_journal(tmp
     log = git_changes(s.root)
     assert f"agent-a|write {kept}:" in log and f"agent-b|write {changed}:" in log
     assert dropped not in log  # the message names only what the commit holds
-    in_git = subprocess.run(["git", "log", "--format=%H", "--", f"memory/{dropped}.md"], cwd=s.root,
-                            capture_output=True, text=True).stdout
+    in_git = subprocess.run(
+        ["git", "log", "--format=%H", "--", f"memory/{dropped}.md"],
+        cwd=s.root,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert in_git == ""  # never committed: it was gone before its commit
     assert s.pending_commits() == []
     s.sync()  # the index forgets the deleted file; nothing is left to commit
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=s.root, capture_output=True, text=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=s.root, capture_output=True, text=True
+    ).stdout
     assert status == ""
     s.close()

@@ -383,7 +383,10 @@ def test_the_relay_speaks_the_sdks_wire_without_importing_it() -> None:
     from somna import proxy
 
     assert (proxy.METHOD_HEADER, proxy.NAME_HEADER, proxy.PROTOCOL_VERSION_HEADER) == (
-        MCP_METHOD_HEADER.lower(), MCP_NAME_HEADER.lower(), MCP_PROTOCOL_VERSION_HEADER.lower())
+        MCP_METHOD_HEADER.lower(),
+        MCP_NAME_HEADER.lower(),
+        MCP_PROTOCOL_VERSION_HEADER.lower(),
+    )
     assert proxy.NAME_BEARING_METHODS == dict(NAME_BEARING_METHODS)
     assert proxy.PROTOCOL_VERSION_META_KEY == PROTOCOL_VERSION_META_KEY
     assert tuple(proxy.MODERN_PROTOCOL_VERSIONS) == tuple(MODERN_PROTOCOL_VERSIONS)
@@ -391,15 +394,23 @@ def test_the_relay_speaks_the_sdks_wire_without_importing_it() -> None:
     for value in ["search", " edge ", "naïve", "=?base64?x?=", "tab\there", ""]:
         assert proxy.encode_header_value(value) == encode_header_value(value)
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, somna.cli, somna.proxy; "
-         "print(sorted(m for m in ('pydantic', 'mcp', 'mcp_types', 'numpy', 'torch', 'asyncio', 'ssl', "
-         "'hashlib', 'sqlite3', 'yaml', 'somna.store', 'somna.commands') if m in sys.modules))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, somna.cli, somna.proxy; "
+            "print(sorted(m for m in ('pydantic', 'mcp', 'mcp_types', 'numpy', 'torch', 'asyncio', 'ssl', "
+            "'hashlib', 'sqlite3', 'yaml', 'somna.store', 'somna.commands') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert loaded == "[]"
 
 
-async def test_an_attached_session_hears_list_changed_through_the_relay(somna_env: Path, tmp_path: Path) -> None:
+async def test_an_attached_session_hears_list_changed_through_the_relay(
+    somna_env: Path, tmp_path: Path
+) -> None:
     """What the shared server sends unasked (its GET stream) reaches an attached stdio client."""
     import mcp_types
 
@@ -409,12 +420,18 @@ async def test_an_attached_session_hears_list_changed_through_the_relay(somna_en
         async def keep(message: object) -> None:
             inbox.append(message)
 
-        params = StdioServerParameters(command=sys.executable, args=["-m", "somna", "serve"], env=dict(os.environ))
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "somna", "serve"], env=dict(os.environ)
+        )
         with open(tmp_path / "stdio.log", "w", encoding="utf-8") as err:
             async with (
                 stdio_client(params, errlog=err) as (read, write),
-                ClientSession(read, write, client_info=Implementation(name="listener", version="1"),
-                              message_handler=keep) as s,
+                ClientSession(
+                    read,
+                    write,
+                    client_info=Implementation(name="listener", version="1"),
+                    message_handler=keep,
+                ) as s,
             ):
                 await s.initialize()
                 await s.list_tools()
@@ -423,7 +440,9 @@ async def test_an_attached_session_hears_list_changed_through_the_relay(somna_en
                 skill.mkdir(parents=True)
                 (skill / "SKILL.md").write_text(
                     "---\nname: rotate-keys\ndescription: Rotate the API keys. Use when a key leaked.\n---\n"
-                    "# rotate-keys\n\nSteps.\n", encoding="utf-8")
+                    "# rotate-keys\n\nSteps.\n",
+                    encoding="utf-8",
+                )
                 with anyio.fail_after(10):
                     while not any(isinstance(m, mcp_types.ToolListChangedNotification) for m in inbox):
                         await anyio.sleep(0.05)
@@ -474,14 +493,20 @@ def test_the_relay_aborts_a_cancelled_2026_request_and_posts_an_older_cancellati
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/mcp"
     modern = {PROTOCOL_VERSION_META_KEY: MODERN_PROTOCOL_VERSIONS[0]}
-    script = (f"from somna.attach import Shared; from somna.proxy import Relay; "
-              f"Relay(Shared({url!r}, None, 0)).run()")
+    script = (
+        f"from somna.attach import Shared; from somna.proxy import Relay; "
+        f"Relay(Shared({url!r}, None, 0)).run()"
+    )
     try:
         for meta, cancel_posted in ((modern, False), ({}, True)):
             seen.clear()
             aborted.clear()
-            relay = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            relay = subprocess.Popen(
+                [sys.executable, "-c", script],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             assert relay.stdin is not None and relay.stdout is not None
 
             def send(message: dict[str, Any], relay: subprocess.Popen[bytes] = relay) -> None:
@@ -489,8 +514,12 @@ def test_the_relay_aborts_a_cancelled_2026_request_and_posts_an_older_cancellati
                 relay.stdin.write(json.dumps(message).encode() + b"\n")
                 relay.stdin.flush()
 
-            send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "_meta": meta}})
-            send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "fast", "_meta": meta}})
+            send(
+                {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "_meta": meta}}
+            )
+            send(
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "fast", "_meta": meta}}
+            )
             assert json.loads(relay.stdout.readline()) == {"jsonrpc": "2.0", "id": 2, "result": {"ok": 2}}
             deadline = time.monotonic() + 10
             while "tools/call:slow" not in seen:

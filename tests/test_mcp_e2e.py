@@ -39,14 +39,26 @@ async def test_full_session_over_stdio(tmp_path: Path) -> None:
     assert somna("init", str(store)).returncode == 0
     async with mcp_client(store, name="claude-code") as s:
         tools = {t.name: t for t in (await s.list_tools()).tools}
-        assert {"search", "read", "write", "propose_edit", "history", "revert", "feedback", "proposals"} <= set(tools)
+        assert {
+            "search",
+            "read",
+            "write",
+            "propose_edit",
+            "history",
+            "revert",
+            "feedback",
+            "proposals",
+        } <= set(tools)
         assert tools["search"].annotations.read_only_hint is True
         assert tools["revert"].annotations.destructive_hint is True
 
         facts = [
             ("On HTTP 429 from the billing API, back off 2 s and retry only idempotent GETs.", "billing 429"),
             ("The staging database is reached through the bastion at bastion.internal port 2222.", "bastion"),
-            ("Use `uv pip compile` to refresh requirements.lock; never edit it by hand.", "requirements.lock"),
+            (
+                "Use `uv pip compile` to refresh requirements.lock; never edit it by hand.",
+                "requirements.lock",
+            ),
         ]
         ids = []
         for content, _ in facts:
@@ -59,12 +71,25 @@ async def test_full_session_over_stdio(tmp_path: Path) -> None:
         assert "back off 2 s" in first["content"]
         base = first["version"]
 
-        edited = await call(s, "propose_edit", id=ids[0], op="str_replace", base_version=base,
-                            old="back off 2 s", new="back off 5 s")
+        edited = await call(
+            s,
+            "propose_edit",
+            id=ids[0],
+            op="str_replace",
+            base_version=base,
+            old="back off 2 s",
+            new="back off 5 s",
+        )
         assert edited["status"] == "applied" and edited["version"] != base
 
-        conflict = await call_error(s, "propose_edit", id=ids[0], op="append", base_version=base,
-                                    text="Also log the Retry-After header.")
+        conflict = await call_error(
+            s,
+            "propose_edit",
+            id=ids[0],
+            op="append",
+            base_version=base,
+            text="Also log the Retry-After header.",
+        )
         assert "conflict" in conflict and edited["version"] in conflict and "back off 5 s" in conflict
 
         hist = await call(s, "history", id=ids[0])
@@ -96,7 +121,9 @@ async def test_bad_input_is_a_clear_tool_error(tmp_path: Path) -> None:
     (store / "memory" / "link.md").symlink_to(outside)
     async with mcp_client(store) as s:
         assert "empty" in await call_error(s, "write", content="   ")
-        assert "100000" in (await call_error(s, "write", content="x" * 100_001)).replace(",", "").replace("_", "")
+        assert "100000" in (await call_error(s, "write", content="x" * 100_001)).replace(",", "").replace(
+            "_", ""
+        )
         assert "no memory" in await call_error(s, "read", id="does-not-exist")
         for bad in ("../../etc/passwd", "/etc/passwd", "memory/../../x", "a\x00b", "link", "..", "C:\\x"):
             msg = await call_error(s, "read", id=bad)
@@ -120,15 +147,18 @@ async def test_client_errors_leave_store_unchanged(tmp_path: Path) -> None:
         await call_error(s, "revert", id="block:user")
     after = subprocess.run(["git", "rev-parse", "HEAD"], cwd=store, capture_output=True, text=True).stdout
     assert before == after
-    assert not subprocess.run(["git", "status", "--porcelain"], cwd=store, capture_output=True, text=True).stdout
+    assert not subprocess.run(
+        ["git", "status", "--porcelain"], cwd=store, capture_output=True, text=True
+    ).stdout
 
 
 async def test_blocks_are_in_instructions_and_resources(tmp_path: Path) -> None:
     store = tmp_path / "s"
     somna("init", str(store))
     block = store / "blocks" / "project.md"
-    block.write_text(block.read_text(encoding="utf-8") + "Python 3.11, src layout, tests in tests/.\n",
-                     encoding="utf-8")
+    block.write_text(
+        block.read_text(encoding="utf-8") + "Python 3.11, src layout, tests in tests/.\n", encoding="utf-8"
+    )
     async with mcp_client(store) as s:
         with anyio.fail_after(30):
             result = await s.list_resources()
@@ -146,7 +176,9 @@ async def test_handshake_imports_nothing_heavy(tmp_path: Path) -> None:
     somna("init", str(store))
     errlog = tmp_path / "stderr.log"
     with errlog.open("w", encoding="utf-8") as err:
-        async with mcp_client(store, env={"SOMNA_EMBEDDER": "minilm", "SOMNA_LOG_LEVEL": "INFO"}, errlog=err) as s:
+        async with mcp_client(
+            store, env={"SOMNA_EMBEDDER": "minilm", "SOMNA_LOG_LEVEL": "INFO"}, errlog=err
+        ) as s:
             out = await call(s, "search", query="anything at all")
             assert out["mode"] in ("words", "hybrid")
             with anyio.fail_after(10):

@@ -14,7 +14,9 @@ NEW = "The catalog service cache TTL is 900 seconds in production."
 
 def note(root: Path, name: str, text: str, created: str) -> None:
     (root / "memory" / f"{name}.md").write_text(
-        f"---\nid: {name}\ntitle: {text}\ncreated: '{created}'\nupdated: '{created}'\n---\n{text}\n", encoding="utf-8")
+        f"---\nid: {name}\ntitle: {text}\ncreated: '{created}'\nupdated: '{created}'\n---\n{text}\n",
+        encoding="utf-8",
+    )
 
 
 def order(tmp_path: Path, created_300: str, created_900: str) -> list[str]:
@@ -22,7 +24,12 @@ def order(tmp_path: Path, created_300: str, created_900: str) -> list[str]:
     try:
         note(store.root, "ttl-300", OLD, created_300)
         note(store.root, "ttl-900", NEW, created_900)
-        note(store.root, "other", "The billing API rate limit is 100 requests per minute.", "2026-01-01T00:00:00Z")
+        note(
+            store.root,
+            "other",
+            "The billing API rate limit is 100 requests per minute.",
+            "2026-01-01T00:00:00Z",
+        )
         store.sync()
         hits = store.search("catalog cache TTL production", limit=5)["hits"]
         words = store.search("catalog cache TTL production", limit=5, mode="words")["hits"]
@@ -44,7 +51,12 @@ def ranked(tmp_path: Path, older: str, newer: str, query: str) -> list[str]:
     try:
         note(store.root, "a-older", older, "2020-01-01T00:00:00Z")
         note(store.root, "z-newer", newer, "2020-03-01T00:00:00Z")
-        note(store.root, "other", "The billing API rate limit is 100 requests per minute.", "2020-01-01T00:00:00Z")
+        note(
+            store.root,
+            "other",
+            "The billing API rate limit is 100 requests per minute.",
+            "2020-01-01T00:00:00Z",
+        )
         store.sync()
         words = [h["id"] for h in store.search(query, limit=5, mode="words")["hits"]]
         assert words.index("a-older") < words.index("z-newer")  # the words alone rank the older first
@@ -54,35 +66,51 @@ def ranked(tmp_path: Path, older: str, newer: str, query: str) -> list[str]:
 
 
 def test_another_value_for_the_same_slot_ranks_first(tmp_path: Path) -> None:
-    assert ranked(tmp_path, "Deploys of the Atlas gateway go through GitHub Actions.",
-                  "Deploys of the Atlas gateway go through the Buildkite pipeline.",
-                  "how are Atlas gateway deploys run") == ["z-newer", "a-older"]
+    assert ranked(
+        tmp_path,
+        "Deploys of the Atlas gateway go through GitHub Actions.",
+        "Deploys of the Atlas gateway go through the Buildkite pipeline.",
+        "how are Atlas gateway deploys run",
+    ) == ["z-newer", "a-older"]
 
 
 def test_a_correction_about_the_same_person_ranks_first(tmp_path: Path) -> None:
-    assert ranked(tmp_path, "Maria Lopez reviews all database migrations.",
-                  "Maria Lopez no longer reviews all the database migrations.",
-                  "who reviews database migrations") == ["z-newer", "a-older"]
+    assert ranked(
+        tmp_path,
+        "Maria Lopez reviews all database migrations.",
+        "Maria Lopez no longer reviews all the database migrations.",
+        "who reviews database migrations",
+    ) == ["z-newer", "a-older"]
 
 
 def test_a_newer_fact_about_the_same_person_that_corrects_nothing_stays_below(tmp_path: Path) -> None:
     # same person, related (cosine >= 0.5), words in common: being newer is not enough to rank first
     # (letta-facts written one at a time: that moved a newer fact above the answer for 13% of the questions)
     older = "Maria Lopez reviews database migrations for the billing service."
-    for n, newer in enumerate(("Maria Lopez wrote the retry policy for the billing service database.",
-                               "Maria Lopez owns the billing service database schema.")):
+    for n, newer in enumerate(
+        (
+            "Maria Lopez wrote the retry policy for the billing service database.",
+            "Maria Lopez owns the billing service database schema.",
+        )
+    ):
         assert ranked(tmp_path / str(n), older, newer, "Maria Lopez billing service database migrations") == [
-            "a-older", "z-newer"]
+            "a-older",
+            "z-newer",
+        ]
 
 
 def test_same_frame_and_corrects() -> None:
     assert not same_frame("Ann Weber leads the payments team.", "Ann Weber leads the payments team.")
-    assert same_frame("Ann Weber is the tech lead of the payments team.", "Ann Weber is the tech lead of the search team.")
+    assert same_frame(
+        "Ann Weber is the tech lead of the payments team.", "Ann Weber is the tech lead of the search team."
+    )
     # two words after the name are not a slot: "leads the" opens "leads the book club" too
     assert not same_frame("Ann Weber leads the payments team.", "Ann Weber leads the search team.")
     assert not same_frame("Ann Weber leads the payments team.", "Ann Weber enjoys hiking in the Alps.")
     assert same_frame("The API runs on port 8080.", "The API runs on port 9090.")
-    assert not same_frame("The API runs on Kubernetes.", "The API runs on port 9090.")  # "the api runs on": 2 words
+    assert not same_frame(
+        "The API runs on Kubernetes.", "The API runs on port 9090."
+    )  # "the api runs on": 2 words
     assert corrects("Ann Weber no longer leads the payments team.", "Ann Weber leads the payments team.")
     assert not corrects("Ann Weber leads the payments team.", "Ann Weber no longer leads the payments team.")
 
@@ -90,7 +118,9 @@ def test_same_frame_and_corrects() -> None:
 def superseded(root: Path, name: str, text: str, by: str, created: str = "2020-01-01T00:00:00Z") -> None:
     (root / "memory" / f"{name}.md").write_text(
         f"---\nid: {name}\ntitle: {text}\ncreated: '{created}'\nupdated: '{created}'\nstatus: superseded\n"
-        f"superseded_by: {by}\n---\n{text}\n", encoding="utf-8")
+        f"superseded_by: {by}\n---\n{text}\n",
+        encoding="utf-8",
+    )
 
 
 STAGING_OLD = "The staging database host is pg-staging-1 on port 5432."
@@ -101,9 +131,19 @@ def staging_store(root: Path) -> Store:
     store = Store.init(root, embedder=HashEmbedder())
     superseded(store.root, "pg-staging", STAGING_OLD, by="aurora-staging")
     note(store.root, "aurora-staging", STAGING_NEW, "2020-03-01T00:00:00Z")
-    note(store.root, "pg-billing", "The billing database host is pg-billing-2 on port 5433.", "2020-01-01T00:00:00Z")
+    note(
+        store.root,
+        "pg-billing",
+        "The billing database host is pg-billing-2 on port 5433.",
+        "2020-01-01T00:00:00Z",
+    )
     for n in range(20):
-        note(store.root, f"other-{n}", f"Service {n} logs go to the shared Loki instance.", "2020-01-01T00:00:00Z")
+        note(
+            store.root,
+            f"other-{n}",
+            f"Service {n} logs go to the shared Loki instance.",
+            "2020-01-01T00:00:00Z",
+        )
     store.sync()
     return store
 
@@ -117,14 +157,23 @@ def test_a_correction_takes_the_rank_of_what_it_superseded(tmp_path: Path) -> No
         found = store.index.search_words(query, 3)
         by_rowid = store.index.rows([rowid for rowid, _, _ in found])
         words = [by_rowid[rowid].id for rowid, _, _ in found]
-        assert words[:2] == ["pg-staging", "pg-billing"]  # the words point at the stale fact, not its correction
+        assert words[:2] == [
+            "pg-staging",
+            "pg-billing",
+        ]  # the words point at the stale fact, not its correction
         hits = store.search(query, limit=3)["hits"]
         assert hits[0]["id"] == "aurora-staging" and hits[0]["replaces"] == ["pg-staging"]
         assert "pg-staging" not in [h["id"] for h in hits] and "replaces" not in hits[1]
         # a chain of corrections ends at what holds now
-        superseded(store.root, "aurora-staging", STAGING_NEW, by="staging-k8s", created="2020-03-01T00:00:00Z")
-        note(store.root, "staging-k8s", "Staging runs in the k8s namespace stg; ask #infra for access.",
-             "2020-05-01T00:00:00Z")
+        superseded(
+            store.root, "aurora-staging", STAGING_NEW, by="staging-k8s", created="2020-03-01T00:00:00Z"
+        )
+        note(
+            store.root,
+            "staging-k8s",
+            "Staging runs in the k8s namespace stg; ask #infra for access.",
+            "2020-05-01T00:00:00Z",
+        )
         store.sync()
         hits = store.search(query, limit=3)["hits"]
         assert hits[0]["id"] == "staging-k8s" and hits[0]["replaces"] == ["pg-staging"]

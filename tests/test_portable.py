@@ -182,8 +182,12 @@ def test_long_operations_show_progress_on_a_terminal_and_only_there(tmp_path: Pa
     (tmp_path / "s" / ".somna" / "index.db").unlink()
     leader, follower = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "somna", "--store", str(tmp_path / "s"), "reindex"],
-                              stdout=subprocess.PIPE, stderr=follower, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "somna", "--store", str(tmp_path / "s"), "reindex"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+        )
         os.close(follower)
         seen = b""
         while True:

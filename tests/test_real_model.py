@@ -51,18 +51,32 @@ def test_the_onnx_export_gives_torchs_vectors_and_later_starts_skip_torch(tmp_pa
     )
 
     def run(**extra: str) -> dict:
-        out = subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True, text=True,
-                             timeout=300, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         return json.loads(out.stdout.splitlines()[-1])
 
-    stale = tmp_path / "cache" / "onnx" / "all-MiniLM-L6-v2-0123456789abcdef" / "model.onnx"  # a model reinstalled
+    stale = (
+        tmp_path / "cache" / "onnx" / "all-MiniLM-L6-v2-0123456789abcdef" / "model.onnx"
+    )  # a model reinstalled
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an export of weights that are gone")
     for path in (stale, stale.parent):
         os.utime(path, (0, 0))
     # `somna model` (scripts/setup.sh runs it) exports: torch loads once, then the export takes over
-    cli = subprocess.run([sys.executable, "-m", "somna", "model", "--json"], env=env, capture_output=True,
-                         text=True, timeout=300, check=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "somna", "model", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert json.loads(cli.stdout)["backend"] == "onnx"
     assert len(list((tmp_path / "cache").glob("onnx/*/model.onnx"))) == 1 and not stale.parent.exists()
     second = run()  # the export from the cache: no torch at all

@@ -58,14 +58,26 @@ class StubLLM:
                     time.sleep(stub.delay)
                 content = stub.reply(body)
                 prompt = sum(len(m["content"]) for m in body["messages"]) // 4
-                out = json.dumps({
-                    "id": f"chatcmpl-{len(stub.requests)}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": prompt, "completion_tokens": len(content) // 4 + 1,
-                              "total_tokens": prompt + len(content) // 4 + 1},
-                }).encode()
+                out = json.dumps(
+                    {
+                        "id": f"chatcmpl-{len(stub.requests)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt,
+                            "completion_tokens": len(content) // 4 + 1,
+                            "total_tokens": prompt + len(content) // 4 + 1,
+                        },
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -94,8 +106,13 @@ def user_text(body: dict[str, Any]) -> str:
 
 
 def lessons(*items: tuple[str, str, str]) -> str:
-    return json.dumps({"memories": [{"type": t, "title": title, "content": c, "tags": ["Testing"]}
-                                    for t, title, c in items]})
+    return json.dumps(
+        {
+            "memories": [
+                {"type": t, "title": title, "content": c, "tags": ["Testing"]} for t, title, c in items
+            ]
+        }
+    )
 
 
 @pytest.fixture
@@ -127,13 +144,22 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_store(root: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch, *, model: str = "openai/somna-test",
-               extra: str = "", **llm: Any) -> Store:
+def make_store(
+    root: Path,
+    stub: StubLLM,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    model: str = "openai/somna-test",
+    extra: str = "",
+    **llm: Any,
+) -> Store:
     monkeypatch.setenv(KEY_ENV, KEY)
     Store.init(root).close()
     lines = [f'model = "{model}"', f'api_base = "{stub.base}"', f'api_key_env = "{KEY_ENV}"', "timeout = 20"]
     lines += [f"{k} = {v!r}" for k, v in llm.items()]
-    (root / "somna.toml").write_text(THRESHOLDS + extra + "\n[llm]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    (root / "somna.toml").write_text(
+        THRESHOLDS + extra + "\n[llm]\n" + "\n".join(lines) + "\n", encoding="utf-8"
+    )
     store = Store(root, embedder=HashEmbedder())
     store.sync()  # commits somna.toml, as a person editing it would
     return store
@@ -151,16 +177,51 @@ def claude_transcript(path: Path) -> None:
     """A Claude Code session file: one JSON object per line, tool calls and results as content blocks."""
     lines = [
         {"type": "summary", "summary": "Fixing the flaky payment tests"},
-        {"type": "user", "message": {"role": "user", "content": "The payment tests time out again. My token is "
-                                     f"{SECRET} if you need the API."}},
-        {"type": "assistant", "message": {"role": "assistant", "content": [
-            {"type": "text", "text": "Running them with a timeout."},
-            {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "pytest -x tests/payments"}}]}},
-        {"type": "user", "message": {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "t1", "is_error": True,
-             "content": "FAILED tests/payments/test_refund.py - TimeoutError after 30 s"}]}},
-        {"type": "assistant", "message": {"role": "assistant", "content": [
-            {"type": "text", "text": "The sandbox needs PAYMENTS_SANDBOX=1 and a 120 s timeout."}]}},
+        {
+            "type": "user",
+            "message": {
+                "role": "user",
+                "content": f"The payment tests time out again. My token is {SECRET} if you need the API.",
+            },
+        },
+        {
+            "type": "assistant",
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "Running them with a timeout."},
+                    {
+                        "type": "tool_use",
+                        "id": "t1",
+                        "name": "Bash",
+                        "input": {"command": "pytest -x tests/payments"},
+                    },
+                ],
+            },
+        },
+        {
+            "type": "user",
+            "message": {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "is_error": True,
+                        "content": "FAILED tests/payments/test_refund.py - TimeoutError after 30 s",
+                    }
+                ],
+            },
+        },
+        {
+            "type": "assistant",
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "The sandbox needs PAYMENTS_SANDBOX=1 and a 120 s timeout."}
+                ],
+            },
+        },
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
 
@@ -169,8 +230,10 @@ def claude_transcript(path: Path) -> None:
 def test_no_llm_section_no_passes_and_no_litellm(tmp_path: Path) -> None:
     root = tmp_path / "s"
     Store.init(root).close()
-    code = ("import sys; from pathlib import Path; from somna.store import Store; from somna.sleep.llm import "
-            f"llm_passes; assert llm_passes(Store(Path({str(root)!r}))) == []; print('litellm' in sys.modules)")
+    code = (
+        "import sys; from pathlib import Path; from somna.store import Store; from somna.sleep.llm import "
+        f"llm_passes; assert llm_passes(Store(Path({str(root)!r}))) == []; print('litellm' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
     report = somna("--store", str(root), "sleep", "--once")
@@ -181,26 +244,46 @@ def test_config_is_checked(tmp_path: Path) -> None:
     (tmp_path / "somna.toml").write_text('[llm]\nmodel = "openai/x"\napi_key = "sk-nope"\n', encoding="utf-8")
     with pytest.raises(InvalidInput, match="never put a key"):
         LLMConfig.load(tmp_path)
-    (tmp_path / "somna.toml").write_text('[llm]\nmodel = "openai/x"\nmax_tokens_per_cycle = -5\n', encoding="utf-8")
+    (tmp_path / "somna.toml").write_text(
+        '[llm]\nmodel = "openai/x"\nmax_tokens_per_cycle = -5\n', encoding="utf-8"
+    )
     with pytest.raises(InvalidInput, match="max_tokens_per_cycle"):
         LLMConfig.load(tmp_path)
-    (tmp_path / "somna.toml").write_text('[llm]\nmodel = "openai/x"\nmax_cost_per_cycle = 0.5\n', encoding="utf-8")
+    (tmp_path / "somna.toml").write_text(
+        '[llm]\nmodel = "openai/x"\nmax_cost_per_cycle = 0.5\n', encoding="utf-8"
+    )
     cfg = LLMConfig.load(tmp_path)
-    assert cfg is not None and cfg.model == "openai/x" and cfg.max_cost_per_cycle == 0.5 and cfg.api_base is None
+    assert (
+        cfg is not None and cfg.model == "openai/x" and cfg.max_cost_per_cycle == 0.5 and cfg.api_base is None
+    )
 
 
 # -- (a) a transcript becomes memories -------------------------------------------------------------------
 def test_transcript_becomes_memories(tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
-    known = store.write("Run the payment tests with pytest -x so the run stops at the first failure.", author="agent")
-    same = store.write("Deploy previews are built by the preview workflow on every pull request.", author="agent")
+    known = store.write(
+        "Run the payment tests with pytest -x so the run stops at the first failure.", author="agent"
+    )
+    same = store.write(
+        "Deploy previews are built by the preview workflow on every pull request.", author="agent"
+    )
     claude_transcript(store.root / "inbox" / "session-1.jsonl")
     stub.reply = lambda body: lessons(
-        ("fix", "Payment tests need the sandbox flag",
-         "The payment tests time out after 30 s unless PAYMENTS_SANDBOX=1 is set; give them a 120 s timeout."),
-        ("lesson", "Run payment tests with pytest -x",
-         "Run the payment tests with pytest -x so the run stops at the first failure. Use the path tests/payments."),
-        ("fact", "Deploy previews", "Deploy previews are built by the preview workflow on every pull request."),
+        (
+            "fix",
+            "Payment tests need the sandbox flag",
+            "The payment tests time out after 30 s unless PAYMENTS_SANDBOX=1 is set; give them a 120 s timeout.",
+        ),
+        (
+            "lesson",
+            "Run payment tests with pytest -x",
+            "Run the payment tests with pytest -x so the run stops at the first failure. Use the path tests/payments.",
+        ),
+        (
+            "fact",
+            "Deploy previews",
+            "Deploy previews are built by the preview workflow on every pull request.",
+        ),
     )
     report = cycle(store)
 
@@ -238,11 +321,18 @@ GARBAGE = {
 
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
-def test_garbage_answer_changes_nothing(kind: str, tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_garbage_answer_changes_nothing(
+    kind: str,
+    tmp_path: Path,
+    stub: StubLLM,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     store.write("The staging database is db-staging.internal on port 5433.", author="agent")
-    (store.root / "inbox" / "notes.md").write_text("We learned that builds need --frozen.\n", encoding="utf-8")
+    (store.root / "inbox" / "notes.md").write_text(
+        "We learned that builds need --frozen.\n", encoding="utf-8"
+    )
     head = git(store.root, "rev-parse", "HEAD")
     stub.reply = lambda body: GARBAGE[kind]
     with caplog.at_level(logging.WARNING, logger="somna.sleep.llm"):
@@ -254,11 +344,14 @@ def test_garbage_answer_changes_nothing(kind: str, tmp_path: Path, stub: StubLLM
     (note,) = [n for n in report.notes if "unusable LLM answer" in n]
     assert "extract inbox/notes.md" in note and "nothing changed" in note
     assert any("unusable LLM answer" in r.getMessage() for r in caplog.records)
-    assert SECRET not in caplog.text and SECRET not in report.markdown() and "y" * 100 not in report.markdown()
+    assert (
+        SECRET not in caplog.text and SECRET not in report.markdown() and "y" * 100 not in report.markdown()
+    )
 
 
-def test_a_transcript_that_keeps_failing_is_set_aside(tmp_path: Path, stub: StubLLM,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_transcript_that_keeps_failing_is_set_aside(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     (store.root / "inbox" / "notes.txt").write_text("Builds need --frozen.\n", encoding="utf-8")
     stub.reply = lambda body: "no"
@@ -273,10 +366,16 @@ def test_a_transcript_that_keeps_failing_is_set_aside(tmp_path: Path, stub: Stub
 def test_token_budget_stops_the_cycle(tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch, max_tokens_per_cycle=450)
     for n in range(3):
-        (store.root / "inbox" / f"t{n}.md").write_text(f"Session {n}: builds of service {n} need --frozen.\n",
-                                                       encoding="utf-8")
-    stub.reply = lambda body: lessons(("lesson", f"Frozen builds {len(stub.requests)}",
-                                       f"Builds of service {len(stub.requests)} need the --frozen flag."))
+        (store.root / "inbox" / f"t{n}.md").write_text(
+            f"Session {n}: builds of service {n} need --frozen.\n", encoding="utf-8"
+        )
+    stub.reply = lambda body: lessons(
+        (
+            "lesson",
+            f"Frozen builds {len(stub.requests)}",
+            f"Builds of service {len(stub.requests)} need the --frozen flag.",
+        )
+    )
     report = cycle(store)
     assert len(stub.requests) == 1 < 3
     assert any(n.startswith("budget spent (max_tokens_per_cycle 450)") for n in report.notes), report.notes
@@ -286,18 +385,26 @@ def test_token_budget_stops_the_cycle(tmp_path: Path, stub: StubLLM, monkeypatch
     assert len(stub.requests) == 2 and len(list((store.root / "inbox").glob("t*.md"))) == 1
 
 
-def test_cost_budget_uses_litellm_prices(tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cost_budget_uses_litellm_prices(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a model litellm's local price map knows (served by the stub): cost is counted, and it stops the cycle
-    store = make_store(tmp_path / "s", stub, monkeypatch, model="openai/gpt-4o-mini", max_cost_per_cycle=0.0003)
+    store = make_store(
+        tmp_path / "s", stub, monkeypatch, model="openai/gpt-4o-mini", max_cost_per_cycle=0.0003
+    )
     for n in range(3):
-        (store.root / "inbox" / f"t{n}.md").write_text(f"Session {n}: " + "words " * 300 + "\n", encoding="utf-8")
+        (store.root / "inbox" / f"t{n}.md").write_text(
+            f"Session {n}: " + "words " * 300 + "\n", encoding="utf-8"
+        )
     report = cycle(store)
     assert 1 <= len(stub.requests) < 3 and stub.requests[0]["model"] == "gpt-4o-mini"
     assert 0 < report.cost <= 0.0003 and any(n.startswith("budget spent (max_cost") for n in report.notes)
 
 
 # -- judge, merge-writing, compression --------------------------------------------------------------------
-def test_judge_decides_an_unsure_contradiction(tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_judge_decides_an_unsure_contradiction(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)  # sure = 0.99: the plan is unsure of every pair
     old = store.write("The cache TTL for the catalog service is 300 seconds.", author="agent")
     new = store.write("The cache TTL for the catalog service is 900 seconds.", author="agent", force=True)
@@ -315,8 +422,9 @@ def test_judge_decides_an_unsure_contradiction(tmp_path: Path, stub: StubLLM, mo
     assert "300 seconds" in store.read(old["id"])["content"]
 
 
-def test_the_judge_is_asked_about_a_correction_too_weak_to_queue(tmp_path: Path, stub: StubLLM,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_judge_is_asked_about_a_correction_too_weak_to_queue(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another value for the same attribute, with no correction word ("graphic designer" -> "software
     engineer"), scores under `maybe`: without a model nothing happens to it (a person's queue would drown in
     such pairs); with one, the judge is asked, and a pair it says holds is superseded. One it calls
@@ -366,18 +474,31 @@ def test_the_judge_is_asked_about_a_correction_too_weak_to_queue(tmp_path: Path,
     store.close()
 
 
-def test_merge_writing_under_the_detail_guard(tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_merge_writing_under_the_detail_guard(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     store.write("The dev database listens on port 5433, not the default port.", author="agent")
-    store.write("The dev database listens on port 5433, not the default port; see config/db.toml.", author="agent",
-                force=True)
+    store.write(
+        "The dev database listens on port 5433, not the default port; see config/db.toml.",
+        author="agent",
+        force=True,
+    )
     store.write("Build the docs with mkdocs build before publishing the docs site.", author="agent")
-    store.write("Build the docs with mkdocs build --strict before publishing the docs site.", author="agent", force=True)
+    store.write(
+        "Build the docs with mkdocs build --strict before publishing the docs site.",
+        author="agent",
+        force=True,
+    )
 
     def merged(body: dict[str, Any]) -> str:
         if "5433" in user_text(body):
-            return json.dumps({"title": "Dev database port", "content": "The dev DB is on port 5433 (config/db.toml)."})
-        return json.dumps({"title": "Docs", "content": "Build the docs with mkdocs before publishing."})  # lost --strict
+            return json.dumps(
+                {"title": "Dev database port", "content": "The dev DB is on port 5433 (config/db.toml)."}
+            )
+        return json.dumps(
+            {"title": "Docs", "content": "Build the docs with mkdocs before publishing."}
+        )  # lost --strict
 
     stub.reply = merged
     report = cycle(store)
@@ -389,24 +510,32 @@ def test_merge_writing_under_the_detail_guard(tmp_path: Path, stub: StubLLM, mon
     assert any("detail guard rejected the model's merge" in n and "--strict" in n for n in report.notes)
 
 
-BLOCK = ("Conventions for this repo, agreed with the team over many sessions and repeated here at length. " * 16
-         + "\nRun `make check` before pushing; it runs ruff and pytest -x. The API listens on port 8443. "
-         "Config lives in config/app.toml. Use --no-cache for docker builds.\n")
+BLOCK = (
+    "Conventions for this repo, agreed with the team over many sessions and repeated here at length. "
+    * 16
+    + "\nRun `make check` before pushing; it runs ruff and pytest -x. The API listens on port 8443. "
+    "Config lives in config/app.toml. Use --no-cache for docker builds.\n"
+)
 
 
-def test_block_compression_is_guarded_and_reviewed(tmp_path: Path, stub: StubLLM,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_block_compression_is_guarded_and_reviewed(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     block = store.read("block:project")
     store.edit("block:project", "replace", block["version"], text=BLOCK, author="human")
-    short = ("Team conventions. Run `make check` before pushing (ruff, pytest -x). API on port 8443; "
-             "config in config/app.toml; docker builds with --no-cache.")
+    short = (
+        "Team conventions. Run `make check` before pushing (ruff, pytest -x). API on port 8443; "
+        "config in config/app.toml; docker builds with --no-cache."
+    )
     stub.reply = lambda body: json.dumps({"text": short.replace(" (ruff, pytest -x)", ""), "moved": []})
     report = cycle(store)
     assert not report.queued and any("would lose ['-x']" in n for n in report.notes), report.notes
     assert store.read("block:project")["content"] == BLOCK
 
-    store.edit("block:project", "append", store.read("block:project")["version"], text="Be brief.", author="human")
+    store.edit(
+        "block:project", "append", store.read("block:project")["version"], text="Be brief.", author="human"
+    )
     stub.reply = lambda body: json.dumps({"text": short, "moved": []})
     report = cycle(store)
     (queued,) = report.queued
@@ -426,35 +555,63 @@ async def call(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]
 
 
 @pytest.mark.anyio
-async def test_no_lost_write_while_a_slow_llm_cycle_runs(tmp_path: Path, stub: StubLLM,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_lost_write_while_a_slow_llm_cycle_runs(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "s"
     make_store(root, stub, monkeypatch).close()
     stub.delay = 2.5
     stub.reply = lambda body: lessons(
-        ("lesson", "Payment tests", "Run the payment tests with pytest -x so the run stops at the first failure. "
-                                    "The suite needs PAYMENTS_SANDBOX=1."),
-        ("fact", "Release day", "Releases are cut on Tuesdays from the main branch by the release bot."))
+        (
+            "lesson",
+            "Payment tests",
+            "Run the payment tests with pytest -x so the run stops at the first failure. "
+            "The suite needs PAYMENTS_SANDBOX=1.",
+        ),
+        ("fact", "Release day", "Releases are cut on Tuesdays from the main branch by the release bot."),
+    )
     claude_transcript(root / "inbox" / "session.jsonl")
     async with mcp_client(root, name="agent-a") as s:
-        target = await call(s, "write", content="Run the payment tests with pytest -x so the run stops at the "
-                                                "first failure.")
+        target = await call(
+            s, "write", content="Run the payment tests with pytest -x so the run stops at the first failure."
+        )
         other = await call(s, "write", content="The staging cluster is called kestrel and runs in eu-west-1.")
-        sleeper = subprocess.Popen([sys.executable, "-m", "somna", "--store", str(root), "sleep", "--once"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+        sleeper = subprocess.Popen(
+            [sys.executable, "-m", "somna", "--store", str(root), "sleep", "--once"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
         try:
             with anyio.fail_after(30):
                 while not stub.requests:  # the cycle has its snapshot and waits on the model
                     await anyio.sleep(0.05)
-            edit = await call(s, "propose_edit", id=target["id"], op="append", base_version=target["version"],
-                              text="Agent: the suite takes 4 minutes.")
-            await call(s, "propose_edit", id=other["id"], op="append", base_version=other["version"],
-                       text="Agent: its ingress is kestrel-gw.")
-            writes = [await call(s, "write", content=text) for text in (
-                "The billing worker retries webhooks five times with jitter.",
-                "Feature flags live in LaunchDarkly; the SDK key is read from the vault.",
-                "Our Grafana dashboards are provisioned from the ops/dashboards folder.",
-                "Nightly backups of Postgres are kept for 35 days in cold storage.")]
+            edit = await call(
+                s,
+                "propose_edit",
+                id=target["id"],
+                op="append",
+                base_version=target["version"],
+                text="Agent: the suite takes 4 minutes.",
+            )
+            await call(
+                s,
+                "propose_edit",
+                id=other["id"],
+                op="append",
+                base_version=other["version"],
+                text="Agent: its ingress is kestrel-gw.",
+            )
+            writes = [
+                await call(s, "write", content=text)
+                for text in (
+                    "The billing worker retries webhooks five times with jitter.",
+                    "Feature flags live in LaunchDarkly; the SDK key is read from the vault.",
+                    "Our Grafana dashboards are provisioned from the ops/dashboards folder.",
+                    "Nightly backups of Postgres are kept for 35 days in cold storage.",
+                )
+            ]
             assert sleeper.poll() is None, "the cycle should still be waiting on the slow model"
             out, err = await anyio.to_thread.run_sync(sleeper.communicate)
         finally:
@@ -472,7 +629,9 @@ async def test_no_lost_write_while_a_slow_llm_cycle_runs(tmp_path: Path, stub: S
         assert target_text.index("Agent: the suite") < target_text.index("PAYMENTS_SANDBOX")
     else:
         assert "changed since the snapshot" in out
-    assert "Agent: its ingress is kestrel-gw." in (root / "memory" / f"{other['id']}.md").read_text(encoding="utf-8")
+    assert "Agent: its ingress is kestrel-gw." in (root / "memory" / f"{other['id']}.md").read_text(
+        encoding="utf-8"
+    )
     log = git_changes(root)
     index = Index(root / ".somna")
     try:

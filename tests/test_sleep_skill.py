@@ -18,17 +18,25 @@ RELEASES = [
     "Release steps that worked: bump the tag to v1.6.0, `make dist`, and `twine upload dist/*` --skip-existing.",
 ]
 
-BODY = ("Use when publishing a new version of the CLI.\n\n1. Tag the version (e.g. v1.6.0).\n2. Run `make dist`.\n"
-        "3. Run `twine upload dist/*` with --skip-existing.\n")
+BODY = (
+    "Use when publishing a new version of the CLI.\n\n1. Tag the version (e.g. v1.6.0).\n2. Run `make dist`.\n"
+    "3. Run `twine upload dist/*` with --skip-existing.\n"
+)
 
 
 def draft(body: str = BODY, name: str = "release-the-cli") -> str:
-    return json.dumps({"name": name, "description": "Publish a new CLI release to the package index: tag, "
-                       "build, upload.", "body": body})
+    return json.dumps(
+        {
+            "name": name,
+            "description": "Publish a new CLI release to the package index: tag, build, upload.",
+            "body": body,
+        }
+    )
 
 
-def test_a_recurring_procedure_becomes_a_reviewed_skill(tmp_path: Path, stub: StubLLM,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recurring_procedure_becomes_a_reviewed_skill(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     for text in RELEASES:
         store.write(text, type="procedure", author="agent", force=True)
@@ -58,13 +66,17 @@ def test_a_recurring_procedure_becomes_a_reviewed_skill(tmp_path: Path, stub: St
     assert not any("Agent Skill" in r["messages"][0]["content"] for r in stub.requests[asked:])
 
 
-def test_a_skill_that_drops_a_recurring_detail_is_not_proposed(tmp_path: Path, stub: StubLLM,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_skill_that_drops_a_recurring_detail_is_not_proposed(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     for text in RELEASES:
         store.write(text, type="procedure", author="agent", force=True)
-    stub.reply = lambda body: (draft(BODY.replace(" with --skip-existing", ""))
-                               if "Agent Skill" in body["messages"][0]["content"] else '{"memories": []}')
+    stub.reply = lambda body: (
+        draft(BODY.replace(" with --skip-existing", ""))
+        if "Agent Skill" in body["messages"][0]["content"]
+        else '{"memories": []}'
+    )
     report = cycle(store)
     assert not [q for q in report.queued if q["kind"] == "skill"] and not pending_skills(store)
     assert any("not proposed" in n and "--skip-existing" in n for n in report.notes), report.notes

@@ -100,7 +100,9 @@ def test_revert_restores_and_commits(store: Store) -> None:
     assert store.read(out["id"])["content"] == "Timeout is 30 s.\n"
     with pytest.raises(InvalidInput, match="already"):
         store.revert(out["id"], to=back["to_commit"], author="human")
-    log = subprocess.run(["git", "log", "--format=%an|%s", "-1"], cwd=store.root, capture_output=True, text=True)
+    log = subprocess.run(
+        ["git", "log", "--format=%an|%s", "-1"], cwd=store.root, capture_output=True, text=True
+    )
     assert log.stdout.startswith("human|revert")
 
 
@@ -124,7 +126,9 @@ def test_secrets_are_redacted_before_anything_is_stored(store: Store) -> None:
     assert key not in on_disk and "[REDACTED:github_token]" in on_disk
     log = subprocess.run(["git", "log", "-p"], cwd=store.root, capture_output=True, text=True).stdout
     assert key not in log
-    edited = store.edit(out["id"], "append", out["version"], text="DB_PASSWORD=hunter2hunter2", author="agent")
+    edited = store.edit(
+        out["id"], "append", out["version"], text="DB_PASSWORD=hunter2hunter2", author="agent"
+    )
     assert edited["redacted"] == ["password"]
     assert "hunter2hunter2" not in (store.root / out["path"]).read_text(encoding="utf-8")
 

@@ -17,8 +17,13 @@ VERBS = ["fails", "times out", "needs a restart", "is slow", "drops rows", "leak
 
 
 def facts(n: int, seed: int = 0) -> list[dict[str, str]]:
-    return [{"content": f"The {TOPICS[(i + seed) % 10]} job {VERBS[(i * 7 + seed) % 6]} when worker {i % 13} "
-                        f"handles batch {i} of region {i % 5}; fix {i * 31 % 97} applies."} for i in range(n)]
+    return [
+        {
+            "content": f"The {TOPICS[(i + seed) % 10]} job {VERBS[(i * 7 + seed) % 6]} when worker {i % 13} "
+            f"handles batch {i} of region {i % 5}; fix {i * 31 % 97} applies."
+        }
+        for i in range(n)
+    ]
 
 
 def exact(store: Store, vec: list[float], k: int) -> list[tuple[int, float]]:
@@ -45,7 +50,8 @@ def test_binary_preselection_with_full_rescore_equals_exact(big: Store) -> None:
         got = big.index.search_vectors(vec, 20)  # 300 vectors < RESCORE_MIN: every one is re-scored
         want = exact(big, vec, 20)
         assert [r for r, _ in got] == [r for r, _ in want] or [round(s, 5) for _, s in got] == [
-            round(s, 5) for _, s in want]
+            round(s, 5) for _, s in want
+        ]
         assert [round(s, 5) for _, s in got] == [round(s, 5) for _, s in want]
 
 
@@ -55,7 +61,12 @@ def test_binary_preselection_finds_the_exact_top_hits(big: Store, monkeypatch: p
     emb = big.embedder
     assert emb is not None
     overlap = []
-    for query in ("billing job fails", "cache needs a restart", "token is slow for worker 3", "queue shard lint"):
+    for query in (
+        "billing job fails",
+        "cache needs a restart",
+        "token is slow for worker 3",
+        "queue shard lint",
+    ):
         vec = emb.embed([query])[0]
         got = {r for r, _ in big.index.search_vectors(vec, 10)}
         want = {r for r, _ in exact(big, vec, 10)}
@@ -86,7 +97,11 @@ def test_index_without_vec_bits_is_upgraded_on_open(big: Store) -> None:
     again = Store(root, embedder=HashEmbedder())
     again.index.binary_min = 0
     hits = again.search("billing job times out", mode="vectors")["hits"]
-    assert hits and again.index.get_meta("vec_bits") == f"{again.index.get_meta('vec_model')}|{somna_index.VEC_BITS_SCHEMA}"
+    assert (
+        hits
+        and again.index.get_meta("vec_bits")
+        == f"{again.index.get_meta('vec_model')}|{somna_index.VEC_BITS_SCHEMA}"
+    )
     n_bits = again.index.conn.execute("SELECT count(*) FROM vec_bits").fetchone()[0]
     assert n_bits == again.index.vector_count() >= 300
     again.close()
@@ -94,25 +109,38 @@ def test_index_without_vec_bits_is_upgraded_on_open(big: Store) -> None:
 
 def test_words_common_to_most_rows_leave_the_query_without_changing_the_ranking(tmp_path: Path) -> None:
     s = Store.init(tmp_path / "store", embedder=None)
-    s.write_many([{"content": f"the note {i} about {TOPICS[i % 10]} and the worker {i % 7}"} for i in range(1200)],
-                 author="test")
+    s.write_many(
+        [{"content": f"the note {i} about {TOPICS[i % 10]} and the worker {i % 7}"} for i in range(1200)],
+        author="test",
+    )
     s.ensure_synced()
     query = "the billing worker 3"
     assert s.index._fts_match(query) == '"billing" OR "3"'  # "the" and "worker" are in every row
-    full = [(r, round(x, 4)) for r, x in (
-        (r, -score) for r, score in s.index.conn.execute(
-            "SELECT rowid, bm25(notes_fts, 3.0, 1.0, 2.0) FROM notes_fts WHERE notes_fts MATCH ? "
-            "ORDER BY bm25(notes_fts, 3.0, 1.0, 2.0) LIMIT 40", (somna_index.fts_query(query),)))]
+    full = [
+        (r, round(x, 4))
+        for r, x in (
+            (r, -score)
+            for r, score in s.index.conn.execute(
+                "SELECT rowid, bm25(notes_fts, 3.0, 1.0, 2.0) FROM notes_fts WHERE notes_fts MATCH ? "
+                "ORDER BY bm25(notes_fts, 3.0, 1.0, 2.0) LIMIT 40",
+                (somna_index.fts_query(query),),
+            )
+        )
+    ]
     pruned = [(r, round(x, 4)) for r, x, _ in s.index.search_words(query, 40)]
     assert [x for _, x in pruned][:10] == [x for _, x in full][:10]
     hits = s.search(query, mode="words")["hits"]
     assert hits and all(h["snippet"] for h in hits)
 
 
-def test_an_index_from_before_embed_text_re_embeds_what_it_embedded_with_the_title_twice(tmp_path: Path) -> None:
+def test_an_index_from_before_embed_text_re_embeds_what_it_embedded_with_the_title_twice(
+    tmp_path: Path,
+) -> None:
     emb = HashEmbedder()
     s = Store.init(tmp_path / "store", embedder=emb)
-    repeated = s.write("Deploys need --force after a lockfile change.", author="t")["id"]  # title = first line
+    repeated = s.write("Deploys need --force after a lockfile change.", author="t")[
+        "id"
+    ]  # title = first line
     titled = s.write("Run migrations before the deploy.", title="Deploy order", author="t")["id"]
     conn = s.index.conn
     with conn:  # the index as somna wrote it before migration 4: title and body embedded together
@@ -127,7 +155,9 @@ def test_an_index_from_before_embed_text_re_embeds_what_it_embedded_with_the_tit
     assert again.backfill_vectors() == 1
     rows = {r.id: r for r in again.index.all_rows()}
     vecs = again.index.vectors([rows[repeated].rowid, rows[titled].rowid])
-    want = emb.embed(["Deploys need --force after a lockfile change.", "Deploy order\nRun migrations before the deploy."])
+    want = emb.embed(
+        ["Deploys need --force after a lockfile change.", "Deploy order\nRun migrations before the deploy."]
+    )
     assert vecs[rows[repeated].rowid] == pytest.approx(want[0], abs=1e-6)
     assert vecs[rows[titled].rowid] == pytest.approx(want[1], abs=1e-6)
     assert again.search("lockfile force", mode="vectors")["hits"][0]["id"] == repeated
@@ -136,14 +166,20 @@ def test_an_index_from_before_embed_text_re_embeds_what_it_embedded_with_the_tit
 
 def test_embed_text_keeps_a_title_that_adds_words_and_drops_one_that_repeats() -> None:
     assert notes.embed_text("Port", "The API listens on 8080.") == "Port\nThe API listens on 8080."
-    assert notes.embed_text("The API listens on 8080.", "The API listens on 8080.\nmore") == \
-        "The API listens on 8080.\nmore"
+    assert (
+        notes.embed_text("The API listens on 8080.", "The API listens on 8080.\nmore")
+        == "The API listens on 8080.\nmore"
+    )
     assert notes.embed_text("", "body") == "body"
-    assert notes.embed_text("Deploy order", "# Deploy order\n\nMigrations first.") == "# Deploy order\n\nMigrations first."
+    assert (
+        notes.embed_text("Deploy order", "# Deploy order\n\nMigrations first.")
+        == "# Deploy order\n\nMigrations first."
+    )
 
 
-def test_old_model_exports_are_pruned_and_the_one_in_use_is_kept(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_old_model_exports_are_pruned_and_the_one_in_use_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each export of the embedding model is ~90 MB; one that no somna loaded for 30 days (a reinstalled or
     upgraded model package leaves its export behind) goes when another export is made."""
     import os
@@ -171,5 +207,7 @@ def test_old_model_exports_are_pruned_and_the_one_in_use_is_kept(tmp_path: Path,
     onnx_model.touch(folders["in-use"] / "model.onnx")  # loaded just now
     removed = onnx_model.prune(keep=folders["recent"] / "model.onnx")
     assert sorted(p.name for p in removed) == ["killed", "stale"]
-    assert all(folders[n].is_dir() for n in ("in-use", "recent", "other-venv")) and not folders["stale"].exists()
+    assert (
+        all(folders[n].is_dir() for n in ("in-use", "recent", "other-venv")) and not folders["stale"].exists()
+    )
     assert (tmp_path / "cache" / "onnx" / "exporting" / ".model.onnx.123.tmp").is_file()

@@ -130,8 +130,12 @@ def health(host: str, port: int, token: str | None = None, timeout: float = 1.0)
     With a token, the answer's "authorized" says whether the server accepts it."""
     try:
         with minihttp.Exchange(host, port, timeout) as conn:
-            resp = conn.send("GET", HEALTH_PATH, {"Authorization": f"Bearer {token}"} if token else {},
-                             read_timeout=timeout)
+            resp = conn.send(
+                "GET",
+                HEALTH_PATH,
+                {"Authorization": f"Bearer {token}"} if token else {},
+                read_timeout=timeout,
+            )
             if resp.status != 200:
                 return None
             data = json.loads(resp.read(limit=4096))

@@ -20,8 +20,11 @@ EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, settings.log_level, logging.WARNING),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, settings.log_level, logging.WARNING),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
 
 
 def plain_serve(args: list[str]) -> tuple[bool, str | None]:

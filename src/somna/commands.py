@@ -40,7 +40,9 @@ def _open(args: argparse.Namespace, *, model: bool = False, wait: bool = True) -
                 with progress.spinner("loading the embedding model"):
                     embedder.wait()
                 if not embedder.ready:
-                    print(f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr)
+                    print(
+                        f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr
+                    )
     return Memory.open(settings, embedder)
 
 
@@ -59,8 +61,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve_stdio(settings)  # `somna serve` alone does not come here: cli.main starts it before parsing
     from somna import transport  # deliberately lazy: uvicorn and the server, for this command only
 
-    transport.serve(settings, host=args.host, port=args.port, extra_origins=args.allow_origin or [],
-                    new_token=args.new_token)
+    transport.serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        extra_origins=args.allow_origin or [],
+        new_token=args.new_token,
+    )
     exit_now()
 
 
@@ -68,7 +75,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     content = sys.stdin.read() if args.content in (None, "-") else args.content
     memory = _open(args)
     store = memory.store(args.scope)
-    out = store.write(content, title=args.title, type=args.type, tags=args.tag, author="human", force=args.force)
+    out = store.write(
+        content, title=args.title, type=args.type, tags=args.tag, author="human", force=args.force
+    )
     if args.json:
         _print_json(out)
     else:
@@ -78,8 +87,14 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     memory = _open(args, model=not args.words)
-    out = memory.search(" ".join(args.query), scope=args.scope, limit=args.limit, type=args.type, tags=args.tag,
-                        include_archived=args.archived)
+    out = memory.search(
+        " ".join(args.query),
+        scope=args.scope,
+        limit=args.limit,
+        type=args.type,
+        tags=args.tag,
+        include_archived=args.archived,
+    )
     if args.json:
         _print_json(out)
         return EXIT_OK
@@ -101,8 +116,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(out)
     else:
-        print(f"# {out['title']}  ({out['id']}, version {out['version']}, {out['path']}; "
-              f"by {out.get('source')}, trust {out.get('trust')})")
+        print(
+            f"# {out['title']}  ({out['id']}, version {out['version']}, {out['path']}; "
+            f"by {out.get('source')}, trust {out.get('trust')})"
+        )
         if out.get("warning"):
             print(f"# warning: {out['warning']}")
         print(out["content"], end="")
@@ -164,8 +181,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
                 (store.root / ".somna" / f"index.db{suffix}").unlink(missing_ok=True)
             store = Store(store.root, scope=store.scope, embedder=store.embedder)
         report = progress.sync(store)
-        print(f"{store.scope}: {store.root}: indexed {report['indexed']}, removed {report['removed']}, "
-              f"problems {len(report['problems'])}" + (", committed edits made by hand" if report["committed"] else ""))
+        print(
+            f"{store.scope}: {store.root}: indexed {report['indexed']}, removed {report['removed']}, "
+            f"problems {len(report['problems'])}"
+            + (", committed edits made by hand" if report["committed"] else "")
+        )
         for rel, problem in report["problems"]:
             print(f"  {rel}: {problem}")
     return EXIT_OK
@@ -177,12 +197,19 @@ def cmd_skills(args: argparse.Namespace) -> int:
         found = skills.check_paths(Path(p) for p in args.paths)
     else:
         memory = _open(args)
-        catalog = skills.Catalog.for_stores(memory.stores, skills.mounts_from_env(os.environ, settings.cwd),
-                                            budget=skills.budget_from_env(os.environ))
+        catalog = skills.Catalog.for_stores(
+            memory.stores,
+            skills.mounts_from_env(os.environ, settings.cwd),
+            budget=skills.budget_from_env(os.environ),
+        )
         if args.action == "install":
             store = memory.store(args.scope)
-            out = skill_store.install(store, Path(args.source) if args.source else None, force=args.force,
-                                      author="human" if args.source else "somna")
+            out = skill_store.install(
+                store,
+                Path(args.source) if args.source else None,
+                force=args.force,
+                author="human" if args.source else "somna",
+            )
             if args.json:
                 _print_json(out)
                 return EXIT_OK
@@ -209,25 +236,42 @@ def cmd_skills(args: argparse.Namespace) -> int:
         found = list(catalog.skills.values()) + catalog.invalid + catalog.shadowed
     problems = [p for s in found for p in s.problems]
     if args.json:
-        _print_json([{"name": s.name, "path": str(s.folder), "valid": s.valid,
-                      "problems": [vars(p) for p in s.problems]} for s in found])
+        _print_json(
+            [
+                {
+                    "name": s.name,
+                    "path": str(s.folder),
+                    "valid": s.valid,
+                    "problems": [vars(p) for p in s.problems],
+                }
+                for s in found
+            ]
+        )
     else:
         for p in problems:
             print(p)
         errors = sum(not s.valid for s in found)
-        print(f"{len(found)} skills checked: {len(found) - errors} valid, {errors} invalid, "
-              f"{len(problems)} problems")
+        print(
+            f"{len(found)} skills checked: {len(found) - errors} valid, {errors} invalid, "
+            f"{len(problems)} problems"
+        )
     return EXIT_ERROR if problems else EXIT_OK
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    return run_install(args.harness, args.scope, args.dry_run, args.command == "uninstall",
-                       hooks=not args.no_hooks)
+    return run_install(
+        args.harness, args.scope, args.dry_run, args.command == "uninstall", hooks=not args.no_hooks
+    )
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    return capture.run(Settings.from_env(store=args.store), harness=args.harness, transcript=args.transcript,
-                       session_id=args.session_id, scope=args.scope)
+    return capture.run(
+        Settings.from_env(store=args.store),
+        harness=args.harness,
+        transcript=args.transcript,
+        session_id=args.session_id,
+        scope=args.scope,
+    )
 
 
 def cmd_context(args: argparse.Namespace) -> int:
@@ -258,12 +302,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(out)
         else:
-            print(f"wrote {out['path']}: the store {out['store']} with {out['commits']} commits "
-                  f"({out['bytes']:,} bytes); `somna import {out['path']} PATH` restores it")
+            print(
+                f"wrote {out['path']}: the store {out['store']} with {out['commits']} commits "
+                f"({out['bytes']:,} bytes); `somna import {out['path']} PATH` restores it"
+            )
         return EXIT_OK
     if not args.format:
-        print("somna export needs --format claude-md|agents-md|cursor-rules, or --bundle FILE",
-              file=sys.stderr)
+        print(
+            "somna export needs --format claude-md|agents-md|cursor-rules, or --bundle FILE", file=sys.stderr
+        )
         return EXIT_USAGE
     stores = [memory.store(args.scope)] if args.scope else list(memory.stores.values())
     exported = portable.render(stores, args.format, args.budget)
@@ -271,9 +318,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         sys.stdout.write(exported.text)
     else:
         portable.write_text(Path(args.output), exported.text)
-        print(f"wrote {args.output}: {len(exported.text):,} characters, {exported.shown} of {exported.total} "
-              f"memories ({exported.left_out} did not fit, {exported.harmful} left out as harmful)",
-              file=sys.stderr)
+        print(
+            f"wrote {args.output}: {len(exported.text):,} characters, {exported.shown} of {exported.total} "
+            f"memories ({exported.left_out} did not fit, {exported.harmful} left out as harmful)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -334,9 +383,13 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from somna.daemon import Daemon, setup_logging, watch_folders
     from somna.sleep.llm import llm_passes
 
-    memory = _open(args, model=True, wait=False)  # the model loads in the background; cycles use it when ready
+    memory = _open(
+        args, model=True, wait=False
+    )  # the model loads in the background; cycles use it when ready
     store = memory.store(args.scope)
-    daemon = Daemon(store, idle=args.idle, extra_passes=llm_passes(store), watch=watch_folders(store, args.watch))
+    daemon = Daemon(
+        store, idle=args.idle, extra_passes=llm_passes(store), watch=watch_folders(store, args.watch)
+    )
     setup_logging(store)
     daemon.install_signal_handlers()
     print(f"somna daemon watching {store.root} (Ctrl-C or SIGTERM stops it)", file=sys.stderr)
@@ -372,8 +425,14 @@ def cmd_model(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ready = isinstance(embedder, LazyEmbedder) and embedder.wait(600)
     took = time.perf_counter() - t0
-    out = {"model": embedder.name, "ready": ready, "backend": getattr(embedder, "backend", ""),
-           "dimensions": embedder.dim, "seconds": round(took, 2), "error": getattr(embedder, "error", None)}
+    out = {
+        "model": embedder.name,
+        "ready": ready,
+        "backend": getattr(embedder, "backend", ""),
+        "dimensions": embedder.dim,
+        "seconds": round(took, 2),
+        "error": getattr(embedder, "error", None),
+    }
     if args.json:
         _print_json(out)
     elif ready:
@@ -399,15 +458,25 @@ def parser() -> argparse.ArgumentParser:
 
     sp = cmd("init", cmd_init, "create a store (default: the user store, ~/.somna or $SOMNA_HOME)")
     sp.add_argument("path", nargs="?")
-    sp = cmd("serve", cmd_serve,
-             "run the MCP server over stdio (what harnesses launch), or --http for many clients")
+    sp = cmd(
+        "serve",
+        cmd_serve,
+        "run the MCP server over stdio (what harnesses launch), or --http for many clients",
+    )
     sp.add_argument("--http", action="store_true", help="one shared server over streamable HTTP")
     sp.add_argument("--host", default="127.0.0.1", help="--http: address (not loopback: a token is required)")
     sp.add_argument("--port", type=int, default=8765, help="--http: port (default 8765)")
-    sp.add_argument("--allow-origin", action="append", metavar="ORIGIN",
-                    help="--http: a browser Origin to accept besides localhost (scheme://host[:port|:*])")
-    sp.add_argument("--new-token", action="store_true",
-                    help="--http: create a bearer token file (0600) in the user store's .somna/, require it")
+    sp.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="--http: a browser Origin to accept besides localhost (scheme://host[:port|:*])",
+    )
+    sp.add_argument(
+        "--new-token",
+        action="store_true",
+        help="--http: create a bearer token file (0600) in the user store's .somna/, require it",
+    )
     sp = cmd("add", cmd_add, "write a memory (content as argument, or - / nothing to read stdin)")
     sp.add_argument("content", nargs="?")
     sp.add_argument("--title")
@@ -444,34 +513,64 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--from", dest="source", help="install: a folder of skills (default: somna's own)")
     sp.add_argument("--force", action="store_true", help="install: replace skills that differ")
     for name, verb in (("install", "register somna in"), ("uninstall", "remove somna from")):
-        sp = cmd(name, cmd_install, f"{verb} a harness's MCP configuration (merged, backed up, reversible)",
-                 scoped=False)
+        sp = cmd(
+            name,
+            cmd_install,
+            f"{verb} a harness's MCP configuration (merged, backed up, reversible)",
+            scoped=False,
+        )
         sp.add_argument("harness", choices=HARNESSES)
-        sp.add_argument("--scope", choices=SCOPES, default="user",
-                        help="user: every project; project: this repository's config file")
+        sp.add_argument(
+            "--scope",
+            choices=SCOPES,
+            default="user",
+            help="user: every project; project: this repository's config file",
+        )
         sp.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
-        sp.add_argument("--no-hooks", action="store_true",
-                        help="claude-code: leave its hooks alone (else SessionEnd, PreCompact: capture)")
-    sp = cmd("capture", cmd_capture, "put a session transcript into the store's inbox, secrets redacted "
-             "(a harness hook: reads the hook's JSON on stdin)")
+        sp.add_argument(
+            "--no-hooks",
+            action="store_true",
+            help="claude-code: leave its hooks alone (else SessionEnd, PreCompact: capture)",
+        )
+    sp = cmd(
+        "capture",
+        cmd_capture,
+        "put a session transcript into the store's inbox, secrets redacted "
+        "(a harness hook: reads the hook's JSON on stdin)",
+    )
     sp.add_argument("--harness", default="claude-code", choices=capture.HARNESSES)
     sp.add_argument("--transcript", help="capture this JSONL transcript (instead of a hook's input on stdin)")
     sp.add_argument("--session-id", help="the session's id (default: the hook's, or the file name)")
-    sp = cmd("context", cmd_context, "print the memory guidance, core blocks and skills catalog (Claude Code's "
-             "SessionStart hook adds it to the session)")
+    sp = cmd(
+        "context",
+        cmd_context,
+        "print the memory guidance, core blocks and skills catalog (Claude Code's "
+        "SessionStart hook adds it to the session)",
+    )
     sp.add_argument("--budget", type=int, default=context.CONTEXT_BUDGET, help="tokens (default %(default)s)")
-    sp = cmd("export", cmd_export,
-             "learned context as CLAUDE.md / AGENTS.md / a Cursor rule, or the whole store (--bundle)")
+    sp = cmd(
+        "export",
+        cmd_export,
+        "learned context as CLAUDE.md / AGENTS.md / a Cursor rule, or the whole store (--bundle)",
+    )
     sp.add_argument("--format", choices=portable.FORMATS)
-    sp.add_argument("--budget", type=int, default=portable.DEFAULT_BUDGET, metavar="CHARS",
-                    help=f"size limit of the file in characters (default {portable.DEFAULT_BUDGET:,})")
+    sp.add_argument(
+        "--budget",
+        type=int,
+        default=portable.DEFAULT_BUDGET,
+        metavar="CHARS",
+        help=f"size limit of the file in characters (default {portable.DEFAULT_BUDGET:,})",
+    )
     sp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     sp.add_argument("--bundle", metavar="FILE", help="write the whole store with its history (a git bundle)")
-    sp = cmd("import", cmd_import,
-             "restore a store from `somna export --bundle` (default: as the user store)")
+    sp = cmd(
+        "import", cmd_import, "restore a store from `somna export --bundle` (default: as the user store)"
+    )
     sp.add_argument("file")
     sp.add_argument("path", nargs="?", help="where the new store goes (must not exist, or be empty)")
-    sp = cmd("sleep", cmd_sleep, "run one consolidation cycle now and print its report (see also: somna daemon)")
+    sp = cmd(
+        "sleep", cmd_sleep, "run one consolidation cycle now and print its report (see also: somna daemon)"
+    )
     sp.add_argument("--once", action="store_true", help="one cycle in the foreground (the default)")
     sp.add_argument("--dry-run", action="store_true", help="plan and report; change nothing")
     sp.add_argument("--report", action="store_true", help="show the last cycle's report")
@@ -479,13 +578,22 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--accept", metavar="ID", help="apply a queued change")
     sp.add_argument("--reject", metavar="ID", help="drop a queued change")
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")
-    sp = cmd("daemon", cmd_daemon, "watch the store: index hand edits, consolidate on new experience and when idle")
+    sp = cmd(
+        "daemon", cmd_daemon, "watch the store: index hand edits, consolidate on new experience and when idle"
+    )
     sp.add_argument("--idle", type=float, default=600.0, help="seconds of quiet before a cycle (default 600)")
-    sp.add_argument("--watch", action="append", metavar="DIR",
-                    help="also capture harness transcripts (*.jsonl) that change under DIR (repeatable; "
-                         "or [daemon] watch in somna.toml)")
-    sp = cmd("model", cmd_model, "load the embedding model and say how it runs (the first time, this "
-             "prepares its fast ONNX form)")
+    sp.add_argument(
+        "--watch",
+        action="append",
+        metavar="DIR",
+        help="also capture harness transcripts (*.jsonl) that change under DIR (repeatable; "
+        "or [daemon] watch in somna.toml)",
+    )
+    sp = cmd(
+        "model",
+        cmd_model,
+        "load the embedding model and say how it runs (the first time, this prepares its fast ONNX form)",
+    )
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")
     return p

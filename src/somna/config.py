@@ -111,15 +111,22 @@ class StoreConfig:
         for kind, action in sleep.items():
             if action not in ("apply", "propose"):
                 raise InvalidInput(f"{path}: sleep.{kind} must be 'apply' or 'propose', not {action!r}")
-        if not isinstance(thresholds, dict) or not all(isinstance(v, int | float) for v in thresholds.values()):
+        if not isinstance(thresholds, dict) or not all(
+            isinstance(v, int | float) for v in thresholds.values()
+        ):
             raise InvalidInput(f"{path}: sleep.thresholds must map names to numbers")
         watch = (data.get("daemon") or {}).get("watch", [])
         if isinstance(watch, str):
             watch = [watch]
         if not isinstance(watch, list) or not all(isinstance(w, str) and w.strip() for w in watch):
             raise InvalidInput(f'{path}: daemon.watch must be a list of folders, e.g. ["~/.claude/projects"]')
-        return cls(policy=policy, secrets=secrets, sleep_policy={str(k): str(v) for k, v in sleep.items()},
-                   sleep_thresholds={str(k): v for k, v in thresholds.items()}, watch=tuple(watch))
+        return cls(
+            policy=policy,
+            secrets=secrets,
+            sleep_policy={str(k): str(v) for k, v in sleep.items()},
+            sleep_thresholds={str(k): v for k, v in thresholds.items()},
+            watch=tuple(watch),
+        )
 
     def policy_for(self, relpath: str) -> str:
         """The first matching glob decides; edits apply at once by default."""

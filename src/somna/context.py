@@ -46,12 +46,18 @@ def compose_instructions(memory: Memory, budget_tokens: int, skills: tuple[str, 
             body = block["content"].strip()
             if not body:
                 continue
-            caution = f" ({block.get('trust', 'agent')}-written; {untrusted.WARNING})" if block.get("flags") else ""
+            caution = (
+                f" ({block.get('trust', 'agent')}-written; {untrusted.WARNING})" if block.get("flags") else ""
+            )
             head = f"\n## {scope} block: {name}{caution}\n"
             text = head + body + "\n"
             if _tokens(text) > left:
                 room = max(0, (left - _tokens(head) - 20) * 4)
-                text = head + body[:room].rstrip() + f"\n[… cut to fit; read resource somna://blocks/{scope}/{name}]\n"
+                text = (
+                    head
+                    + body[:room].rstrip()
+                    + f"\n[… cut to fit; read resource somna://blocks/{scope}/{name}]\n"
+                )
                 if room <= 0:
                     text = f"\n(block {scope}/{name} not shown: over budget; read somna://blocks/{scope}/{name})\n"
             parts.append(text)
@@ -64,11 +70,15 @@ CONTEXT_BUDGET = 4000  # tokens: a SessionStart hook's output is not cut at 2 KB
 SKILLS_BUDGET = 1500
 
 
-def session_context(settings: Settings, *, budget: int = CONTEXT_BUDGET, skills_budget: int = SKILLS_BUDGET) -> str:
+def session_context(
+    settings: Settings, *, budget: int = CONTEXT_BUDGET, skills_budget: int = SKILLS_BUDGET
+) -> str:
     """The guidance, every core block and the skills catalog of the stores `settings` opens, within budget."""
     memory = Memory.open(settings, None)
     try:
-        catalog = Catalog.for_stores(memory.stores, mounts_from_env(os.environ, settings.cwd), budget=skills_budget)
+        catalog = Catalog.for_stores(
+            memory.stores, mounts_from_env(os.environ, settings.cwd), budget=skills_budget
+        )
         text = compose_instructions(memory, budget, catalog.instructions())
     finally:
         memory.close()

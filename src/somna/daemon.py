@@ -36,7 +36,12 @@ log = logging.getLogger("somna.daemon")
 CONTENT = ("memory/", "blocks/", "skills/", "proposals/", "somna.toml")
 TRANSCRIPT_QUIET = 30.0  # seconds without a write before a watched transcript is captured
 HEALTH_EVERY = 2.0  # seconds between checks that the file watcher still runs
-HARNESS_MARKERS = ((".claude", "claude-code"), (".codex", "codex"), (".cursor", "cursor"), (".vscode", "vscode"))
+HARNESS_MARKERS = (
+    (".claude", "claude-code"),
+    (".codex", "codex"),
+    (".cursor", "cursor"),
+    (".vscode", "vscode"),
+)
 
 
 def harness_of(path: Path) -> str:
@@ -65,9 +70,17 @@ class _Events(FileSystemEventHandler):
 
 
 class Daemon:
-    def __init__(self, store: Store, *, idle: float = 600.0, debounce: float = 0.25, inbox_delay: float = 3.0,
-                 extra_passes: list[ExtraPass] | None = None, watch: list[Path] | None = None,
-                 transcript_quiet: float = TRANSCRIPT_QUIET) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        idle: float = 600.0,
+        debounce: float = 0.25,
+        inbox_delay: float = 3.0,
+        extra_passes: list[ExtraPass] | None = None,
+        watch: list[Path] | None = None,
+        transcript_quiet: float = TRANSCRIPT_QUIET,
+    ) -> None:
         self.store = store
         self.watch = [Path(w).resolve() for w in watch or []]
         self.transcript_quiet = transcript_quiet
@@ -189,8 +202,14 @@ class Daemon:
         return due
 
     def capture(self, transcript: Path) -> None:
-        out = capture(self.store.root, transcript, harness=harness_of(transcript), session_id=transcript.stem,
-                      event="watch", final=False)
+        out = capture(
+            self.store.root,
+            transcript,
+            harness=harness_of(transcript),
+            session_id=transcript.stem,
+            event="watch",
+            final=False,
+        )
         if out.path is not None:
             self.captures += 1
             log.info("captured %s: %s", transcript, out.summary())
@@ -220,7 +239,9 @@ class Daemon:
         self.cycles += 1
         time.sleep(self.debounce * 2)
         with self._lock:  # what the cycle itself wrote is not new experience
-            self._pending = {p for p in self._pending if p.startswith("inbox/") and not p.startswith("inbox/processed")}
+            self._pending = {
+                p for p in self._pending if p.startswith("inbox/") and not p.startswith("inbox/processed")
+            }
         self._changed_since_cycle = False
         if report is not None:
             log.info("cycle done: %s", report.counts() or "nothing to do")

@@ -63,7 +63,9 @@ def _vec0_path() -> str:
     numpy, ~100 ms that the MCP handshake would otherwise wait for."""
     spec = importlib.util.find_spec("sqlite_vec")
     if spec is None or not spec.submodule_search_locations:
-        raise NoExtensionSupport("sqlite-vec is not installed: run scripts/setup.sh (or pip install sqlite-vec)")
+        raise NoExtensionSupport(
+            "sqlite-vec is not installed: run scripts/setup.sh (or pip install sqlite-vec)"
+        )
     return str(Path(next(iter(spec.submodule_search_locations))) / "vec0")
 
 

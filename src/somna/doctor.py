@@ -131,13 +131,26 @@ def check(store: Store) -> dict[str, Any]:
     missing_vectors = len(store.index.missing_vectors(model, 100_000)) if model else None
     drift = bool(not_indexed or stale or orphans or index_problem)
     report: dict[str, Any] = {
-        "store": str(store.root), "scope": store.scope, "files": len(files) + len(bad),
-        "indexed": len(rows), "bad_files": bad, "quarantined": sorted(broken), "not_indexed": not_indexed,
-        "stale_index": stale, "index_without_file": orphans, "index_problem": index_problem,
-        "uncommitted": dirty, "pending_commits": pending, "git_lock": bool(locks), "git_locks": locks,
-        "git_interrupted": history.interrupted(store.root), "git_problem": git_problem,
-        "interrupted_writes": temps, "loose_permissions": perms,
-        "missing_vectors": missing_vectors, "proposals": len(list((store.root / "proposals").glob("*.md"))),
+        "store": str(store.root),
+        "scope": store.scope,
+        "files": len(files) + len(bad),
+        "indexed": len(rows),
+        "bad_files": bad,
+        "quarantined": sorted(broken),
+        "not_indexed": not_indexed,
+        "stale_index": stale,
+        "index_without_file": orphans,
+        "index_problem": index_problem,
+        "uncommitted": dirty,
+        "pending_commits": pending,
+        "git_lock": bool(locks),
+        "git_locks": locks,
+        "git_interrupted": history.interrupted(store.root),
+        "git_problem": git_problem,
+        "interrupted_writes": temps,
+        "loose_permissions": perms,
+        "missing_vectors": missing_vectors,
+        "proposals": len(list((store.root / "proposals").glob("*.md"))),
         "provenance": untrusted_notes,
     }
     report["consistent"] = not (drift or dirty or locks or temps or git_problem)
@@ -187,7 +200,9 @@ def _record_trust(store: Store) -> int:
         if "trust" not in note.meta and "source" in note.meta:  # never add front matter to a person's file
             todo.append((note.id, version, untrusted.effective(note.meta)))
     if todo:
-        with store.batch(f"record the trust of {len(todo)} memories written before provenance", "somna-doctor"):
+        with store.batch(
+            f"record the trust of {len(todo)} memories written before provenance", "somna-doctor"
+        ):
             for ref, version, trust in todo:
                 store.edit(ref, "meta", version, author="somna-doctor", meta={"trust": trust}, policy="apply")
     return len(todo)
@@ -202,53 +217,83 @@ def repair(store: Store) -> dict[str, Any]:
         cleared = history.clear_stale_lock(store.root, older_than=5.0)
         moved = _recover_temps(store)
         rebuilt = _index_sound(store) is not None and _rebuild_index(store)
-    tightened = [p for p in [store.root, store.root / ".somna", *sorted((store.root / ".somna").glob("*"))]
-                 if (p.is_dir() or p.is_file()) and not p.is_symlink() and private(p)]
+    tightened = [
+        p
+        for p in [store.root, store.root / ".somna", *sorted((store.root / ".somna").glob("*"))]
+        if (p.is_dir() or p.is_file()) and not p.is_symlink() and private(p)
+    ]
     synced = store.sync(commit_as="somna-doctor")
     recorded = _record_trust(store)
     report = check(store)
-    report["repaired"] = {"git_lock_cleared": cleared, "git_interrupted": interrupted, "reindexed": synced["indexed"],
-                          "removed_from_index": synced["removed"], "committed": synced["committed"],
-                          "recovered_writes": moved, "index_rebuilt": rebuilt, "trust_recorded": recorded,
-                          "permissions_tightened": [str(p.relative_to(store.root)) for p in tightened]}
+    report["repaired"] = {
+        "git_lock_cleared": cleared,
+        "git_interrupted": interrupted,
+        "reindexed": synced["indexed"],
+        "removed_from_index": synced["removed"],
+        "committed": synced["committed"],
+        "recovered_writes": moved,
+        "index_rebuilt": rebuilt,
+        "trust_recorded": recorded,
+        "permissions_tightened": [str(p.relative_to(store.root)) for p in tightened],
+    }
     return report
 
 
 def human_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"store {report['store']} ({report['scope']}): {report['files']} files, {report['indexed']} indexed"]
+    lines = [
+        f"store {report['store']} ({report['scope']}): {report['files']} files, {report['indexed']} indexed"
+    ]
     for b in report["bad_files"]:
-        lines.append(f"  quarantined {b['path']}: {b['problem']} (left as is, out of the index and of git; "
-                     "fix it by hand)")
-    for key, label in (("not_indexed", "not indexed"), ("stale_index", "stale index"),
-                       ("index_without_file", "index row without file"), ("uncommitted", "uncommitted"),
-                       ("interrupted_writes", "temp file of an interrupted write"),
-                       ("loose_permissions", "readable by others")):
+        lines.append(
+            f"  quarantined {b['path']}: {b['problem']} (left as is, out of the index and of git; "
+            "fix it by hand)"
+        )
+    for key, label in (
+        ("not_indexed", "not indexed"),
+        ("stale_index", "stale index"),
+        ("index_without_file", "index row without file"),
+        ("uncommitted", "uncommitted"),
+        ("interrupted_writes", "temp file of an interrupted write"),
+        ("loose_permissions", "readable by others"),
+    ):
         for p in report[key]:
             lines.append(f"  {label:<10} {p}")
     if report["index_problem"]:
         lines.append(f"  index      index.db is damaged ({report['index_problem']}); --repair rebuilds it")
     if report["git_locks"]:
-        lines.append(f"  git lock   {', '.join(report['git_locks'])} in .git (a killed git process?); "
-                     "`somna doctor --repair` clears them")
+        lines.append(
+            f"  git lock   {', '.join(report['git_locks'])} in .git (a killed git process?); "
+            "`somna doctor --repair` clears them"
+        )
     if report["git_problem"]:
         lines.append(f"  git        {report['git_problem']}")
     prov = report["provenance"]
     if prov["instructions"]:
-        lines.append(f"  flagged    {len(prov['instructions'])} notes read like instructions to an agent: "
-                     + ", ".join(prov["instructions"][:5]))
+        lines.append(
+            f"  flagged    {len(prov['instructions'])} notes read like instructions to an agent: "
+            + ", ".join(prov["instructions"][:5])
+        )
     if prov["secrets"]:
-        lines.append(f"  secrets    likely secrets in {len(prov['secrets'])} notes (edit them by hand): "
-                     + ", ".join(prov["secrets"][:5]))
+        lines.append(
+            f"  secrets    likely secrets in {len(prov['secrets'])} notes (edit them by hand): "
+            + ", ".join(prov["secrets"][:5])
+        )
     if prov["missing_trust"]:
-        lines.append(f"  provenance {len(prov['missing_trust'])} memories have no `trust` (written before it; "
-                     "taken from `source`)")
+        lines.append(
+            f"  provenance {len(prov['missing_trust'])} memories have no `trust` (written before it; "
+            "taken from `source`)"
+        )
     if report["missing_vectors"]:
-        lines.append(f"  vectors    {report['missing_vectors']} notes not embedded yet (filled in the background)")
+        lines.append(
+            f"  vectors    {report['missing_vectors']} notes not embedded yet (filled in the background)"
+        )
     if report["proposals"]:
         lines.append(f"  proposals  {report['proposals']} waiting for review (`somna proposals`)")
     if report.get("pending_commits"):
-        lines.append(f"  pending    {len(report['pending_commits'])} changes wait for their commit (a running "
-                     "server makes it within a second; else the next somna command)")
+        lines.append(
+            f"  pending    {len(report['pending_commits'])} changes wait for their commit (a running "
+            "server makes it within a second; else the next somna command)"
+        )
     for key, value in (report.get("repaired") or {}).items():
         if value:
             lines.append(f"  repaired   {key.replace('_', ' ')}: {value}")

@@ -146,7 +146,9 @@ class LazyEmbedder:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library chatter must not turn into errors or noise
             model = sentence_transformers.SentenceTransformer(path, device="cpu", local_files_only=True)
-            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            get_dim = (
+                getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            )
             dim = get_dim()
         if dim:
             self.dim = int(dim)
@@ -186,7 +188,10 @@ class LazyEmbedder:
                 torch.set_num_threads(_small_batch_threads(self._threads))
             try:
                 out = self._model.encode(  # type: ignore[attr-defined]
-                    texts, batch_size=self.batch_size, show_progress_bar=False, normalize_embeddings=True,
+                    texts,
+                    batch_size=self.batch_size,
+                    show_progress_bar=False,
+                    normalize_embeddings=True,
                     convert_to_numpy=True,
                 )
             finally:

@@ -1,13 +1,13 @@
 """somna's errors, translated to MCP tool errors by server.py and to messages by cli.py.
 
-    SomnaError
-     ├── StoreNotFound      no store at the path
-     ├── InvalidInput       the caller's arguments are wrong (empty, too large, bad id, bad path)
-     ├── NotFound           no memory, block or proposal with that id
-     ├── Conflict           the base version is stale; carries the current text
-     ├── DuplicateFound     a near-duplicate already exists (write was not made)
-     ├── BadNote            a file on disk cannot be parsed (reported, never lost)
-     └── StoreBusy          the store lock could not be taken in time
+SomnaError
+ ├── StoreNotFound      no store at the path
+ ├── InvalidInput       the caller's arguments are wrong (empty, too large, bad id, bad path)
+ ├── NotFound           no memory, block or proposal with that id
+ ├── Conflict           the base version is stale; carries the current text
+ ├── DuplicateFound     a near-duplicate already exists (write was not made)
+ ├── BadNote            a file on disk cannot be parsed (reported, never lost)
+ └── StoreBusy          the store lock could not be taken in time
 """
 
 from __future__ import annotations

@@ -15,8 +15,19 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # Commits made by somna must not depend on the user's git config (no name set on a fresh
 # machine, gpg signing, hooks that prompt): these override it for somna's own commands only.
 _BASE = [
-    "git", "-c", "user.name=somna", "-c", "user.email=somna@localhost", "-c", "commit.gpgsign=false",
-    "-c", "core.hooksPath=/dev/null", "-c", "core.quotepath=false", "-c", "advice.detachedHead=false",
+    "git",
+    "-c",
+    "user.name=somna",
+    "-c",
+    "user.email=somna@localhost",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.quotepath=false",
+    "-c",
+    "advice.detachedHead=false",
 ]
 
 
@@ -51,8 +62,15 @@ def git(root: Path, *args: str, check: bool = True, input: str | None = None) ->
     deadline = time.monotonic() + LOCK_WAIT
     while True:
         proc = subprocess.run(
-            [*_BASE, *args], cwd=root, capture_output=True, text=True, encoding="utf-8",
-            errors="replace", env=_env(), input=input, check=False,
+            [*_BASE, *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=_env(),
+            input=input,
+            check=False,
         )
         if proc.returncode == 0 or ".lock': File exists" not in proc.stderr or time.monotonic() > deadline:
             break
@@ -154,12 +172,24 @@ def commit(root: Path, paths: list[str], message: str, author: str) -> str | Non
         added = git(root, "add", "-A", "-v", "--", *paths)
         staged = [m.group(1) for m in re.finditer(r"^(?:add|remove) '(.*)'$", added, re.M)]
         if sorted(staged) != sorted(set(paths)):
-            staged = git(root, "diff", "--cached", "--no-renames", "--name-only", "-z", "--", *paths).split("\x00")
+            staged = git(root, "diff", "--cached", "--no-renames", "--name-only", "-z", "--", *paths).split(
+                "\x00"
+            )
             staged = [p for p in staged if p]
         if not staged:
             return None
         name = _clean_author(author)
-        git(root, "commit", "-q", "--no-verify", "-m", message, f"--author={name} <{_email(name)}>", "--", *staged)
+        git(
+            root,
+            "commit",
+            "-q",
+            "--no-verify",
+            "-m",
+            message,
+            f"--author={name} <{_email(name)}>",
+            "--",
+            *staged,
+        )
         sha = head(root)
         if sha is None:
             raise GitError("git commit left no HEAD")
@@ -204,7 +234,13 @@ def _email(name: str) -> str:
 
 def log(root: Path, relpath: str, limit: int = 20) -> list[Commit]:
     out = git(
-        root, "log", f"-n{limit}", "--format=%H%x1f%an%x1f%aI%x1f%s%x1e", "--", relpath, check=False,
+        root,
+        "log",
+        f"-n{limit}",
+        "--format=%H%x1f%an%x1f%aI%x1f%s%x1e",
+        "--",
+        relpath,
+        check=False,
     )
     commits = []
     for rec in out.split("\x1e"):
@@ -216,7 +252,11 @@ def log(root: Path, relpath: str, limit: int = 20) -> list[Commit]:
 
 def show(root: Path, sha: str, relpath: str) -> str | None:
     proc = subprocess.run(
-        [*_BASE, "show", f"{sha}:{relpath}"], cwd=root, capture_output=True, env=_env(), check=False,
+        [*_BASE, "show", f"{sha}:{relpath}"],
+        cwd=root,
+        capture_output=True,
+        env=_env(),
+        check=False,
     )
     if proc.returncode != 0:
         return None
@@ -254,5 +294,3 @@ def dirty_paths(root: Path, *dirs: str) -> list[str]:
             paths.append(entries[i])  # the next entry is the rename source
             i += 1
     return paths
-
-

@@ -53,9 +53,7 @@ def _m1_notes(conn: Connection) -> None:
             body TEXT NOT NULL
         )"""
     )
-    conn.execute(
-        "CREATE VIRTUAL TABLE notes_fts USING fts5(title, body, tags, tokenize='porter unicode61')"
-    )
+    conn.execute("CREATE VIRTUAL TABLE notes_fts USING fts5(title, body, tags, tokenize='porter unicode61')")
     conn.execute(
         "CREATE TABLE vec_cache (text_hash TEXT NOT NULL, model TEXT NOT NULL, vec BLOB NOT NULL, "
         "PRIMARY KEY (text_hash, model))"
@@ -76,7 +74,8 @@ def _m4_embed_text(conn: Connection) -> None:
     """Notes are embedded from `embed_text` (the title once): a row whose text changed loses its vector,
     and the background backfill embeds it again."""
     changed = [
-        (new, rowid) for rowid, old, title, body in conn.execute("SELECT rowid, text_hash, title, body FROM notes")
+        (new, rowid)
+        for rowid, old, title, body in conn.execute("SELECT rowid, text_hash, title, body FROM notes")
         if (new := content_hash(embed_text(title, body))) != old
     ]
     conn.executemany("UPDATE notes SET text_hash = ? WHERE rowid = ?", changed)
@@ -97,8 +96,10 @@ def _m5_successor(conn: Connection) -> None:
 
 def bump_vec_gen(conn: Connection) -> None:
     """Every change of the vectors bumps meta.vec_gen, so each process knows when to reload its bits."""
-    conn.execute("INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
-                 "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('vec_gen', '1') "
+        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust, _m4_embed_text, _m5_successor]
@@ -114,8 +115,10 @@ def _s1_feedback(conn: Connection) -> None:
 
 def _s2_pending_commits(conn: Connection) -> None:
     """Writes whose git commit is deferred (group commit, Store.group_commits): who, what, which files."""
-    conn.execute("CREATE TABLE pending_commits (n INTEGER PRIMARY KEY, paths TEXT NOT NULL, "
-                 "message TEXT NOT NULL, author TEXT NOT NULL)")
+    conn.execute(
+        "CREATE TABLE pending_commits (n INTEGER PRIMARY KEY, paths TEXT NOT NULL, "
+        "message TEXT NOT NULL, author TEXT NOT NULL)"
+    )
 
 
 STATE_MIGRATIONS = [_s1_feedback, _s2_pending_commits]
@@ -143,18 +146,58 @@ class Row:
     successor: str = ""  # the memory that superseded this one or that it was merged into (`superseded_by`)
 
 
-_ROW_COLS = "rowid, id, kind, path, title, type, tags, status, source, created, updated, helpful, harmful, " \
+_ROW_COLS = (
+    "rowid, id, kind, path, title, type, tags, status, source, created, updated, helpful, harmful, "
     "version, body, related, trust, successor"
+)
 
 
 _ROW_COLS_LEAN = _ROW_COLS.replace("body, related", "'', '[]'")  # body "" and related [], for ranking
-_UPSERT_COLS = ("id", "kind", "path", "title", "type", "tags", "status", "source", "created", "updated", "helpful",
-                "harmful", "version", "text_hash", "mtime_ns", "size", "body", "related", "trust", "successor")
+_UPSERT_COLS = (
+    "id",
+    "kind",
+    "path",
+    "title",
+    "type",
+    "tags",
+    "status",
+    "source",
+    "created",
+    "updated",
+    "helpful",
+    "harmful",
+    "version",
+    "text_hash",
+    "mtime_ns",
+    "size",
+    "body",
+    "related",
+    "trust",
+    "successor",
+)
 
 
 def _row(r: tuple[Any, ...]) -> Row:
-    return Row(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11], r[12],
-               r[13], r[14], json.loads(r[15]), r[16], r[17])
+    return Row(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        json.loads(r[6]),
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+        r[14],
+        json.loads(r[15]),
+        r[16],
+        r[17],
+    )
 
 
 # Vector search: at or above BINARY_MIN vectors, pre-select by Hamming distance over vec_bits and
@@ -224,18 +267,26 @@ class Index:
                 self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_model', ?)", (want,))
             if self.get_meta("vec_bits") != bits_want:  # new, or an index.db from before: derive it
                 self.conn.execute("DROP TABLE IF EXISTS vec_bits")
-                self.conn.execute("CREATE TABLE vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL, "
-                                  "vec BLOB NOT NULL)")
-                self.conn.execute("INSERT INTO vec_bits (rowid, bits, vec) "
-                                  "SELECT rowid, vec_quantize_binary(vec_f32(embedding)), embedding FROM notes_vec")
-                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_bits', ?)", (bits_want,))
+                self.conn.execute(
+                    "CREATE TABLE vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL, vec BLOB NOT NULL)"
+                )
+                self.conn.execute(
+                    "INSERT INTO vec_bits (rowid, bits, vec) "
+                    "SELECT rowid, vec_quantize_binary(vec_f32(embedding)), embedding FROM notes_vec"
+                )
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_bits', ?)", (bits_want,)
+                )
                 bump_vec_gen(self.conn)
 
     def _insert_vec(self, conn: Connection, rowid: int, blob: bytes) -> None:
         conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
         if self.get_meta("vec_bits"):
-            conn.execute("INSERT OR REPLACE INTO vec_bits (rowid, bits, vec) "
-                         "VALUES (?, vec_quantize_binary(vec_f32(?)), ?)", (rowid, blob, blob))
+            conn.execute(
+                "INSERT OR REPLACE INTO vec_bits (rowid, bits, vec) "
+                "VALUES (?, vec_quantize_binary(vec_f32(?)), ?)",
+                (rowid, blob, blob),
+            )
         bump_vec_gen(conn)
 
     def _delete_vec(self, conn: Connection, rowid: int) -> None:
@@ -246,35 +297,72 @@ class Index:
 
     # -- rows -------------------------------------------------------------------------------
     def file_stats(self) -> dict[str, tuple[int, int, str]]:
-        return {p: (m, s, i) for p, m, s, i in self.conn.execute("SELECT path, mtime_ns, size, id FROM notes")}
+        return {
+            p: (m, s, i) for p, m, s, i in self.conn.execute("SELECT path, mtime_ns, size, id FROM notes")
+        }
 
-    def upsert(self, conn: Connection, *, kind: str, path: str, note: Note, version: str, text_hash: str,
-               mtime_ns: int, size: int, vec: list[float] | None, model: str | None) -> int:
+    def upsert(
+        self,
+        conn: Connection,
+        *,
+        kind: str,
+        path: str,
+        note: Note,
+        version: str,
+        text_hash: str,
+        mtime_ns: int,
+        size: int,
+        vec: list[float] | None,
+        model: str | None,
+    ) -> int:
         m = note.meta
         values = (
-            note.id, kind, path, note.title, str(m.get("type") or "note"), json.dumps(note.tags),
-            note.status, str(m.get("source") or ""), str(m.get("created") or ""),
-            str(m.get("updated") or m.get("created") or ""), int(m.get("helpful") or 0),
-            int(m.get("harmful") or 0), version, text_hash, mtime_ns, size, note.body,
+            note.id,
+            kind,
+            path,
+            note.title,
+            str(m.get("type") or "note"),
+            json.dumps(note.tags),
+            note.status,
+            str(m.get("source") or ""),
+            str(m.get("created") or ""),
+            str(m.get("updated") or m.get("created") or ""),
+            int(m.get("helpful") or 0),
+            int(m.get("harmful") or 0),
+            version,
+            text_hash,
+            mtime_ns,
+            size,
+            note.body,
             json.dumps([str(r) for r in m.get("related") or [] if isinstance(r, str | int)]),
             str(m.get("trust") or ""),
             str(m.get("superseded_by") or "") if note.status in ("superseded", "archived") else "",
         )
-        old = conn.execute("SELECT rowid, path, id, text_hash, title, tags, body FROM notes WHERE path = ? OR id = ?",
-                           (path, note.id)).fetchall()
-        if (vec is None and len(old) == 1 and old[0][1:] == (path, note.id, text_hash, note.title, values[5], note.body)
-                and self._has_vec(conn, old[0][0], model)):
+        old = conn.execute(
+            "SELECT rowid, path, id, text_hash, title, tags, body FROM notes WHERE path = ? OR id = ?",
+            (path, note.id),
+        ).fetchall()
+        if (
+            vec is None
+            and len(old) == 1
+            and old[0][1:] == (path, note.id, text_hash, note.title, values[5], note.body)
+            and self._has_vec(conn, old[0][0], model)
+        ):
             # the same words, title and tags (a link, a status, a counter changed): the row is updated in place,
             # its words and vector stay, and no other process has to reload its vectors
             rowid = int(old[0][0])
-            conn.execute(f"UPDATE notes SET {', '.join(c + ' = ?' for c in _UPSERT_COLS)} WHERE rowid = ?",
-                         (*values, rowid))
+            conn.execute(
+                f"UPDATE notes SET {', '.join(c + ' = ?' for c in _UPSERT_COLS)} WHERE rowid = ?",
+                (*values, rowid),
+            )
             conn.execute("DELETE FROM problems WHERE path = ?", (path,))
             return rowid
         for rowid, *_ in old:
             self._delete_rowid(conn, rowid)
         cur = conn.execute(
-            f"INSERT INTO notes ({', '.join(_UPSERT_COLS)}) VALUES ({', '.join('?' for _ in _UPSERT_COLS)})", values)
+            f"INSERT INTO notes ({', '.join(_UPSERT_COLS)}) VALUES ({', '.join('?' for _ in _UPSERT_COLS)})",
+            values,
+        )
         rowid = int(cur.lastrowid)
         conn.execute(
             "INSERT INTO notes_fts (rowid, title, body, tags) VALUES (?, ?, ?, ?)",
@@ -288,8 +376,10 @@ class Index:
                 self._insert_vec(conn, rowid, cached[0])
         elif vec is not None and model:
             blob = pack(vec)
-            conn.execute("INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
-                         (text_hash, model, blob))
+            conn.execute(
+                "INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
+                (text_hash, model, blob),
+            )
             self._insert_vec(conn, rowid, blob)
         conn.execute("DELETE FROM problems WHERE path = ?", (path,))
         return rowid
@@ -332,22 +422,36 @@ class Index:
         if not ids:
             return {}
         cols = _ROW_COLS if body else _ROW_COLS_LEAN
-        return {r[0]: _row(r) for r in self.conn.execute(
-            f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+        return {
+            r[0]: _row(r)
+            for r in self.conn.execute(
+                f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            )
+        }
 
     def by_ids(self, note_ids: Iterable[str]) -> dict[str, Row]:
         """Rows by note id, without their bodies."""
         ids = sorted(set(note_ids))
         if not ids:
             return {}
-        return {r[1]: _row(r) for r in self.conn.execute(
-            f"SELECT {_ROW_COLS_LEAN} FROM notes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+        return {
+            r[1]: _row(r)
+            for r in self.conn.execute(
+                f"SELECT {_ROW_COLS_LEAN} FROM notes WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            )
+        }
 
     def bodies(self, rowids: list[int]) -> dict[int, str]:
         if not rowids:
             return {}
-        return dict(self.conn.execute("SELECT rowid, body FROM notes WHERE rowid IN (SELECT value FROM json_each(?))",
-                                      (json.dumps(rowids),)))
+        return dict(
+            self.conn.execute(
+                "SELECT rowid, body FROM notes WHERE rowid IN (SELECT value FROM json_each(?))",
+                (json.dumps(rowids),),
+            )
+        )
 
     def all_rows(self, kind: str | None = None) -> list[Row]:
         sql = f"SELECT {_ROW_COLS} FROM notes" + (" WHERE kind = ?" if kind else "") + " ORDER BY path"
@@ -363,7 +467,8 @@ class Index:
             (r, h, embed_text(t, b))
             for r, h, t, b in self.conn.execute(
                 "SELECT rowid, text_hash, title, body FROM notes WHERE rowid NOT IN (SELECT rowid FROM notes_vec) "
-                "LIMIT ?", (limit,)
+                "LIMIT ?",
+                (limit,),
             )
         ]
 
@@ -371,16 +476,21 @@ class Index:
         if not hashes:
             return {}
         q = ",".join("?" * len(hashes))
-        return dict(self.conn.execute(
-            f"SELECT text_hash, vec FROM vec_cache WHERE model = ? AND text_hash IN ({q})", [model, *hashes]
-        ))
+        return dict(
+            self.conn.execute(
+                f"SELECT text_hash, vec FROM vec_cache WHERE model = ? AND text_hash IN ({q})",
+                [model, *hashes],
+            )
+        )
 
     def put_vectors(self, model: str, items: list[tuple[int, str, bytes]]) -> None:
         with transaction(self.conn):
             for rowid, text_hash, blob in items:
                 ok = self.conn.execute("SELECT text_hash FROM notes WHERE rowid = ?", (rowid,)).fetchone()
-                self.conn.execute("INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
-                                  (text_hash, model, blob))
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
+                    (text_hash, model, blob),
+                )
                 if ok and ok[0] == text_hash:
                     self._delete_vec(self.conn, rowid)
                     self._insert_vec(self.conn, rowid, blob)
@@ -393,9 +503,11 @@ class Index:
         # vec_bits keeps each float vector under an ordinary primary key: a lookup, where the vec0 table scans
         table, column = ("vec_bits", "vec") if self.get_meta("vec_bits") else ("notes_vec", "embedding")
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             q = ",".join("?" * len(chunk))
-            for rowid, blob in self.conn.execute(f"SELECT rowid, {column} FROM {table} WHERE rowid IN ({q})", chunk):
+            for rowid, blob in self.conn.execute(
+                f"SELECT rowid, {column} FROM {table} WHERE rowid IN ({q})", chunk
+            ):
                 out[rowid] = list(struct.unpack(f"{len(blob) // 4}f", blob))
         return out
 
@@ -429,10 +541,13 @@ class Index:
         match = fts_query(query)
         if not match or not rowids:
             return {}
-        return dict(self.conn.execute(
-            "SELECT rowid, snippet(notes_fts, 1, '', '', ' … ', 24) FROM notes_fts WHERE notes_fts MATCH ? "
-            "AND rowid IN (SELECT value FROM json_each(?))", (match, json.dumps(rowids)),
-        ))
+        return dict(
+            self.conn.execute(
+                "SELECT rowid, snippet(notes_fts, 1, '', '', ' … ', 24) FROM notes_fts WHERE notes_fts MATCH ? "
+                "AND rowid IN (SELECT value FROM json_each(?))",
+                (match, json.dumps(rowids)),
+            )
+        )
 
     def _fts_match(self, query: str) -> str:
         words = list(dict.fromkeys(re.findall(r"\w+", query.lower())[:64]))
@@ -456,8 +571,11 @@ class Index:
         hit = self._df.get(word)
         if hit is not None and abs(hit[1] - rows) <= rows * 0.05:
             return hit[0]
-        n = int(self.conn.execute("SELECT count(*) FROM notes_fts WHERE notes_fts MATCH ?",
-                                  (f'"{word}"',)).fetchone()[0])
+        n = int(
+            self.conn.execute(
+                "SELECT count(*) FROM notes_fts WHERE notes_fts MATCH ?", (f'"{word}"',)
+            ).fetchone()[0]
+        )
         if len(self._df) > 50_000:
             self._df.clear()
         self._df[word] = (n, rows)
@@ -535,8 +653,10 @@ class Index:
     def mark_folded(self, note_ids: list[str], until: str) -> None:
         """Feedback up to `until` has been folded into front matter counters."""
         with transaction(self.conn):
-            self.conn.executemany("UPDATE state.feedback SET folded = 1 WHERE note_id = ? AND at <= ?",
-                                  [(i, until) for i in note_ids])
+            self.conn.executemany(
+                "UPDATE state.feedback SET folded = 1 WHERE note_id = ? AND at <= ?",
+                [(i, until) for i in note_ids],
+            )
 
     def usage(self, note_ids: list[str]) -> dict[str, tuple[int, int, str]]:
         """Unfolded helpful / harmful counts and the last use, per note id."""
@@ -547,6 +667,7 @@ class Index:
             i: (h or 0, x or 0, last)
             for i, h, x, last in self.conn.execute(
                 "SELECT note_id, sum(signal = 'helpful'), sum(signal = 'harmful'), max(at) FROM state.feedback "
-                f"WHERE folded = 0 AND note_id IN ({q}) GROUP BY note_id", note_ids,
+                f"WHERE folded = 0 AND note_id IN ({q}) GROUP BY note_id",
+                note_ids,
             )
         }

@@ -745,15 +745,16 @@ def _toml_without_entry(text: str, path: Path) -> str:
 HOOK_EVENTS = ("SessionStart", "SessionEnd", "PreCompact")
 # SessionStart: `somna context` prints the guidance, core blocks and skills catalog, which Claude Code adds to
 # the session (server instructions are cut at ~2 KB there); the others capture the transcript.
-HOOK_ARGS = {"SessionStart": ("context",), "SessionEnd": ("capture", "--harness", "claude-code"),
-             "PreCompact": ("capture", "--harness", "claude-code")}
+HOOK_ARGS = {
+    "SessionStart": ("context",),
+    "SessionEnd": ("capture", "--harness", "claude-code"),
+    "PreCompact": ("capture", "--harness", "claude-code"),
+}
 HOOK_TIMEOUT = 60  # seconds; Claude Code allows a SessionEnd hook 1.5 s unless it declares a timeout
 _HOOK_MARK = re.compile(r"\bsomna\b.*\bcapture --harness claude-code\b|\bsomna\s+context\s*$")
 
 
-def settings_path(
-    scope: str, *, home: Path, project: Path, environ: Mapping[str, str] | None = None
-) -> Path:
+def settings_path(scope: str, *, home: Path, project: Path, environ: Mapping[str, str] | None = None) -> Path:
     """Claude Code's settings file, where hooks live: ~/.claude/settings.json or .claude/settings.json."""
     _check("claude-code", scope)
     env = environ or {}
@@ -792,8 +793,13 @@ def _hook_lists(target: _Target, document: dict[str, Any]) -> dict[str, list[Any
 
 
 def _hooks_target(scope: str, home: Path, project: Path, environ: Mapping[str, str]) -> _Target:
-    return _Target("claude-code", scope, settings_path(scope, home=home, project=project, environ=environ),
-                   "json", "hooks")
+    return _Target(
+        "claude-code",
+        scope,
+        settings_path(scope, home=home, project=project, environ=environ),
+        "json",
+        "hooks",
+    )
 
 
 def _set_group(target: _Target, text: str, event: str, group: dict[str, Any]) -> str:

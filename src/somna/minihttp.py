@@ -99,8 +99,14 @@ class Exchange:
         self.reader = self.sock.makefile("rb")
         self.closed = False
 
-    def send(self, method: str, path: str, headers: dict[str, str], body: bytes = b"",
-             read_timeout: float | None = None) -> Response:
+    def send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes = b"",
+        read_timeout: float | None = None,
+    ) -> Response:
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Connection: close"]
         if body or method in ("POST", "PUT"):
             head.append(f"Content-Length: {len(body)}")

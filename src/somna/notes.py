@@ -40,8 +40,21 @@ BLOCK_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 TYPES = ("fact", "preference", "lesson", "procedure", "decision", "episode", "note")
 # Keys written in this order; any other key a person adds is kept after them.
 KEY_ORDER = (
-    "id", "title", "type", "tags", "created", "updated", "source", "helpful", "harmful",
-    "related", "supersedes", "status", "valid_until", "limit", "description",
+    "id",
+    "title",
+    "type",
+    "tags",
+    "created",
+    "updated",
+    "source",
+    "helpful",
+    "harmful",
+    "related",
+    "supersedes",
+    "status",
+    "valid_until",
+    "limit",
+    "description",
 )
 MAX_BODY = 100_000
 MAX_TITLE = 200
@@ -119,7 +132,9 @@ def check_id(value: str, *, what: str = "id") -> str:
     if not isinstance(value, str) or not ID_RE.match(value):
         raise InvalidInput(
             f"{what} {value[:80]!r} is not valid: use lowercase letters, digits, '-' and '_' (max 80), "
-            "as returned by search or write" if isinstance(value, str) else f"{what} must be a string"
+            "as returned by search or write"
+            if isinstance(value, str)
+            else f"{what} must be a string"
         )
     return value
 
@@ -156,7 +171,7 @@ def parse(text: str, *, fallback_id: str = "") -> Note:
         if not isinstance(loaded, dict):
             raise BadNote("front matter must be a YAML mapping (key: value lines)")
         meta = _plain(loaded)
-        body = text[m.end():]
+        body = text[m.end() :]
     note = Note(meta=meta, body=body.strip("\n") + "\n" if body.strip() else "")
     _normalize(note, fallback_id)
     return note

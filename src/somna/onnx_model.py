@@ -64,8 +64,12 @@ def supported(model_dir: Path) -> bool:
             return False
         pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text())
         modes = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v]
-        return (config.get("model_type") == "bert" and modes == ["pooling_mode_mean_tokens"]
-                and (model_dir / "tokenizer.json").is_file() and _weights(model_dir) is not None)
+        return (
+            config.get("model_type") == "bert"
+            and modes == ["pooling_mode_mean_tokens"]
+            and (model_dir / "tokenizer.json").is_file()
+            and _weights(model_dir) is not None
+        )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return False
 
@@ -147,7 +151,7 @@ class OnnxEncoder:
         while start < len(order):
             width = len(encs[order[min(start + batch_size, len(order)) - 1]].ids)
             take = max(1, min(batch_size, ATTENTION_BUDGET // max(1, width * width)))
-            idx = order[start:start + take]
+            idx = order[start : start + take]
             start += take
             batch = [encs[i] for i in idx]
             width = max(len(e.ids) for e in batch)
@@ -184,8 +188,9 @@ def export(st_model: Any, model_dir: Path, threads: int) -> OnnxEncoder:
             self.bert = bert
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
+            return self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     sample = st_model.tokenizer(CHECK_TEXTS[:2], padding=True, return_tensors="pt")
     axes = {0: "batch", 1: "tokens"}
@@ -193,10 +198,19 @@ def export(st_model: Any, model_dir: Path, threads: int) -> OnnxEncoder:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                Encoder(), (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]), str(tmp),
-                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["hidden"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "hidden": axes},
-                opset_version=17, dynamo=False,
+                Encoder(),
+                (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
+                str(tmp),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["hidden"],
+                dynamic_axes={
+                    "input_ids": axes,
+                    "attention_mask": axes,
+                    "token_type_ids": axes,
+                    "hidden": axes,
+                },
+                opset_version=17,
+                dynamo=False,
             )
         encoder = OnnxEncoder(tmp, model_dir, threads)
         want = st_model.encode(CHECK_TEXTS, normalize_embeddings=True, convert_to_numpy=True)

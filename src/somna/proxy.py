@@ -172,8 +172,9 @@ class Relay:
                     conn.close()
         return conn
 
-    def send(self, conn: minihttp.Exchange, method: str, headers: dict[str, str],
-             body: bytes = b"") -> minihttp.Response:
+    def send(
+        self, conn: minihttp.Exchange, method: str, headers: dict[str, str], body: bytes = b""
+    ) -> minihttp.Response:
         # no read timeout: a request may take long (the model loading), the GET stream stays quiet for hours
         return conn.send(method, self.path, {**self.auth, **headers}, body)
 
@@ -209,7 +210,11 @@ class Relay:
                 self.emit(json.loads(r.read()))
             elif kind.startswith("text/event-stream"):
                 for reply in sse_messages(r.lines()):
-                    if isinstance(reply, dict) and ("result" in reply or "error" in reply) and "method" not in reply:
+                    if (
+                        isinstance(reply, dict)
+                        and ("result" in reply or "error" in reply)
+                        and "method" not in reply
+                    ):
                         reply["id"] = request_id
                         self.emit(reply)
                         return
@@ -230,8 +235,10 @@ class Relay:
     def server_gone(self, exc: Exception, request_id: Any) -> None:
         """Say so and exit, so that the harness sees it and can start a server of its own."""
         self.gone = True
-        text = (f"the shared somna server at {self.url} is not answering ({type(exc).__name__}); this "
-                "somna has stopped: reconnect it (Claude Code: /mcp) to start one of its own")
+        text = (
+            f"the shared somna server at {self.url} is not answering ({type(exc).__name__}); this "
+            "somna has stopped: reconnect it (Claude Code: /mcp) to start one of its own"
+        )
         if request_id is not None:
             self.emit(error(request_id, INTERNAL_ERROR, text))
         log.warning("%s", text)
@@ -280,19 +287,26 @@ class Relay:
             if not isinstance(message, dict):
                 log.warning("not a JSON-RPC message on stdin: %.80s", text)
                 continue
-            if is_notification(message) and message["method"] == "notifications/cancelled" \
-                    and self.cancel(message):
+            if (
+                is_notification(message)
+                and message["method"] == "notifications/cancelled"
+                and self.cancel(message)
+            ):
                 continue
             if is_notification(message) and message["method"] == "notifications/initialized":
                 threading.Thread(target=self.listen, name="somna-relay-listen", daemon=True).start()
             if is_request(message):
                 with self.lock:
                     old = self.in_flight.get(message["id"])
-                    modern = self.wire.modern(message) is not None or self.wire.version in MODERN_PROTOCOL_VERSIONS
+                    modern = (
+                        self.wire.modern(message) is not None or self.wire.version in MODERN_PROTOCOL_VERSIONS
+                    )
                     self.in_flight[message["id"]] = (None, modern)
                 if old is not None and old[0] not in (None, CANCELLED):
                     old[0].close()  # a reused id: the old POST must not answer for the new one
-                threading.Thread(target=self.request, args=(message,), name="somna-relay-post", daemon=True).start()
+                threading.Thread(
+                    target=self.request, args=(message,), name="somna-relay-post", daemon=True
+                ).start()
             else:
                 self.post(message)
         # stdin closed: the client has gone
@@ -302,7 +316,9 @@ class Relay:
                     headers = self.wire.base()
                 conn = minihttp.Exchange(self.host, self.port, 2.0)
                 with conn:
-                    conn.send("DELETE", self.path, {**self.auth, **headers}, read_timeout=2.0).read(limit=65536)
+                    conn.send("DELETE", self.path, {**self.auth, **headers}, read_timeout=2.0).read(
+                        limit=65536
+                    )
             except (OSError, ValueError):
                 pass
 

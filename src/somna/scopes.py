@@ -58,9 +58,13 @@ class Memory:
                 last = exc
         if len(self.stores) == 1 and last is not None:
             raise last
-        raise NotFound(f"no memory or block {ref!r} in the {' or '.join(self.stores)} store; search to find ids")
+        raise NotFound(
+            f"no memory or block {ref!r} in the {' or '.join(self.stores)} store; search to find ids"
+        )
 
-    def search(self, query: str, *, scope: str | None = None, limit: int = 8, **kwargs: Any) -> dict[str, Any]:
+    def search(
+        self, query: str, *, scope: str | None = None, limit: int = 8, **kwargs: Any
+    ) -> dict[str, Any]:
         stores = [self.store(scope)] if scope else list(self.stores.values())
         results = [s.search(query, limit=limit, **kwargs) for s in stores]
         hits = sorted((h for r in results for h in r["hits"]), key=lambda h: -h["score"])[:limit]

@@ -81,16 +81,22 @@ def newer_first(store: Store, shown: list[tuple[float, Row]]) -> list[tuple[floa
             continue
         for i in range(j):
             score_i, r_i = out[i]
-            if (r_i.rowid in unit and r_i.created and r_j.created > r_i.created
-                    and score_j >= NEWER_FIRST_CLOSE * score_i and replaces(r_j, r_i)):
+            if (
+                r_i.rowid in unit
+                and r_i.created
+                and r_j.created > r_i.created
+                and score_j >= NEWER_FIRST_CLOSE * score_i
+                and replaces(r_j, r_i)
+            ):
                 out.insert(i, (score_i, r_j))
                 del out[j + 1]
                 break
     return out
 
 
-def _heirs(store: Store, rows: dict[int, Row], fused: dict[int, float],
-           why: dict[int, set[str]]) -> dict[int, list[str]]:
+def _heirs(
+    store: Store, rows: dict[int, Row], fused: dict[int, float], why: dict[int, set[str]]
+) -> dict[int, list[str]]:
     """A superseded or merged memory that matches the query hands its rank to the memory that replaced it
     (following a chain of corrections to its end): the question that found the stale fact finds its
     correction, even when the correction is worded far from the question. Adds the successors to `rows`,
@@ -120,8 +126,16 @@ def _heirs(store: Store, rows: dict[int, Row], fused: dict[int, float],
     return gained
 
 
-def search(store: Store, query: str, *, limit: int = 8, type: str | None = None, tags: list[str] | None = None,
-           include_archived: bool = False, mode: str = "hybrid") -> dict[str, Any]:
+def search(
+    store: Store,
+    query: str,
+    *,
+    limit: int = 8,
+    type: str | None = None,
+    tags: list[str] | None = None,
+    include_archived: bool = False,
+    mode: str = "hybrid",
+) -> dict[str, Any]:
     """Compact hits (id, title, snippet, score, why) for a query; the full text is one `read` away."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("query is empty: say what you are looking for in a few words")
@@ -136,7 +150,9 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     rows = store.index.rows({r[0] for r in cand["words"]} | {r[0] for r in cand["vectors"]}, body=False)
     # Ties are broken by id, not by rowid, so a rebuilt index ranks exactly as the old one did.
     words = sorted((w for w in cand["words"] if w[0] in rows), key=lambda w: (-round(w[1], 6), rows[w[0]].id))
-    vectors = sorted((v for v in cand["vectors"] if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id))
+    vectors = sorted(
+        (v for v in cand["vectors"] if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id)
+    )
     fused: dict[int, float] = {}
     why: dict[int, set[str]] = {}
     snippets: dict[int, str] = {}
@@ -150,7 +166,8 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     heirs = _heirs(store, rows, fused, why)
     want_tags = {t.lower() for t in tags or []}
     keep = [
-        r for r in rows.values()
+        r
+        for r in rows.values()
         if r.kind == "memory"
         and (include_archived or r.status not in INACTIVE)
         and (type is None or r.type == type)
@@ -177,8 +194,16 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     bodies = store.index.bodies([r.rowid for _, r in shown if not (snippets.get(r.rowid) or "").strip()])
     shown = [(s, dataclasses.replace(r, body=bodies[r.rowid]) if r.rowid in bodies else r) for s, r in shown]
     hits = [
-        {"id": r.id, "title": r.title, "snippet": _snippet(r, snippets.get(r.rowid)), "score": round(s * 100, 3),
-         "type": r.type, "tags": r.tags, "scope": store.scope, "matched": "+".join(sorted(why[r.rowid]))}
+        {
+            "id": r.id,
+            "title": r.title,
+            "snippet": _snippet(r, snippets.get(r.rowid)),
+            "score": round(s * 100, 3),
+            "type": r.type,
+            "tags": r.tags,
+            "scope": store.scope,
+            "matched": "+".join(sorted(why[r.rowid])),
+        }
         | ({"status": r.status} if r.status in INACTIVE else {})
         | ({"replaces": heirs[r.rowid]} if r.rowid in heirs else {})
         for s, r in shown
@@ -187,5 +212,7 @@ def search(store: Store, query: str, *, limit: int = 8, type: str | None = None,
     if mode != "words" and cand["mode"] == "words":
         emb = store.embedder
         reason = getattr(emb, "error", None) if emb is not None else "no embedding model configured"
-        out["note"] = ("words only: " + reason) if reason else "words only: the embedding model is still loading"
+        out["note"] = (
+            ("words only: " + reason) if reason else "words only: the embedding model is still loading"
+        )
     return out

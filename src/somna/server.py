@@ -36,8 +36,7 @@ from somna.skill_tools import SkillTools
 from somna.skills import Catalog, budget_from_env, mounts_from_env
 
 log = logging.getLogger("somna.server")
-HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime",
-         "tokenizers")
+HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime", "tokenizers")
 
 Scope = Annotated[str | None, Field(description="project or user; default: all for search, first for write")]
 Id = Annotated[str, Field(max_length=200, description="memory id from search/write, or block:<name>")]
@@ -68,8 +67,12 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
     memory = Memory.open(settings, embedder)
     for store in memory.stores.values():
         store.group_commits()  # a write returns once on disk and indexed; git follows within GROUP_COMMIT_WINDOW
-    catalog = Catalog.for_stores(memory.stores, mounts_from_env(os.environ, settings.cwd),
-                                 budget=budget_from_env(os.environ), embedder=embedder)
+    catalog = Catalog.for_stores(
+        memory.stores,
+        mounts_from_env(os.environ, settings.cwd),
+        budget=budget_from_env(os.environ),
+        embedder=embedder,
+    )
     instructions = compose_instructions(memory, settings.instructions_budget, catalog.instructions())
     warm = threading.Event()
     busy = threading.Lock()  # one core call at a time on the stores' shared connections
@@ -93,8 +96,13 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
 
     async def after_handshake(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         result = await call_next(ctx)
-        if not warm.is_set() and ctx.method in ("initialize", "server/discover", "notifications/initialized",
-                                                 "tools/list", "tools/call"):
+        if not warm.is_set() and ctx.method in (
+            "initialize",
+            "server/discover",
+            "notifications/initialized",
+            "tools/list",
+            "tools/call",
+        ):
             # A short delay lets the answer reach the wire before the import of torch takes the GIL.
             threading.Timer(0.05, warm_up).start()
         return result
@@ -109,9 +117,15 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
 
     bus = InMemorySubscriptionBus()  # list_changed events for 2026-era clients' subscriptions/listen streams
     server = MCPServer(
-        "somna", instructions=instructions, version=__version__, lifespan=lifespan,
-        middleware=[after_handshake], subscriptions=bus, log_level=settings.log_level if settings.log_level in
-        ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",
+        "somna",
+        instructions=instructions,
+        version=__version__,
+        lifespan=lifespan,
+        middleware=[after_handshake],
+        subscriptions=bus,
+        log_level=settings.log_level
+        if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        else "WARNING",
     )
     limiter = anyio.CapacityLimiter(1)
 
@@ -124,7 +138,9 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         try:
             return await anyio.to_thread.run_sync(lambda: locked(fn, *args, **kwargs), limiter=limiter)
         except Conflict as exc:
-            raise ToolError(f"conflict: {exc}\n--- current version {exc.current_version} ---\n{exc.current_text}")
+            raise ToolError(
+                f"conflict: {exc}\n--- current version {exc.current_version} ---\n{exc.current_text}"
+            )
         except DuplicateFound as exc:
             raise ToolError(str(exc))
         except SomnaError as exc:
@@ -143,8 +159,15 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         include_archived: bool = False,
     ) -> dict[str, Any]:
         """Search memory by words and meaning. Returns compact hits (id, title, snippet); `read` for full text."""
-        return await call(app.memory.search, query, scope=scope, limit=limit, type=type, tags=tags,
-                          include_archived=include_archived)
+        return await call(
+            app.memory.search,
+            query,
+            scope=scope,
+            limit=limit,
+            type=type,
+            tags=tags,
+            include_archived=include_archived,
+        )
 
     @server.tool(annotations=ro)
     async def read(id: Id, ctx: Context, scope: Scope = None) -> dict[str, Any]:
@@ -152,22 +175,31 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         store = await call(app.memory.locate, id, scope)
         return await call(store.read, id)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    @server.tool(
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+    )
     async def write(
-        content: Annotated[str, Field(max_length=100_000, description="one specific thing learned, with its why")],
+        content: Annotated[
+            str, Field(max_length=100_000, description="one specific thing learned, with its why")
+        ],
         ctx: Context,
         title: Annotated[str | None, Field(max_length=200)] = None,
-        type: Annotated[str, Field(max_length=30, description="fact, lesson, preference, procedure, decision")] = "note",
+        type: Annotated[
+            str, Field(max_length=30, description="fact, lesson, preference, procedure, decision")
+        ] = "note",
         tags: Annotated[list[str] | None, Field(max_length=20)] = None,
         scope: Scope = None,
         force: Annotated[bool, Field(description="write even if a near-duplicate exists")] = False,
     ) -> dict[str, Any]:
         """Create a memory. If a near-duplicate exists nothing is written and its id is returned in the error."""
         store = await call(app.memory.store, scope)
-        return await call(store.write, content, title=title, type=type, tags=tags, author=_author(ctx),
-                          force=force)
+        return await call(
+            store.write, content, title=title, type=type, tags=tags, author=_author(ctx), force=force
+        )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    @server.tool(
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+    )
     async def propose_edit(
         id: Id,
         op: Literal["str_replace", "append", "replace", "archive"],
@@ -183,32 +215,55 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         """Edit a memory or block based on the version you read; applied or queued for review by policy.
         A stale base_version fails with the current text."""
         store = await call(app.memory.locate, id, scope)
-        return await call(store.edit, id, op, base_version, author=_author(ctx), old=old, new=new, count=count,
-                          text=text, reason=reason)
+        return await call(
+            store.edit,
+            id,
+            op,
+            base_version,
+            author=_author(ctx),
+            old=old,
+            new=new,
+            count=count,
+            text=text,
+            reason=reason,
+        )
 
     @server.tool(annotations=ro)
     async def history(
-        id: Id, ctx: Context, limit: Annotated[int, Field(ge=1, le=100)] = 10, scope: Scope = None,
+        id: Id,
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=100)] = 10,
+        scope: Scope = None,
     ) -> dict[str, Any]:
         """Versions of a memory or block (commit, version, author, date, why) and the diff of the last change."""
         store = await call(app.memory.locate, id, scope)
         return await call(store.history, id, limit=limit)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
+    @server.tool(
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+    )
     async def revert(
-        id: Id, ctx: Context,
-        to: Annotated[str | None, Field(max_length=64, description="commit or version; default: previous")] = None,
+        id: Id,
+        ctx: Context,
+        to: Annotated[
+            str | None, Field(max_length=64, description="commit or version; default: previous")
+        ] = None,
         scope: Scope = None,
     ) -> dict[str, Any]:
         """Restore a memory or block to an earlier version, as a new version (history keeps everything)."""
         store = await call(app.memory.locate, id, scope)
         return await call(store.revert, id, to=to, author=_author(ctx))
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                                             open_world_hint=False))
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        )
+    )
     async def feedback(
         ids: Annotated[list[Annotated[str, Field(max_length=200)]], Field(min_length=1, max_length=50)],
-        signal: Literal["helpful", "harmful"], ctx: Context, scope: Scope = None,
+        signal: Literal["helpful", "harmful"],
+        ctx: Context,
+        scope: Scope = None,
     ) -> dict[str, Any]:
         """Say whether memories you used helped or misled; it ranks them in future searches."""
         by_store: dict[str, list[str]] = {}
@@ -217,14 +272,20 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
             by_store.setdefault(store.scope, []).append(ref)
         recorded = 0
         for sc, refs in by_store.items():
-            recorded += (await call(app.memory.store(sc).feedback, refs, signal, author=_author(ctx)))["recorded"]
+            recorded += (await call(app.memory.store(sc).feedback, refs, signal, author=_author(ctx)))[
+                "recorded"
+            ]
         return {"recorded": recorded, "signal": signal}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    @server.tool(
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+    )
     async def proposals(
-        ctx: Context, action: Literal["list", "accept", "reject"] = "list",
+        ctx: Context,
+        action: Literal["list", "accept", "reject"] = "list",
         id: Annotated[str | None, Field(max_length=200, description="proposal id, to accept/reject")] = None,
-        reason: Annotated[str | None, Field(max_length=500)] = None, scope: Scope = None,
+        reason: Annotated[str | None, Field(max_length=500)] = None,
+        scope: Scope = None,
     ) -> dict[str, Any]:
         """List pending proposed edits, or accept / reject one by id."""
         if action == "list":
@@ -242,11 +303,15 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
 
     for scope_name, store in memory.stores.items():
         for name in store.block_names():
-            server.add_resource(FunctionResource(
-                uri=f"somna://blocks/{scope_name}/{name}", name=f"{scope_name} block: {name}",
-                description=f"core memory block {name!r} of the {scope_name} store", mime_type="text/markdown",
-                fn=lambda s=store, n=name: locked(s.read, f"block:{n}")["content"],
-            ))
+            server.add_resource(
+                FunctionResource(
+                    uri=f"somna://blocks/{scope_name}/{name}",
+                    name=f"{scope_name} block: {name}",
+                    description=f"core memory block {name!r} of the {scope_name} store",
+                    mime_type="text/markdown",
+                    fn=lambda s=store, n=name: locked(s.read, f"block:{n}")["content"],
+                )
+            )
 
     @server.resource("somna://memory/{scope}/{id}", mime_type="text/markdown")
     def memory_resource(scope: str, id: str) -> str:
@@ -287,10 +352,18 @@ def lean_schema(node: Any, *, names: bool = False) -> Any:
         return node
     if names:  # `properties` and `$defs` map names to schemas: a parameter may be called "title"
         return {k: lean_schema(v) for k, v in node.items()}
-    out = {k: lean_schema(v, names=k in ("properties", "$defs")) for k, v in node.items()
-           if not (k == "title" and isinstance(v, str))}
+    out = {
+        k: lean_schema(v, names=k in ("properties", "$defs"))
+        for k, v in node.items()
+        if not (k == "title" and isinstance(v, str))
+    }
     options = out.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options and out.get("default", 0) is None:
+    if (
+        isinstance(options, list)
+        and len(options) == 2
+        and {"type": "null"} in options
+        and out.get("default", 0) is None
+    ):
         (kept,) = [o for o in options if o != {"type": "null"}]
         rest = {k: v for k, v in out.items() if k not in ("anyOf", "default")}
         out = {**kept, **rest}

@@ -32,8 +32,17 @@ MAX_SKILL_MD = 256_000  # bytes: a SKILL.md is read whole into the agent's conte
 MAX_LINES = 500  # the standard's advice for a SKILL.md body
 STANDARD_KEYS = {"name", "description", "license", "compatibility", "metadata", "allowed-tools"}
 # Claude Code's extensions to the front matter: skills written for it are served as they are.
-HARNESS_KEYS = {"model", "disable-model-invocation", "user-invocable", "argument-hint", "when_to_use",
-                "context", "agent", "hooks", "version"}
+HARNESS_KEYS = {
+    "model",
+    "disable-model-invocation",
+    "user-invocable",
+    "argument-hint",
+    "when_to_use",
+    "context",
+    "agent",
+    "hooks",
+    "version",
+}
 _FM_RE = re.compile(r"^---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(?:\r?\n|$)", re.S)
 _LINK_RE = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there: 1,000 skills scan in ~0.1 s
@@ -102,12 +111,16 @@ def check_text(text: str, name: str, folder: Path, display: str) -> Parsed:
         return {}, "", 1, problems
     m = _FM_RE.match(text)
     if not text.startswith("---") or not m:
-        add(1, "no front matter: SKILL.md must start with a '---' line, then `name:` and `description:`, "
-               "then a closing '---' line" if not text.startswith("---") else
-               "front matter starts with '---' but has no closing '---' line")
+        add(
+            1,
+            "no front matter: SKILL.md must start with a '---' line, then `name:` and `description:`, "
+            "then a closing '---' line"
+            if not text.startswith("---")
+            else "front matter starts with '---' but has no closing '---' line",
+        )
         _check_body(text, 1, folder, add)
         return {}, text, 1, problems
-    head, body = m.group(1) or "", text[m.end():]
+    head, body = m.group(1) or "", text[m.end() :]
     body_line = text[: m.end()].count("\n") + 1
     lines = head.splitlines()
 
@@ -125,8 +138,11 @@ def check_text(text: str, name: str, folder: Path, display: str) -> Parsed:
         if "mapping values are not allowed" in what:
             what += " (quote a value that contains ': ')"
         context = getattr(exc, "context", None)
-        add(line, f"front matter is not valid YAML: {what}"
-                  + (f" ({context} that starts on line {start.line + 2})" if context and start else ""))
+        add(
+            line,
+            f"front matter is not valid YAML: {what}"
+            + (f" ({context} that starts on line {start.line + 2})" if context and start else ""),
+        )
         meta = None
     if meta is not None and not isinstance(meta, dict):
         add(2, "front matter must be a YAML mapping (`key: value` lines)")
@@ -144,8 +160,10 @@ def check_text(text: str, name: str, folder: Path, display: str) -> Parsed:
         add(line_of("name"), f"name {declared!r} does not match its folder {name!r}: rename one of them")
     desc = meta.get("description")
     if not isinstance(desc, str) or not desc.strip():
-        add(line_of("description") if "description" in meta else 1,
-            "no `description:`: say what the skill does and when to use it (at most 1,024 characters)")
+        add(
+            line_of("description") if "description" in meta else 1,
+            "no `description:`: say what the skill does and when to use it (at most 1,024 characters)",
+        )
     elif len(desc) > MAX_DESCRIPTION:
         add(line_of("description"), f"description is {len(desc):,} characters; the limit is 1,024")
     compat = meta.get("compatibility")
@@ -159,13 +177,19 @@ def check_text(text: str, name: str, folder: Path, display: str) -> Parsed:
         elif not all(isinstance(v, str) for v in meta["metadata"].values()):
             add(line_of("metadata"), "metadata values should be text (quote numbers and dates)", "warning")
     tools = meta.get("allowed-tools")
-    if tools is not None and not isinstance(tools, str) and not (
-            isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
+    if (
+        tools is not None
+        and not isinstance(tools, str)
+        and not (isinstance(tools, list) and all(isinstance(t, str) for t in tools))
+    ):
         add(line_of("allowed-tools"), "allowed-tools must be a space-separated list of tool names")
     for key in meta:
         if key not in STANDARD_KEYS | HARNESS_KEYS:
-            add(line_of(key), f"unknown front-matter key {key!r}: not in the Agent Skills standard; ignored",
-                "warning")
+            add(
+                line_of(key),
+                f"unknown front-matter key {key!r}: not in the Agent Skills standard; ignored",
+                "warning",
+            )
     return meta, body, body_line, problems
 
 
@@ -173,8 +197,12 @@ def _check_body(body: str, body_line: int, folder: Path, add: Callable[..., None
     if not body.strip():
         add(body_line, "SKILL.md has no body: write the instructions after the front matter", "warning")
     elif body.count("\n") > MAX_LINES:
-        add(body_line, f"the body is {body.count(chr(10)):,} lines; keep SKILL.md under {MAX_LINES} lines "
-                       "and move detail into references/", "warning")
+        add(
+            body_line,
+            f"the body is {body.count(chr(10)):,} lines; keep SKILL.md under {MAX_LINES} lines "
+            "and move detail into references/",
+            "warning",
+        )
     for n, ln in enumerate(body.splitlines()):
         for target in _LINK_RE.findall(ln):
             path = unquote(target.split("#")[0].split("?")[0])
@@ -224,9 +252,6 @@ def skill_folders(root: Path) -> list[Path]:
     except OSError:
         return []
     return [Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir()]
-
-
-
 
 
 def check_paths(paths: Iterable[Path]) -> list[Skill]:

@@ -43,8 +43,10 @@ def shipped_dir() -> Path:
     for cand in (PACKAGED, checkout):
         if cand is not None and any((f / "SKILL.md").is_file() for f in skill_folders(cand)):
             return cand
-    raise NotFound(f"somna's own skills are not shipped with this installation (looked in {PACKAGED} and "
-                   f"{CHECKOUT}); install from a folder with --from")
+    raise NotFound(
+        f"somna's own skills are not shipped with this installation (looked in {PACKAGED} and "
+        f"{CHECKOUT}); install from a folder with --from"
+    )
 
 
 def _path(store: Store, name: str) -> tuple[str, Path]:
@@ -68,15 +70,22 @@ def _current(path: Path) -> tuple[str, str] | None:
 
 def _check_base(store: Store, name: str, current: tuple[str, str] | None, base: str | None) -> None:
     if current is None and base:
-        raise NotFound(f"skill {name!r} does not exist in the {store.scope} store; omit base_version to "
-                       "propose it as a new skill")
+        raise NotFound(
+            f"skill {name!r} does not exist in the {store.scope} store; omit base_version to "
+            "propose it as a new skill"
+        )
     if current is not None and not base:
-        raise InvalidInput(f"skill {name!r} exists in the {store.scope} store: load_skill it and pass its "
-                           "`version` as base_version")
+        raise InvalidInput(
+            f"skill {name!r} exists in the {store.scope} store: load_skill it and pass its "
+            "`version` as base_version"
+        )
     if current is not None and base != current[1]:
-        raise Conflict(f"skill {name!r} changed since version {base!r}; it is now {current[1]!r}. Re-apply "
-                       "your edit to the current text (included), with that version as base_version.",
-                       current_version=current[1], current_text=current[0])
+        raise Conflict(
+            f"skill {name!r} changed since version {base!r}; it is now {current[1]!r}. Re-apply "
+            "your edit to the current text (included), with that version as base_version.",
+            current_version=current[1],
+            current_text=current[0],
+        )
 
 
 def _validate(name: str, text: str, folder: Path) -> list[str]:
@@ -99,8 +108,16 @@ def _policy(store: Store, rel: str) -> str:
     return "propose"
 
 
-def propose(store: Store, name: str, content: str, *, author: str, base_version: str | None = None,
-            reason: str | None = None, policy: str | None = None) -> dict[str, Any]:
+def propose(
+    store: Store,
+    name: str,
+    content: str,
+    *,
+    author: str,
+    base_version: str | None = None,
+    reason: str | None = None,
+    policy: str | None = None,
+) -> dict[str, Any]:
     """A new skill (no base_version) or a new version of one: validated, then queued or applied by policy."""
     rel, path = _path(store, name)
     current = _current(path)
@@ -115,21 +132,42 @@ def propose(store: Store, name: str, content: str, *, author: str, base_version:
         before = (current[0] if current else "").splitlines(keepends=True)
         after = content.splitlines(keepends=True)
         diff = "".join(difflib.unified_diff(before, after, rel, f"{rel} (proposed)"))
-        meta = {"id": pid, "title": f"{op} skill:{name}", "type": "proposal", "target": f"skill:{name}",
-                "op": op, "base_version": base_version or "", "author": author, "created": notes.now_iso(),
-                "reason": reason, "text": content}
+        meta = {
+            "id": pid,
+            "title": f"{op} skill:{name}",
+            "type": "proposal",
+            "target": f"skill:{name}",
+            "op": op,
+            "base_version": base_version or "",
+            "author": author,
+            "created": notes.now_iso(),
+            "reason": reason,
+            "text": content,
+        }
         body = f"Proposed by {author}. Accept with `somna proposals accept {pid}`.\n\n```diff\n{diff}```\n"
         prel = f"proposals/{pid}.md"
         with store.locked():
             notes.atomic_write(store.root / prel, notes.serialize(notes.Note(meta, body)))
             history.commit(store.root, [prel], f"propose {op} on skill:{name}{why}", author)
-        out = {"status": "proposed", "proposal": pid, "id": f"skill:{name}", "scope": store.scope,
-               "note": "queued for review (skills are reviewed by default); nothing changed yet"}
+        out = {
+            "status": "proposed",
+            "proposal": pid,
+            "id": f"skill:{name}",
+            "scope": store.scope,
+            "note": "queued for review (skills are reviewed by default); nothing changed yet",
+        }
     return out | ({"warnings": warnings} if warnings else {})
 
 
-def _apply(store: Store, name: str, text: str, base: str | None, author: str, message: str,
-           extra: list[str] | None = None) -> dict[str, Any]:
+def _apply(
+    store: Store,
+    name: str,
+    text: str,
+    base: str | None,
+    author: str,
+    message: str,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
     """Write and commit a SKILL.md under the store lock (with `extra` files removed in the same commit)."""
     rel, path = _path(store, name)
     with store.locked():
@@ -146,8 +184,15 @@ def _apply(store: Store, name: str, text: str, base: str | None, author: str, me
             else:
                 path.unlink(missing_ok=True)
             raise
-    return {"status": "applied", "id": f"skill:{name}", "name": name, "scope": store.scope,
-            "version": notes.version_of(text), "previous_version": base, "commit": sha}
+    return {
+        "status": "applied",
+        "id": f"skill:{name}",
+        "name": name,
+        "scope": store.scope,
+        "version": notes.version_of(text),
+        "previous_version": base,
+        "commit": sha,
+    }
 
 
 def _skill_proposal(store: Store, pid: str) -> dict[str, Any] | None:
@@ -165,18 +210,25 @@ def accept_proposal(store: Store, pid: str, *, author: str) -> dict[str, Any]:
     meta = _skill_proposal(store, pid)
     if meta is None:
         return store.accept(pid, author=author)
-    name = str(meta["target"])[len("skill:"):]
+    name = str(meta["target"])[len("skill:") :]
     text = str(meta.get("text") or "")
     _validate(name, text, _path(store, name)[1].parent)
-    out = _apply(store, name, text, str(meta.get("base_version") or "") or None, author,
-                 f"accept proposal {pid}: {meta.get('op')} skill:{name} (proposed by {meta.get('author')})",
-                 extra=[f"proposals/{pid}.md"])
+    out = _apply(
+        store,
+        name,
+        text,
+        str(meta.get("base_version") or "") or None,
+        author,
+        f"accept proposal {pid}: {meta.get('op')} skill:{name} (proposed by {meta.get('author')})",
+        extra=[f"proposals/{pid}.md"],
+    )
     return out | {"proposal": pid}
 
 
 def _ignore(folder: str, names: list[str]) -> set[str]:
-    return {n for n in names
-            if n.startswith(".") or n == "__pycache__" or os.path.islink(os.path.join(folder, n))}
+    return {
+        n for n in names if n.startswith(".") or n == "__pycache__" or os.path.islink(os.path.join(folder, n))
+    }
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -189,8 +241,9 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return out
 
 
-def install(store: Store, source: Path | None = None, *, force: bool = False,
-            author: str = "somna") -> dict[str, Any]:
+def install(
+    store: Store, source: Path | None = None, *, force: bool = False, author: str = "somna"
+) -> dict[str, Any]:
     """Copy every skill of a folder (default: somna's own) into the store's skills/, in one commit."""
     src = Path(source).expanduser() if source else shipped_dir()
     skills = check_paths([src])
@@ -199,8 +252,9 @@ def install(store: Store, source: Path | None = None, *, force: bool = False,
     errors = [str(p) for s in skills for p in s.problems if p.severity == "error"]
     if errors:
         raise InvalidInput("nothing installed; fix these first:\n" + "\n".join(errors))
-    report: dict[str, Any] = {"source": str(src)} | {k: [] for k in ("installed", "updated", "unchanged",
-                                                                      "skipped")}
+    report: dict[str, Any] = {"source": str(src)} | {
+        k: [] for k in ("installed", "updated", "unchanged", "skipped")
+    }
     changed: list[str] = []
     with store.locked():
         for skill in skills:

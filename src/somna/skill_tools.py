@@ -33,26 +33,44 @@ POLL_SECONDS = 0.5
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 RO = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
-SEARCH_DOC = ("Find skills (instructions for a kind of task) by a few words, or list them all with an empty "
-              "query; then load_skill one. Invalid skills are listed with their problems.")
-LOAD_DOC = ("Load a skill: its instructions (SKILL.md) and its list of files. Load one before a task it "
-            "fits. With `file`, read one of its files instead (a path from that list).")
-PROPOSE_DOC = ("Propose a new skill, or a new version of one, learned from experience: a procedure that "
-               "worked and will recur. Validated, then queued for review (proposals) unless the store's "
-               "policy applies it.")
+SEARCH_DOC = (
+    "Find skills (instructions for a kind of task) by a few words, or list them all with an empty "
+    "query; then load_skill one. Invalid skills are listed with their problems."
+)
+LOAD_DOC = (
+    "Load a skill: its instructions (SKILL.md) and its list of files. Load one before a task it "
+    "fits. With `file`, read one of its files instead (a path from that list)."
+)
+PROPOSE_DOC = (
+    "Propose a new skill, or a new version of one, learned from experience: a procedure that "
+    "worked and will recur. Validated, then queued for review (proposals) unless the store's "
+    "policy applies it."
+)
 Query = Annotated[str, Field(max_length=2000, description="a few words about the task; empty: list all")]
 File = Annotated[str | None, Field(max_length=500, description="a path from the skill's file list")]
 Name = Annotated[str, Field(max_length=MAX_NAME, pattern=NAME_PATTERN, description="the skill's folder name")]
-Content = Annotated[str, Field(max_length=MAX_SKILL_MD, description="the whole SKILL.md: front matter (name, "
-                               "description: what it does, when to use it), then the instructions")]
+Content = Annotated[
+    str,
+    Field(
+        max_length=MAX_SKILL_MD,
+        description="the whole SKILL.md: front matter (name, "
+        "description: what it does, when to use it), then the instructions",
+    ),
+]
 Base = Annotated[str | None, Field(max_length=64, description="to edit: `version` from load_skill")]
 
 
 class SkillTools:
     """Registers the skill tools, resources and notifications on a server; `watching()` keeps them current."""
 
-    def __init__(self, server: MCPServer, catalog: Catalog, memory: Memory, bus: SubscriptionBus,
-                 author: Callable[[Context], str]) -> None:
+    def __init__(
+        self,
+        server: MCPServer,
+        catalog: Catalog,
+        memory: Memory,
+        bus: SubscriptionBus,
+        author: Callable[[Context], str],
+    ) -> None:
         self.server, self.catalog, self.memory, self.bus, self.author = server, catalog, memory, bus, author
         self.enum: list[str] | None = None
         self._sessions: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
@@ -74,24 +92,42 @@ class SkillTools:
         server, catalog = self.server, self.catalog
 
         @server.tool(annotations=RO, description=SEARCH_DOC)
-        async def search_skills(query: Query = "", limit: Annotated[int, Field(ge=1, le=100)] = 10,
-                                offset: Annotated[int, Field(ge=0)] = 0) -> dict[str, Any]:
+        async def search_skills(
+            query: Query = "",
+            limit: Annotated[int, Field(ge=1, le=100)] = 10,
+            offset: Annotated[int, Field(ge=0)] = 0,
+        ) -> dict[str, Any]:
             return await self._run(catalog.search, query, limit=limit, offset=offset)
 
         @server.tool(annotations=WRITE, description=PROPOSE_DOC)
-        async def propose_skill(name: Name, content: Content, ctx: Context, base_version: Base = None,
-                                reason: Annotated[str | None, Field(max_length=500)] = None,
-                                scope: Annotated[str | None, Field(description="project or user")] = None,
-                                ) -> dict[str, Any]:
+        async def propose_skill(
+            name: Name,
+            content: Content,
+            ctx: Context,
+            base_version: Base = None,
+            reason: Annotated[str | None, Field(max_length=500)] = None,
+            scope: Annotated[str | None, Field(description="project or user")] = None,
+        ) -> dict[str, Any]:
             store = await self._run(self.memory.store, scope) if scope else self.memory.default
-            out = await self._run(skill_store.propose, store, name, content, author=self.author(ctx),
-                                  base_version=base_version, reason=reason)
+            out = await self._run(
+                skill_store.propose,
+                store,
+                name,
+                content,
+                author=self.author(ctx),
+                base_version=base_version,
+                reason=reason,
+            )
             if out["status"] == "applied":
                 await self.refresh()
             return out
 
-        @server.resource("somna://skills/{name}", name="skill", mime_type="text/markdown",
-                         description="a skill's SKILL.md (front matter and instructions)")
+        @server.resource(
+            "somna://skills/{name}",
+            name="skill",
+            mime_type="text/markdown",
+            description="a skill's SKILL.md (front matter and instructions)",
+        )
         def skill_resource(name: str) -> str:
             try:
                 return (catalog.get(name).folder / "SKILL.md").read_text(encoding="utf-8")
@@ -187,6 +223,12 @@ class SkillTools:
         elif ctx.method == "resources/list" and isinstance(result, dict):
             skills = self.catalog.skills  # one snapshot: a refresh swaps the whole mapping
             result.setdefault("resources", []).extend(
-                {"uri": f"somna://skills/{n}", "name": f"skill: {n}", "mimeType": "text/markdown",
-                 "description": skills[n].description} for n in sorted(skills))
+                {
+                    "uri": f"somna://skills/{n}",
+                    "name": f"skill: {n}",
+                    "mimeType": "text/markdown",
+                    "description": skills[n].description,
+                }
+                for n in sorted(skills)
+            )
         return result

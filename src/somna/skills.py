@@ -41,8 +41,18 @@ from somna.skill_format import (
     skill_folders,
 )
 
-__all__ = ["MAX_NAME", "MAX_SKILL_MD", "NAME_RE", "Catalog", "Problem", "Root", "Skill", "check_paths",
-           "parse_skill", "tokens"]
+__all__ = [
+    "MAX_NAME",
+    "MAX_SKILL_MD",
+    "NAME_RE",
+    "Catalog",
+    "Problem",
+    "Root",
+    "Skill",
+    "check_paths",
+    "parse_skill",
+    "tokens",
+]
 
 MAX_READ = 256_000  # bytes: the level-3 cap for one file
 MAX_FILES = 200  # files listed by load
@@ -67,8 +77,9 @@ def _stat(path: Path) -> tuple[int, int]:
 class Catalog:
     """Every skill of the roots, kept current by `refresh()` (a stat per folder and SKILL.md)."""
 
-    def __init__(self, roots: list[Root], *, budget: int = DEFAULT_BUDGET,
-                 embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, roots: list[Root], *, budget: int = DEFAULT_BUDGET, embedder: Embedder | None = None
+    ) -> None:
         self.roots = roots
         self.budget = budget
         self.embedder = embedder
@@ -135,9 +146,10 @@ class Catalog:
             self.skills, self.invalid, self.shadowed = skills, invalid, shadowed
             self._parsed, self._sig = parsed, sig
             self._db.execute("DELETE FROM s")
-            self._db.executemany("INSERT INTO s (rowid, name, description) VALUES (?, ?, ?)",
-                                 [(i, s.name.replace("-", " "), s.description)
-                                  for i, s in enumerate(skills.values())])
+            self._db.executemany(
+                "INSERT INTO s (rowid, name, description) VALUES (?, ?, ?)",
+                [(i, s.name.replace("-", " "), s.description) for i, s in enumerate(skills.values())],
+            )
         return True
 
     def names(self) -> list[str]:
@@ -164,10 +176,17 @@ class Catalog:
         short = ", ".join(s.name for s in skills) + "\n"
         tiers = [
             (head + "the catalog is at the end.\n", f"\n## Skills (name: when to use it)\n{full}", "full"),
-            (head + "their names are at the end; `search_skills` gives descriptions.\n",
-             f"\n## Skills: {n} names (descriptions over the {budget}-token budget)\n{short}", "names"),
-            (f"\nSkills: {n}{bad}, too many to list within {budget} tokens: `search_skills` with a few words "
-             "finds the one for your task; then `load_skill` it.\n", "", "count"),
+            (
+                head + "their names are at the end; `search_skills` gives descriptions.\n",
+                f"\n## Skills: {n} names (descriptions over the {budget}-token budget)\n{short}",
+                "names",
+            ),
+            (
+                f"\nSkills: {n}{bad}, too many to list within {budget} tokens: `search_skills` with a few words "
+                "finds the one for your task; then `load_skill` it.\n",
+                "",
+                "count",
+            ),
         ]
         for line, listing, tier in tiers:
             if tokens(line) + tokens(listing) <= budget:
@@ -200,9 +219,16 @@ class Catalog:
         if not skill.valid:
             raise InvalidInput(f"skill {name!r} is invalid: " + "; ".join(map(str, skill.problems)))
         meta = {k: v for k, v in skill.meta.items() if k not in ("name", "description")}
-        return {"name": name, "description": skill.description, "scope": skill.root.scope,
-                "path": str(skill.folder), "version": skill.version, "meta": meta,
-                "content": skill.body.strip("\n") + "\n", "files": self.files(skill)}
+        return {
+            "name": name,
+            "description": skill.description,
+            "scope": skill.root.scope,
+            "path": str(skill.folder),
+            "version": skill.version,
+            "meta": meta,
+            "content": skill.body.strip("\n") + "\n",
+            "files": self.files(skill),
+        }
 
     def files(self, skill: Skill) -> list[dict[str, Any]]:
         real = os.path.realpath(skill.folder)
@@ -243,8 +269,9 @@ class Catalog:
                 raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL")
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput(f"{file} is a binary file ({size:,} bytes), not returned as text. "
-                               f"It is at {path}") from None
+            raise InvalidInput(
+                f"{file} is a binary file ({size:,} bytes), not returned as text. It is at {path}"
+            ) from None
         return {"name": name, "file": pure.as_posix(), "size": size, "content": text}
 
     # -- search -------------------------------------------------------------------------------------
@@ -253,15 +280,19 @@ class Catalog:
         limit, offset = max(1, min(int(limit), 100)), max(0, int(offset))
         if not query or not query.strip():
             names = self.names()
-            out: dict[str, Any] = {"mode": "list", "total": len(names),
-                                   "skills": [self.skills[n].entry() for n in names[offset:offset + limit]]}
+            out: dict[str, Any] = {
+                "mode": "list",
+                "total": len(names),
+                "skills": [self.skills[n].entry() for n in names[offset : offset + limit]],
+            }
             if offset + limit < len(names):
                 out["next_offset"] = offset + limit
             if self.invalid:
                 out["invalid"] = [s.entry() for s in self.invalid]
             if self.shadowed:
-                out["shadowed"] = [{"name": s.name, "scope": s.root.scope, "path": str(s.folder)}
-                                   for s in self.shadowed]
+                out["shadowed"] = [
+                    {"name": s.name, "scope": s.root.scope, "path": str(s.folder)} for s in self.shadowed
+                ]
             return out
         if len(query) > 2000:
             raise InvalidInput("query is over 2,000 characters: a few words are enough")
@@ -286,10 +317,15 @@ class Catalog:
             for rank, i in enumerate(self._nearest(query, skills, 50)):
                 fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
                 why.setdefault(i, set()).add("meaning")
-        ranked = sorted(fused, key=lambda i: (-fused[i], skills[i].name))[offset:offset + limit]
-        out = {"mode": mode, "total": len(skills), "skills": [
-            skills[i].entry() | {"score": round(fused[i] * 100, 3), "matched": "+".join(sorted(why[i]))}
-            for i in ranked]}
+        ranked = sorted(fused, key=lambda i: (-fused[i], skills[i].name))[offset : offset + limit]
+        out = {
+            "mode": mode,
+            "total": len(skills),
+            "skills": [
+                skills[i].entry() | {"score": round(fused[i] * 100, 3), "matched": "+".join(sorted(why[i]))}
+                for i in ranked
+            ],
+        }
         if note:
             out["note"] = note
         if self.invalid:
@@ -315,7 +351,7 @@ class Catalog:
         keys = [(emb.name, notes.content_hash(t)) for t in texts]
         todo = [(key, t) for key, t in zip(keys, texts, strict=True) if key not in self._vectors]
         for start in range(0, len(todo), 256):
-            batch = todo[start:start + 256]
+            batch = todo[start : start + 256]
             for (key, _), vec in zip(batch, emb.embed([t for _, t in batch]), strict=True):
                 self._vectors[key] = vec
         return keys
@@ -343,4 +379,3 @@ def budget_from_env(env: Mapping[str, str]) -> int:
     if not raw.strip().isdigit():
         raise InvalidInput("SOMNA_SKILLS_BUDGET must be a whole number of tokens (0 or more)")
     return int(raw)
-

@@ -51,8 +51,18 @@ DEFAULT_BLOCKS = {
 TYPE_RE = re.compile(r"^[a-z][a-z-]{0,29}$")
 
 
-META_KEYS = ("status", "supersedes", "superseded_by", "valid_until", "related", "helpful", "harmful", "tags",
-             "archived_reason", "trust")
+META_KEYS = (
+    "status",
+    "supersedes",
+    "superseded_by",
+    "valid_until",
+    "related",
+    "helpful",
+    "harmful",
+    "tags",
+    "archived_reason",
+    "trust",
+)
 
 
 @dataclass
@@ -72,12 +82,20 @@ class Edit:
             raise InvalidInput(f"op must be one of {', '.join(OPS)}")
         bad = set(self.meta or {}) - set(META_KEYS)
         if bad:
-            raise InvalidInput(f"front matter keys {sorted(bad)} cannot be set by an edit; allowed: {META_KEYS}")
+            raise InvalidInput(
+                f"front matter keys {sorted(bad)} cannot be set by an edit; allowed: {META_KEYS}"
+            )
 
     def args(self) -> dict[str, Any]:
         """The arguments worth storing in a proposal file."""
-        out = {"old": self.old, "new": self.new, "count": self.count if self.op == "str_replace" else None,
-               "text": self.text, "reason": self.reason, "meta": self.meta}
+        out = {
+            "old": self.old,
+            "new": self.new,
+            "count": self.count if self.op == "str_replace" else None,
+            "text": self.text,
+            "reason": self.reason,
+            "meta": self.meta,
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -128,7 +146,9 @@ class Store:
         try:
             return Index(somna_dir)
         except Exception as exc:  # the driver's DatabaseError: "file is not a database", "malformed"
-            log.warning("index.db cannot be opened (%s); setting it aside and rebuilding it from the files", exc)
+            log.warning(
+                "index.db cannot be opened (%s); setting it aside and rebuilding it from the files", exc
+            )
             dest = somna_dir / "recovered" / time.strftime("%Y%m%dT%H%M%S")
             dest.mkdir(parents=True, exist_ok=True)
             for suffix in ("", "-wal", "-shm"):
@@ -227,7 +247,9 @@ class Store:
         with self.locked():
             conn = connect(state, vec=False)
             try:
-                rows = conn.execute("SELECT n, paths, message, author FROM pending_commits ORDER BY n").fetchall()
+                rows = conn.execute(
+                    "SELECT n, paths, message, author FROM pending_commits ORDER BY n"
+                ).fetchall()
                 if not rows:
                     return 0
                 # consecutive writes of one author: (author, every path, [(a write's paths, its message)])
@@ -251,8 +273,13 @@ class Store:
                         continue
                     # the message names the writes whose files this commit holds, not one deleted meanwhile
                     messages = [m for ps, m in writes if set(ps) & set(mine)] or [m for _, m in writes]
-                    message = messages[0] if len(messages) == 1 else (
-                        f"{len(messages)} changes by {author}\n\n" + "\n".join(f"- {m}" for m in messages))
+                    message = (
+                        messages[0]
+                        if len(messages) == 1
+                        else (
+                            f"{len(messages)} changes by {author}\n\n" + "\n".join(f"- {m}" for m in messages)
+                        )
+                    )
                     if history.commit(self.root, mine, message, author):
                         made += 1
                 with transaction(conn):
@@ -292,8 +319,10 @@ class Store:
             return None
         if self._group is not None:
             with transaction(self.index.conn) as conn:
-                conn.execute("INSERT INTO state.pending_commits (paths, message, author) VALUES (?, ?, ?)",
-                             (json.dumps(paths), message, author))
+                conn.execute(
+                    "INSERT INTO state.pending_commits (paths, message, author) VALUES (?, ?, ?)",
+                    (json.dumps(paths), message, author),
+                )
             self._group.set()
             return None
         return history.commit(self.root, paths, message, author)
@@ -315,7 +344,8 @@ class Store:
                 self.batch_commit = None
                 if paths:
                     self.batch_commit = history.commit(
-                        self.root, sorted(set(paths)), message() if callable(message) else message, author)
+                        self.root, sorted(set(paths)), message() if callable(message) else message, author
+                    )
 
     def _abs(self, relpath: str) -> Path:
         """The absolute path of a file in the store; refuses anything that resolves outside it."""
@@ -382,15 +412,24 @@ class Store:
         (index or self.index).ensure_vec_table(self.embedder.name, self.embedder.dim)
         return self.embedder.name
 
-    def _index_file(self, conn: Any, rel: str, text: str, note: Note, *, vec: list[float] | None = None) -> None:
+    def _index_file(
+        self, conn: Any, rel: str, text: str, note: Note, *, vec: list[float] | None = None
+    ) -> None:
         st = self._abs(rel).stat()
         kind = "block" if rel.startswith("blocks/") else "memory"
         if kind == "block":
             note.meta["id"] = f"block:{Path(rel).stem}"
         self.index.upsert(
-            conn, kind=kind, path=rel, note=note, version=notes.version_of(text),
-            text_hash=notes.content_hash(self._embed_text(note)), mtime_ns=st.st_mtime_ns, size=st.st_size,
-            vec=vec, model=self._model(),
+            conn,
+            kind=kind,
+            path=rel,
+            note=note,
+            version=notes.version_of(text),
+            text_hash=notes.content_hash(self._embed_text(note)),
+            mtime_ns=st.st_mtime_ns,
+            size=st.st_size,
+            vec=vec,
+            model=self._model(),
         )
 
     def _vector(self, note: Note) -> list[float] | None:
@@ -414,9 +453,7 @@ class Store:
                 self.flush_commits()
             known = self.index.file_stats()
             seen: set[str] = set()
-            ids: dict[str, str] = {
-                i: p for p, (_, _, i) in known.items() if p.startswith("memory/")
-            }
+            ids: dict[str, str] = {i: p for p, (_, _, i) in known.items() if p.startswith("memory/")}
             with transaction(self.index.conn) as conn:
                 for rel in sorted(self._files()):
                     seen.add(rel)
@@ -437,7 +474,12 @@ class Store:
                             raise BadNote(f"{rel} is not a regular file")
                         text, note, _ = self._load(rel)
                         owner = ids.get(note.id)
-                        if rel.startswith("memory/") and owner and owner != rel and (self.root / owner).exists():
+                        if (
+                            rel.startswith("memory/")
+                            and owner
+                            and owner != rel
+                            and (self.root / owner).exists()
+                        ):
                             raise BadNote(f"id {note.id!r} is already used by {owner}")
                     except (BadNote, NotFound, OSError) as exc:
                         self.index.delete_path(conn, rel)
@@ -502,9 +544,16 @@ class Store:
         text, note, version = self._load(rel)
         meta = {k: v for k, v in note.meta.items() if k not in ("id", "title")}
         out = {
-            "id": ref, "scope": self.scope, "kind": kind, "title": note.title, "version": version,
-            "path": rel, "source": str(note.meta.get("source") or "human"), "trust": untrusted.effective(note.meta),
-            "meta": meta, "content": note.body,
+            "id": ref,
+            "scope": self.scope,
+            "kind": kind,
+            "title": note.title,
+            "version": version,
+            "path": rel,
+            "source": str(note.meta.get("source") or "human"),
+            "trust": untrusted.effective(note.meta),
+            "meta": meta,
+            "content": note.body,
         }
         flagged = untrusted.flags(f"{note.title}\n{note.body}")
         if flagged:
@@ -524,9 +573,18 @@ class Store:
             return cleaned, [f.kind for f in findings]
         return text, []
 
-    def write(self, content: str, *, title: str | None = None, type: str = "note", tags: list[str] | None = None,
-              author: str, force: bool = False, related: list[str] | None = None,
-              meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    def write(
+        self,
+        content: str,
+        *,
+        title: str | None = None,
+        type: str = "note",
+        tags: list[str] | None = None,
+        author: str,
+        force: bool = False,
+        related: list[str] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         body, found = self._clean(notes.check_body(content))
         title, found_t = self._clean((title or "").strip())
         found += found_t
@@ -541,8 +599,15 @@ class Store:
         if not force:
             self._check_duplicate(notes.embed_text(title, body))  # the text the note is embedded from
         stamp = notes.now_iso()
-        fields: dict[str, Any] = {"id": "", "title": title, "type": type, "tags": tag_list, "created": stamp,
-                                  "updated": stamp, "source": author}
+        fields: dict[str, Any] = {
+            "id": "",
+            "title": title,
+            "type": type,
+            "tags": tag_list,
+            "created": stamp,
+            "updated": stamp,
+            "source": author,
+        }
         if related:
             fields["related"] = [notes.check_id(r, what="related id") for r in related]
         bad = set(meta or {}) - set(META_KEYS)
@@ -563,8 +628,14 @@ class Store:
                     break
             text = notes.serialize(note)
             self._commit_file(rel, text, f"write {note.id}: {title}", author, note, vec, new=True)
-        out = {"id": note.id, "scope": self.scope, "version": notes.version_of(text), "path": rel, "title": title,
-               "trust": fields["trust"]}
+        out = {
+            "id": note.id,
+            "scope": self.scope,
+            "version": notes.version_of(text),
+            "path": rel,
+            "title": title,
+            "trust": fields["trust"],
+        }
         if found:
             out["redacted"] = sorted(set(found))
         if flagged:
@@ -585,8 +656,18 @@ class Store:
             return untrusted.weakest(*levels)
         return untrusted.trust_of(author)
 
-    def _commit_file(self, rel: str, text: str, message: str, author: str, note: Note,
-                     vec: list[float] | None, *, new: bool = False, old_text: str | None = None) -> str | None:
+    def _commit_file(
+        self,
+        rel: str,
+        text: str,
+        message: str,
+        author: str,
+        note: Note,
+        vec: list[float] | None,
+        *,
+        new: bool = False,
+        old_text: str | None = None,
+    ) -> str | None:
         """Write, commit and index one file under the lock; on failure the file is put back as it was."""
         path = self._abs(rel)
         self._settle(rel)
@@ -625,7 +706,9 @@ class Store:
             raise DuplicateFound(
                 f"a near-duplicate exists: {row.id} ({row.title!r}, similarity {sim:.2f}). Nothing was written. "
                 f"Add the new detail to it with propose_edit (append), or write again with force=true "
-                "if it is really different.", duplicate_id=row.id, similarity=round(sim, 3),
+                "if it is really different.",
+                duplicate_id=row.id,
+                similarity=round(sim, 3),
             )
 
     def write_many(self, items: list[dict[str, Any]], *, author: str, message: str = "import") -> list[str]:
@@ -635,9 +718,15 @@ class Store:
         for item in items:
             body, _ = self._clean(notes.check_body(str(item.get("content", ""))))
             title = str(item.get("title") or body.splitlines()[0])[: notes.MAX_TITLE]
-            meta = {"id": "", "title": title, "type": item.get("type", "note"),
-                    "tags": notes.check_tags(item.get("tags")), "created": stamp, "updated": stamp,
-                    "source": author}
+            meta = {
+                "id": "",
+                "title": title,
+                "type": item.get("type", "note"),
+                "tags": notes.check_tags(item.get("tags")),
+                "created": stamp,
+                "updated": stamp,
+                "source": author,
+            }
             built.append(Note(meta, body))
         # The model embeds on its own thread (onnxruntime and torch let go of the GIL) while the files
         # are written, flushed and committed here.
@@ -663,7 +752,9 @@ class Store:
                     try:
                         vecs = list(embedding.result())
                     except Exception as exc:  # the files are committed: the backfill embeds them later
-                        log.warning("bulk import: embedding failed (%s); vectors will be filled in later", exc)
+                        log.warning(
+                            "bulk import: embedding failed (%s); vectors will be filled in later", exc
+                        )
                 with transaction(self.index.conn) as conn:
                     for (rel, text), note, vec in zip(files, built, vecs, strict=True):
                         self._index_file(conn, rel, text, note, vec=vec)
@@ -672,9 +763,21 @@ class Store:
         return ids
 
     # -- editing ------------------------------------------------------------------------------
-    def edit(self, ref: str, op: str, base_version: str, *, author: str, old: str | None = None,
-             new: str | None = None, count: int = 1, text: str | None = None, reason: str | None = None,
-             meta: dict[str, Any] | None = None, policy: str | None = None) -> dict[str, Any]:
+    def edit(
+        self,
+        ref: str,
+        op: str,
+        base_version: str,
+        *,
+        author: str,
+        old: str | None = None,
+        new: str | None = None,
+        count: int = 1,
+        text: str | None = None,
+        reason: str | None = None,
+        meta: dict[str, Any] | None = None,
+        policy: str | None = None,
+    ) -> dict[str, Any]:
         """A conditional edit: applied at once or queued as a proposal, as the store's policy says."""
         new, found = self._clean(new) if new else (new, [])
         text, found_t = self._clean(text) if text else (text, [])
@@ -688,7 +791,8 @@ class Store:
             raise Conflict(
                 f"{ref} changed since version {base_version!r}; it is now {version!r}. Re-apply your edit to the "
                 "current text (included) with base_version set to the current version.",
-                current_version=version, current_text=current.body,
+                current_version=version,
+                current_text=current.body,
             )
         self._apply_op(current, change, kind, author)
         if (policy or self.config.policy_for(rel)) == "propose":
@@ -729,7 +833,9 @@ class Store:
             else:
                 note.meta[key] = value
         if len(note.body) > notes.MAX_BODY:
-            raise InvalidInput(f"the result would be {len(note.body):,} characters; the limit is {notes.MAX_BODY:,}")
+            raise InvalidInput(
+                f"the result would be {len(note.body):,} characters; the limit is {notes.MAX_BODY:,}"
+            )
         limit = note.meta.get("limit")
         if kind == "block" and isinstance(limit, int) and len(note.body) > limit:
             raise InvalidInput(
@@ -753,18 +859,29 @@ class Store:
         else:
             note.meta.pop("flags", None)
 
-    def _apply_edit(self, ref: str, rel: str, change: Edit, base_version: str, author: str,
-                    extra_paths: list[str] | None = None, message: str | None = None,
-                    writer: str | None = None) -> dict[str, Any]:
+    def _apply_edit(
+        self,
+        ref: str,
+        rel: str,
+        change: Edit,
+        base_version: str,
+        author: str,
+        extra_paths: list[str] | None = None,
+        message: str | None = None,
+        writer: str | None = None,
+    ) -> dict[str, Any]:
         kind = "block" if rel.startswith("blocks/") else "memory"
         with self.locked():
             current_text, note, version = self._load(rel)
             if version != base_version:
                 raise Conflict(
                     f"{ref} changed since version {base_version!r}; it is now {version!r}.",
-                    current_version=version, current_text=note.body,
+                    current_version=version,
+                    current_text=note.body,
                 )
-            self._apply_op(note, change, kind, writer or author)  # writer: who wrote the text (a proposal's author)
+            self._apply_op(
+                note, change, kind, writer or author
+            )  # writer: who wrote the text (a proposal's author)
             new_text = notes.serialize(note)
             # archive and meta leave the text as it was: its vector comes from the cache, not the model
             vec = None if change.op in ("archive", "meta") else self._vector(note)
@@ -782,28 +899,60 @@ class Store:
                 raise
             with transaction(self.index.conn) as conn:
                 self._index_file(conn, rel, new_text, note, vec=vec)
-        return {"status": "applied", "id": ref, "scope": self.scope, "version": notes.version_of(new_text),
-                "previous_version": base_version, "commit": sha}
+        return {
+            "status": "applied",
+            "id": ref,
+            "scope": self.scope,
+            "version": notes.version_of(new_text),
+            "previous_version": base_version,
+            "commit": sha,
+        }
 
     # -- proposals ----------------------------------------------------------------------------
-    def _propose(self, ref: str, rel: str, change: Edit, base_version: str, author: str, current_text: str,
-                 proposed: Note) -> dict[str, Any]:
+    def _propose(
+        self,
+        ref: str,
+        rel: str,
+        change: Edit,
+        base_version: str,
+        author: str,
+        current_text: str,
+        proposed: Note,
+    ) -> dict[str, Any]:
         op = change.op
         pid = notes.new_id(f"{op}-{ref.replace(':', '-')}")
         after = notes.serialize(proposed)
-        preview = "".join(difflib.unified_diff(
-            current_text.splitlines(keepends=True), after.splitlines(keepends=True), rel, f"{rel} (proposed)",
-        ))
-        meta = {"id": pid, "title": f"{op} {ref}", "type": "proposal", "target": ref, "op": op,
-                "base_version": base_version, "author": author, "created": notes.now_iso(),
-                **change.args()}
+        preview = "".join(
+            difflib.unified_diff(
+                current_text.splitlines(keepends=True),
+                after.splitlines(keepends=True),
+                rel,
+                f"{rel} (proposed)",
+            )
+        )
+        meta = {
+            "id": pid,
+            "title": f"{op} {ref}",
+            "type": "proposal",
+            "target": ref,
+            "op": op,
+            "base_version": base_version,
+            "author": author,
+            "created": notes.now_iso(),
+            **change.args(),
+        }
         prel = f"proposals/{pid}.md"
         body = f"Proposed by {author}. Accept with `somna proposals accept {pid}`.\n\n```diff\n{preview}```\n"
         with self.locked():
             notes.atomic_write(self._abs(prel), notes.serialize(Note(meta, body)))
             history.commit(self.root, [prel], f"propose {op} on {ref}", author)
-        return {"status": "proposed", "proposal": pid, "id": ref, "scope": self.scope,
-                "note": "queued for review by this store's policy; nothing changed yet"}
+        return {
+            "status": "proposed",
+            "proposal": pid,
+            "id": ref,
+            "scope": self.scope,
+            "note": "queued for review by this store's policy; nothing changed yet",
+        }
 
     def proposals(self) -> list[dict[str, Any]]:
         out = []
@@ -814,8 +963,17 @@ class Store:
                 out.append({"id": path.stem, "error": str(exc)})
                 continue
             m = note.meta
-            out.append({"id": note.id, "target": m.get("target"), "op": m.get("op"), "author": m.get("author"),
-                        "created": m.get("created"), "reason": m.get("reason"), "diff": note.body})
+            out.append(
+                {
+                    "id": note.id,
+                    "target": m.get("target"),
+                    "op": m.get("op"),
+                    "author": m.get("author"),
+                    "created": m.get("created"),
+                    "reason": m.get("reason"),
+                    "diff": note.body,
+                }
+            )
         return out
 
     def _proposal(self, pid: str) -> tuple[str, dict[str, Any]]:
@@ -830,10 +988,22 @@ class Store:
         prel, m = self._proposal(pid)
         ref = str(m.get("target"))
         _, rel = self._target(ref)
-        change = Edit(str(m.get("op")), old=m.get("old"), new=m.get("new"), count=int(m.get("count") or 1),
-                      text=m.get("text"), reason=m.get("reason"), meta=m.get("meta"))
+        change = Edit(
+            str(m.get("op")),
+            old=m.get("old"),
+            new=m.get("new"),
+            count=int(m.get("count") or 1),
+            text=m.get("text"),
+            reason=m.get("reason"),
+            meta=m.get("meta"),
+        )
         return self._apply_edit(
-            ref, rel, change, str(m.get("base_version")), author, extra_paths=[prel],
+            ref,
+            rel,
+            change,
+            str(m.get("base_version")),
+            author,
+            extra_paths=[prel],
             message=f"accept proposal {pid}: {m.get('op')} {ref} (proposed by {m.get('author')})",
             writer=str(m.get("author") or "unknown"),
         ) | {"proposal": pid}
@@ -842,7 +1012,9 @@ class Store:
         prel, m = self._proposal(pid)
         with self.locked():
             self._abs(prel).unlink()
-            history.commit(self.root, [prel], f"reject proposal {pid}" + (f": {reason}" if reason else ""), author)
+            history.commit(
+                self.root, [prel], f"reject proposal {pid}" + (f": {reason}" if reason else ""), author
+            )
         return {"status": "rejected", "proposal": pid}
 
     # -- history ------------------------------------------------------------------------------
@@ -853,8 +1025,15 @@ class Store:
         versions = []
         for c in commits:
             text = history.show(self.root, c.sha, rel)
-            versions.append({"commit": c.sha[:12], "version": notes.version_of(text) if text is not None else None,
-                             "author": c.author, "date": c.date, "message": c.message})
+            versions.append(
+                {
+                    "commit": c.sha[:12],
+                    "version": notes.version_of(text) if text is not None else None,
+                    "author": c.author,
+                    "date": c.date,
+                    "message": c.message,
+                }
+            )
         out: dict[str, Any] = {"id": ref, "scope": self.scope, "versions": versions}
         if diff and commits:
             latest = commits[0].sha
@@ -883,8 +1062,14 @@ class Store:
                 raise InvalidInput("`to` must be a commit or version from history (hex)")
             sha = next((c.sha for c in commits if c.sha.startswith(to)), None)
             if sha is None:
-                sha = next((c.sha for c in commits
-                            if (t := history.show(self.root, c.sha, rel)) and notes.version_of(t) == to), None)
+                sha = next(
+                    (
+                        c.sha
+                        for c in commits
+                        if (t := history.show(self.root, c.sha, rel)) and notes.version_of(t) == to
+                    ),
+                    None,
+                )
             if sha is None:
                 raise NotFound(f"{to!r} is not a commit or version in the history of {ref}")
         old_text = history.show(self.root, sha, rel)
@@ -895,10 +1080,22 @@ class Store:
             current_text, _, _ = self._load(rel)
             if current_text == old_text:
                 raise InvalidInput(f"{ref} already has the text of {sha[:12]}")
-            self._commit_file(rel, old_text, f"revert {ref} to {sha[:12]}", author, note, self._vector(note),
-                              old_text=current_text)
-        return {"status": "reverted", "id": ref, "scope": self.scope, "to_commit": sha[:12],
-                "version": notes.version_of(old_text)}
+            self._commit_file(
+                rel,
+                old_text,
+                f"revert {ref} to {sha[:12]}",
+                author,
+                note,
+                self._vector(note),
+                old_text=current_text,
+            )
+        return {
+            "status": "reverted",
+            "id": ref,
+            "scope": self.scope,
+            "to_commit": sha[:12],
+            "version": notes.version_of(old_text),
+        }
 
     # -- feedback -----------------------------------------------------------------------------
     def feedback(self, ids: list[str], signal: str, *, author: str) -> dict[str, Any]:

@@ -27,10 +27,20 @@ from somna.store import Store
 
 log = logging.getLogger("somna.sleep")
 AUTHOR = "somna-sleep"
-HOLD = 2.0  # seconds a cycle holds the store lock at most while it applies its plan, before it lets go a moment
+HOLD = (
+    2.0  # seconds a cycle holds the store lock at most while it applies its plan, before it lets go a moment
+)
 YIELD = 0.05  # the moment: writers poll the lock every 5 ms
-DEFAULT_POLICY = {"merge": "apply", "supersede": "apply", "link": "apply", "fold": "apply",
-                  "archive": "propose", "split": "propose", "extract": "apply", "skill": "propose"}
+DEFAULT_POLICY = {
+    "merge": "apply",
+    "supersede": "apply",
+    "link": "apply",
+    "fold": "apply",
+    "archive": "propose",
+    "split": "propose",
+    "extract": "apply",
+    "skill": "propose",
+}
 
 ExtraPass = Callable[["Cycle", Snapshot], list[Action]]
 
@@ -57,16 +67,22 @@ class Report:
 
     def markdown(self) -> str:
         c = self.counts()
-        lines = [f"# sleep cycle {self.started}{' (dry run)' if self.dry_run else ''}", "",
-                 f"snapshot at {self.head[:12] if self.head else '(empty)'}; {self.seconds:.1f} s; "
-                 f"LLM tokens {self.tokens}, cost ${self.cost:.4f}",
-                 "", "applied: " + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "nothing"),
-                 f"queued for review: {len(self.queued)}; dropped (changed meanwhile or unsafe): {len(self.dropped)}"]
+        lines = [
+            f"# sleep cycle {self.started}{' (dry run)' if self.dry_run else ''}",
+            "",
+            f"snapshot at {self.head[:12] if self.head else '(empty)'}; {self.seconds:.1f} s; "
+            f"LLM tokens {self.tokens}, cost ${self.cost:.4f}",
+            "",
+            "applied: " + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "nothing"),
+            f"queued for review: {len(self.queued)}; dropped (changed meanwhile or unsafe): {len(self.dropped)}",
+        ]
         for title, items in (("Applied", self.applied), ("Queued", self.queued), ("Dropped", self.dropped)):
             if items:
                 lines += ["", f"## {title}"]
-                lines += [f"- **{a['kind']}** {a['rationale']}" + (f" — {a['why']}" if a.get("why") else "")
-                          for a in items[:500]]
+                lines += [
+                    f"- **{a['kind']}** {a['rationale']}" + (f" — {a['why']}" if a.get("why") else "")
+                    for a in items[:500]
+                ]
                 if len(items) > 500:
                     lines.append(f"- … and {len(items) - 500} more (see the JSON report)")
         lines += [f"- {n}" for n in self.notes]
@@ -74,8 +90,15 @@ class Report:
 
 
 class Cycle:
-    def __init__(self, store: Store, *, dry_run: bool = False, policy: dict[str, str] | None = None,
-                 thresholds: Thresholds | None = None, extra_passes: list[ExtraPass] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        dry_run: bool = False,
+        policy: dict[str, str] | None = None,
+        thresholds: Thresholds | None = None,
+        extra_passes: list[ExtraPass] | None = None,
+    ) -> None:
         self.store = store
         self.dry_run = dry_run
         self.policy = {**DEFAULT_POLICY, **store.config.sleep_policy, **(policy or {})}
@@ -99,7 +122,9 @@ class Cycle:
                 # one vector space for all rows: with no model, every row gets the hashing embedder
                 missing = list(range(len(rows)))
                 vecs = {}
-            fresh = emb.embed([notes.embed_text(rows[i].title, rows[i].body) for i in missing]) if missing else []
+            fresh = (
+                emb.embed([notes.embed_text(rows[i].title, rows[i].body) for i in missing]) if missing else []
+            )
             for i, v in zip(missing, fresh, strict=True):
                 vecs[rows[i].rowid] = v
         dim = len(next(iter(vecs.values()))) if vecs else 1
@@ -139,7 +164,9 @@ class Cycle:
             self._apply(actions)  # sets report.commit: the cycle's last commit, if it made one
         else:
             for action in actions:
-                self._record(self.report.queued if self._mode(action) == "propose" else self.report.applied, action)
+                self._record(
+                    self.report.queued if self._mode(action) == "propose" else self.report.applied, action
+                )
         self.report.seconds = time.monotonic() - t0
         self._save()
         return self.report
@@ -203,7 +230,9 @@ class Cycle:
     def _queue(self, action: Action) -> None:
         pid = notes.new_id(f"sleep-{action.kind}")
         rel = f"proposals/{pid}.json"
-        body = json.dumps(action.to_json() | {"id": pid, "created": notes.now_iso(), "author": AUTHOR}, indent=2)
+        body = json.dumps(
+            action.to_json() | {"id": pid, "created": notes.now_iso(), "author": AUTHOR}, indent=2
+        )
         notes.atomic_write(self.store._abs(rel), body + "\n")
         self.store._commit([rel], f"sleep proposes {action.kind}", AUTHOR)
         self._record(self.report.queued, action)
@@ -218,8 +247,9 @@ class Cycle:
         (self.dir / "reports" / f"{stamp}.md").write_text(self.report.markdown(), encoding="utf-8")
         (self.dir / "last-report.md").write_text(self.report.markdown(), encoding="utf-8")
         if not self.dry_run:
-            (self.dir / "state.json").write_text(json.dumps({"last_started": self.report.started,
-                                                             "head": self.report.head}), encoding="utf-8")
+            (self.dir / "state.json").write_text(
+                json.dumps({"last_started": self.report.started, "head": self.report.head}), encoding="utf-8"
+            )
 
 
 # -- applying actions ------------------------------------------------------------------------------
@@ -234,51 +264,98 @@ def _apply_merge(store: Store, action: Action) -> None:
         if current != action.targets[ref]:
             raise Conflict(f"{ref} changed", current_version=current, current_text="")
     d = action.data
-    out = store.write(d["text"], title=d.get("title"), type=d.get("type") or "note", tags=d.get("tags"),
-                      author=AUTHOR, force=True, meta={"supersedes": ids})
+    out = store.write(
+        d["text"],
+        title=d.get("title"),
+        type=d.get("type") or "note",
+        tags=d.get("tags"),
+        author=AUTHOR,
+        force=True,
+        meta={"supersedes": ids},
+    )
     action.data["merged_id"] = out["id"]
     done: list[str] = []
     try:
         for ref in ids:
-            store.edit(ref, "archive", action.targets[ref], author=AUTHOR, policy="apply",
-                       reason=f"merged into {out['id']}", meta={"superseded_by": out["id"], "archived_reason": "merged"})
+            store.edit(
+                ref,
+                "archive",
+                action.targets[ref],
+                author=AUTHOR,
+                policy="apply",
+                reason=f"merged into {out['id']}",
+                meta={"superseded_by": out["id"], "archived_reason": "merged"},
+            )
             done.append(ref)
     except (Conflict, NotFound):
         # an original changed meanwhile: withdraw the merged memory; the originals stay as they are
         merged = store.read(out["id"])
-        store.edit(out["id"], "archive", merged["version"], author=AUTHOR, policy="apply",
-                   meta={"archived_reason": "merge withdrawn: an original changed during the cycle"})
+        store.edit(
+            out["id"],
+            "archive",
+            merged["version"],
+            author=AUTHOR,
+            policy="apply",
+            meta={"archived_reason": "merge withdrawn: an original changed during the cycle"},
+        )
         raise
 
 
 def _apply_supersede(store: Store, action: Action) -> dict[str, str]:
     new, old = action.data["new"], action.data["old"]
-    done = store.edit(old, "meta", _version(action, old), author=AUTHOR, policy="apply",
-                      reason=f"superseded by {new}",
-                      meta={"status": "superseded", "superseded_by": new, "valid_until": action.data.get("since")})
+    done = store.edit(
+        old,
+        "meta",
+        _version(action, old),
+        author=AUTHOR,
+        policy="apply",
+        reason=f"superseded by {new}",
+        meta={"status": "superseded", "superseded_by": new, "valid_until": action.data.get("since")},
+    )
     current = store.read(new)
     sup = sorted(set(current["meta"].get("supersedes") or []) | {old})
-    after = store.edit(new, "meta", _version(action, new), author=AUTHOR, policy="apply", meta={"supersedes": sup})
+    after = store.edit(
+        new, "meta", _version(action, new), author=AUTHOR, policy="apply", meta={"supersedes": sup}
+    )
     return {old: done["version"], new: after["version"]}
 
 
 def _apply_archive(store: Store, action: Action) -> None:
     (ref,) = action.targets
-    store.edit(ref, "archive", action.targets[ref], author=AUTHOR, policy="apply", reason=action.rationale,
-               meta={"archived_reason": action.rationale[:200]})
+    store.edit(
+        ref,
+        "archive",
+        action.targets[ref],
+        author=AUTHOR,
+        policy="apply",
+        reason=action.rationale,
+        meta={"archived_reason": action.rationale[:200]},
+    )
 
 
 def _apply_link(store: Store, action: Action) -> dict[str, str]:
     (ref,) = action.targets
-    done = store.edit(ref, "meta", action.targets[ref], author=AUTHOR, policy="apply",
-                      meta={"related": action.data["related"]})
+    done = store.edit(
+        ref,
+        "meta",
+        action.targets[ref],
+        author=AUTHOR,
+        policy="apply",
+        meta={"related": action.data["related"]},
+    )
     return {ref: done["version"]}
 
 
 def _apply_fold(store: Store, action: Action) -> None:
     (ref,) = action.targets
-    store.edit(ref, "meta", action.targets[ref], author=AUTHOR, policy="apply",
-               meta={"helpful": action.data["helpful"], "harmful": action.data["harmful"]})
+    store.edit(
+        ref,
+        "meta",
+        action.targets[ref],
+        author=AUTHOR,
+        policy="apply",
+        meta={"helpful": action.data["helpful"], "harmful": action.data["harmful"]},
+    )
     store.index.mark_folded([ref], action.data["until"])
 
 
@@ -286,13 +363,24 @@ def _apply_split(store: Store, action: Action) -> None:
     (ref,) = action.targets
     out = store.write(action.data["rest"], title=f"moved from {ref}", type="note", author=AUTHOR, force=True)
     keep = action.data["keep"].rstrip("\n") + f"\n\n(more in memory {out['id']})\n"
-    store.edit(ref, "replace", action.targets[ref], text=keep, author=AUTHOR, policy="apply",
-               reason=f"over its limit: details moved to {out['id']}")
+    store.edit(
+        ref,
+        "replace",
+        action.targets[ref],
+        text=keep,
+        author=AUTHOR,
+        policy="apply",
+        reason=f"over its limit: details moved to {out['id']}",
+    )
 
 
 APPLY: dict[str, Callable[[Store, Action], dict[str, str] | None]] = {
-    "merge": _apply_merge, "supersede": _apply_supersede, "archive": _apply_archive, "link": _apply_link,
-    "fold": _apply_fold, "split": _apply_split,
+    "merge": _apply_merge,
+    "supersede": _apply_supersede,
+    "archive": _apply_archive,
+    "link": _apply_link,
+    "fold": _apply_fold,
+    "split": _apply_split,
 }
 
 
@@ -319,9 +407,17 @@ def decide(store: Store, pid: str, accept: bool, *, author: str = "human") -> di
     data = json.loads(path.read_text(encoding="utf-8"))
     with store.batch(f"{'accept' if accept else 'reject'} sleep proposal {pid}: {data.get('kind')}", author):
         if accept:
-            action = Action(data["kind"], data["rationale"], data["targets"], data.get("evidence", {}),
-                            data.get("data", {}), True)
-            if action.kind in REBASABLE:  # they change status or links, not text: apply to the text as it is now
+            action = Action(
+                data["kind"],
+                data["rationale"],
+                data["targets"],
+                data.get("evidence", {}),
+                data.get("data", {}),
+                True,
+            )
+            if (
+                action.kind in REBASABLE
+            ):  # they change status or links, not text: apply to the text as it is now
                 action.targets = {ref: store.read(ref)["version"] for ref in action.targets}
             APPLY[action.kind](store, action)
         path.unlink()
@@ -332,4 +428,3 @@ def decide(store: Store, pid: str, accept: bool, *, author: str = "human") -> di
 def last_report(store: Store) -> str | None:
     path = store.root / ".somna" / "sleep" / "last-report.md"
     return path.read_text(encoding="utf-8") if path.exists() else None
-

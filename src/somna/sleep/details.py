@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:\s?(?:ms|s|m|h|d|kb|mb|gb|%|x))?(?![\w])", re.I)
 # a path ends on a word character: the full stop closing a sentence is not part of it
-PATH = re.compile(r"(?:~|\.{1,2})?/?(?:[\w.-]+/)+[\w.-]*[\w-]|[\w-]+\.(?:py|md|toml|yaml|yml|json|sh|txt|cfg|ini|lock|js|ts)\b")
+PATH = re.compile(
+    r"(?:~|\.{1,2})?/?(?:[\w.-]+/)+[\w.-]*[\w-]|[\w-]+\.(?:py|md|toml|yaml|yml|json|sh|txt|cfg|ini|lock|js|ts)\b"
+)
 FLAG = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
 CODE = re.compile(r"`([^`\n]{1,120})`")
 URL = re.compile(r"https?://[^\s)>\]]+")
@@ -23,20 +25,30 @@ IDENT = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+|[A-Z][A-Z0-9
 # a word of a name: "Ann", "McKinleigh", "DeMarco", "O'Brien"
 _NAME_WORD = r"(?:[A-Z][a-z]+(?:[A-Z][a-z]+)?|O['’][A-Z][a-z]+)"
 NAME = re.compile(rf"\b{_NAME_WORD}(?:\s+{_NAME_WORD})+\b")
-NEGATION = re.compile(r"\b(?:not|never|no|don't|doesn't|isn't|aren't|won't|can't|cannot|without|avoid)\b", re.I)
+NEGATION = re.compile(
+    r"\b(?:not|never|no|don't|doesn't|isn't|aren't|won't|can't|cannot|without|avoid)\b", re.I
+)
 # words that mark a statement as a correction of another: the negations, and "instead", "only", "no longer"...
-CONTRAST = re.compile(r"\b(?:not|never|no|none|nor|neither|nothing|nobody|don't|doesn't|didn't|isn't|"
-                      r"aren't|wasn't|weren't|won't|can't|cannot|without|avoid\w*|instead|rather|only|"
-                      r"exclusively|solely|dislikes?|longer|anymore|actually|but|however|unlike|while|whereas|"
-                      r"rarely|oppos\w*)\b", re.I)
+CONTRAST = re.compile(
+    r"\b(?:not|never|no|none|nor|neither|nothing|nobody|don't|doesn't|didn't|isn't|"
+    r"aren't|wasn't|weren't|won't|can't|cannot|without|avoid\w*|instead|rather|only|"
+    r"exclusively|solely|dislikes?|longer|anymore|actually|but|however|unlike|while|whereas|"
+    r"rarely|oppos\w*)\b",
+    re.I,
+)
 # a negation and the words it denies, up to the end of the clause: "has never [traveled outside of Vietnam]"
 DENIAL = re.compile(
-    r"\b(?:not|never|no|none|without|(?:do|does|did|is|are|was|were|has|have|had)n['’]t)\s+([^.,;:!?]+)", re.I)
+    r"\b(?:not|never|no|none|without|(?:do|does|did|is|are|was|were|has|have|had)n['’]t)\s+([^.,;:!?]+)", re.I
+)
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])|\n+")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
-FILLER = frozenset("also just very which while both has have had who whom whose into onto their his her its "
-                   "they them there then than when will would can could should only".split())
-STOP = frozenset("a an the and or of to in on at for with by is are was were be been it this that as from".split())
+FILLER = frozenset(
+    "also just very which while both has have had who whom whose into onto their his her its "
+    "they them there then than when will would can could should only".split()
+)
+STOP = frozenset(
+    "a an the and or of to in on at for with by is are was were be been it this that as from".split()
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,9 @@ def details(text: str) -> Details:
 def people(text: str) -> list[str]:
     """Proper names in the order they first appear: two or more capitalised words in a row, not opening with
     an article or the like. The first is most often what the text is about."""
-    found = (n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When"))
+    found = (
+        n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When")
+    )
     return list(dict.fromkeys(found))
 
 
@@ -141,8 +155,15 @@ class Claim:
     def of(cls, text: str) -> Claim:
         d = details(text)
         order = tuple(people(text))
-        return cls(d.names, d.numbers, frozenset(_content(text)), bool(CONTRAST.search(text)), order,
-                   tuple(WORD.findall(text.lower())), denied(text))
+        return cls(
+            d.names,
+            d.numbers,
+            frozenset(_content(text)),
+            bool(CONTRAST.search(text)),
+            order,
+            tuple(WORD.findall(text.lower())),
+            denied(text),
+        )
 
     def same_as(self, other: Claim) -> bool:
         """No sign of disagreement that the word-level `conflict` misses: the same tone (no correction word on
@@ -151,7 +172,12 @@ class Claim:
 
 
 def disagreement(
-    new: Claim, old: Claim, acquainted: bool = False, subjects: set[str] | None = None, *, edit: bool = True,
+    new: Claim,
+    old: Claim,
+    acquainted: bool = False,
+    subjects: set[str] | None = None,
+    *,
+    edit: bool = True,
 ) -> tuple[float, float, float, str, float] | None:
     """Whether `new` may contradict `old` on the same subject: (word overlap, share of the older's words that
     the newer repeats, how much of the word sequence the two share, why, what a correction adds to the
@@ -238,8 +264,11 @@ def denied(text: str) -> tuple[tuple[str, float], ...]:
     negation, the first (most often the verb denied: "never [traveled]") weighing most."""
     out: dict[str, float] = {}
     for scope in DENIAL.findall(text):
-        kept = [_stem(w) for w in WORD.findall(scope.lower())
-                if len(w) > 2 and w not in FILLER and w not in STOP and w not in DENIED_SKIP][:4]
+        kept = [
+            _stem(w)
+            for w in WORD.findall(scope.lower())
+            if len(w) > 2 and w not in FILLER and w not in STOP and w not in DENIED_SKIP
+        ][:4]
         for pos, w in enumerate(kept):
             out[w] = max(out.get(w, 0.0), DENIED_WEIGHTS[pos])
     return tuple(sorted(out.items()))

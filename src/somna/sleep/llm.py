@@ -34,7 +34,15 @@ from somna.embeddings import HashEmbedder
 from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.sleep.cycle import APPLY, AUTHOR
 from somna.sleep.details import details, missing, sentences, words
-from somna.sleep.llm_client import BadAnswer, BudgetSpent, Client, LLMConfig, LLMUnavailable, estimate_tokens, parse
+from somna.sleep.llm_client import (
+    BadAnswer,
+    BudgetSpent,
+    Client,
+    LLMConfig,
+    LLMUnavailable,
+    estimate_tokens,
+    parse,
+)
 from somna.sleep.passes import INACTIVE, Action, DisjointSets, Snapshot
 
 if TYPE_CHECKING:
@@ -66,13 +74,19 @@ class Lesson(_Strict):
     type: Literal["lesson", "preference", "fact", "fix", "decision", "procedure"]
     title: Annotated[Str, StringConstraints(max_length=120)]
     content: Annotated[Str, StringConstraints(min_length=10, max_length=2000)]
-    tags: Annotated[list[Annotated[Str, StringConstraints(max_length=40, pattern=r"^[a-z0-9][a-z0-9._/-]*$")]],
-                    Field(max_length=8)] = []
+    tags: Annotated[
+        list[Annotated[Str, StringConstraints(max_length=40, pattern=r"^[a-z0-9][a-z0-9._/-]*$")]],
+        Field(max_length=8),
+    ] = []
 
     @field_validator("tags", mode="before")
     @classmethod
     def _lower(cls, v: Any) -> Any:
-        return [t.strip().lower().replace(" ", "-") if isinstance(t, str) else t for t in v] if isinstance(v, list) else v
+        return (
+            [t.strip().lower().replace(" ", "-") if isinstance(t, str) else t for t in v]
+            if isinstance(v, list)
+            else v
+        )
 
 
 class Extracted(_Strict):
@@ -135,8 +149,11 @@ def inbox_files(root: Path) -> list[Path]:
     inbox = root / "inbox"
     if not inbox.is_dir():
         return []
-    return sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and (p.suffix.lower() in SUFFIXES or not p.suffix))
+    return sorted(
+        p
+        for p in inbox.iterdir()
+        if p.is_file() and not p.name.startswith(".") and (p.suffix.lower() in SUFFIXES or not p.suffix)
+    )
 
 
 def read_transcript(path: Path) -> str:
@@ -183,7 +200,9 @@ def _pieces(content: Any) -> list[str]:
         if kind == "text":
             out.append(str(block.get("text", "")))
         elif kind == "tool_use":
-            out.append(f"[tool {block.get('name')}] {json.dumps(block.get('input'), ensure_ascii=False)[:400]}")
+            out.append(
+                f"[tool {block.get('name')}] {json.dumps(block.get('input'), ensure_ascii=False)[:400]}"
+            )
         elif kind == "tool_result":
             inner = block.get("content")
             text = inner if isinstance(inner, str) else " ".join(_pieces(inner))
@@ -247,8 +266,10 @@ class LLMPasses:
                 a, b = rows.get(action.data["new"]), rows.get(action.data["old"])
                 if a is None or b is None:
                     continue
-                user = (f"A (written {a.created}):\n{a.title}\n{a.body}\n\n"
-                        f"B (written {b.created}):\n{b.title}\n{b.body}")
+                user = (
+                    f"A (written {a.created}):\n{a.title}\n{a.body}\n\n"
+                    f"B (written {b.created}):\n{b.title}\n{b.body}"
+                )
                 try:
                     verdict = parse(client.ask(JUDGE, user, max_output=200), Verdict)
                 except BadAnswer as exc:
@@ -261,6 +282,7 @@ class LLMPasses:
                     action.rationale = f"{new.id} supersedes {old.id}: the model judged ({verdict.reason})"
                     action.sure = True
             return []
+
         return self._run(cycle, "judge", run)
 
     # -- merge-writing --------------------------------------------------------------------------
@@ -282,18 +304,28 @@ class LLMPasses:
                 if lost or len(written.content) > sum(len(m.body) for m in members) + 200:
                     why = f"lost {sorted(lost)[:8]}" if lost else "longer than its sources"
                     action.evidence["llm_merge"] = f"rejected by the detail guard: {why}"
-                    cycle.report.notes.append(f"detail guard rejected the model's merge of "
-                                              f"{', '.join(m.id for m in members)}: {why}")
+                    cycle.report.notes.append(
+                        f"detail guard rejected the model's merge of "
+                        f"{', '.join(m.id for m in members)}: {why}"
+                    )
                     continue
                 base = max(members, key=lambda m: len(m.body))
-                action.data.update(text=written.content.strip() + "\n", title=written.title, type=base.type,
-                                   tags=sorted({t for m in members for t in m.tags}))
-                action.evidence["llm_merge"] = f"written by {self.cfg.model}; all {len(required)} details kept"
+                action.data.update(
+                    text=written.content.strip() + "\n",
+                    title=written.title,
+                    type=base.type,
+                    tags=sorted({t for m in members for t in m.tags}),
+                )
+                action.evidence["llm_merge"] = (
+                    f"written by {self.cfg.model}; all {len(required)} details kept"
+                )
                 if not action.sure:
                     action.sure = True
-                    action.rationale = (f"{len(members)} memories say the same thing; the model's merge keeps "
-                                        "every detail")
+                    action.rationale = (
+                        f"{len(members)} memories say the same thing; the model's merge keeps every detail"
+                    )
             return []
+
         return self._run(cycle, "merge", run)
 
     # -- extract --------------------------------------------------------------------------------
@@ -313,8 +345,9 @@ class LLMPasses:
                     continue
                 parts = chunks(text)
                 if len(parts) > MAX_CHUNKS:
-                    cycle.report.notes.append(f"{rel}: {len(text):,} characters; only the last "
-                                              f"{MAX_CHUNKS * CHUNK:,} were read")
+                    cycle.report.notes.append(
+                        f"{rel}: {len(text):,} characters; only the last {MAX_CHUNKS * CHUNK:,} were read"
+                    )
                     parts = parts[-MAX_CHUNKS:]
                 need = sum(estimate_tokens(EXTRACT + p) for p in parts)
                 while len(parts) > 1 and need > self.cfg.max_tokens_per_cycle // 2:
@@ -324,17 +357,27 @@ class LLMPasses:
                 lessons: list[Lesson] = []
                 try:
                     for part in parts:
-                        lessons += parse(client.ask(EXTRACT, f"Transcript ({rel}):\n\n{part}"), Extracted).memories
+                        lessons += parse(
+                            client.ask(EXTRACT, f"Transcript ({rel}):\n\n{part}"), Extracted
+                        ).memories
                 except BadAnswer as exc:
                     tries = state.failed(rel)
                     _bad(cycle, f"extract {rel} (attempt {tries})", exc)
                     if tries >= MAX_ATTEMPTS:
-                        out.append(Action("inbox", f"{rel}: set aside after {tries} unusable answers",
-                                          {}, {"attempts": tries}, {"path": rel}))
+                        out.append(
+                            Action(
+                                "inbox",
+                                f"{rel}: set aside after {tries} unusable answers",
+                                {},
+                                {"attempts": tries},
+                                {"path": rel},
+                            )
+                        )
                     continue
                 state.forget(rel)
                 out.extend(self._lessons(cycle, dedupe, rel, lessons))
             return []
+
         try:
             self._run(cycle, "extract", run)
         finally:
@@ -349,23 +392,51 @@ class LLMPasses:
             kind = "lesson" if lesson.type == "fix" else lesson.type
             dup = dedupe.find(lesson.title, lesson.content)
             if dup is None:
-                out.append(Action("extract", f"learned from {rel}: {lesson.title}", {}, {"transcript": rel},
-                                  {"title": lesson.title, "content": lesson.content, "type": kind, "tags": tags}))
+                out.append(
+                    Action(
+                        "extract",
+                        f"learned from {rel}: {lesson.title}",
+                        {},
+                        {"transcript": rel},
+                        {"title": lesson.title, "content": lesson.content, "type": kind, "tags": tags},
+                    )
+                )
                 continue
             ref, sim, body, version = dup
             new = [s for s in sentences(lesson.content) if missing(body, details(s).all())]
             if not new:
                 known.append(ref)
             elif version is None:  # the duplicate is going away in this cycle: the detail gets its own memory
-                out.append(Action("extract", f"learned from {rel}: {lesson.title}", {}, {"transcript": rel},
-                                  {"title": lesson.title, "content": lesson.content, "type": kind, "tags": tags}))
+                out.append(
+                    Action(
+                        "extract",
+                        f"learned from {rel}: {lesson.title}",
+                        {},
+                        {"transcript": rel},
+                        {"title": lesson.title, "content": lesson.content, "type": kind, "tags": tags},
+                    )
+                )
             else:
                 add = " ".join(new)
-                out.append(Action("extract", f"{rel} adds {sorted(missing(body, details(add).all()))[:6]} to {ref}",
-                                  {ref: version}, {"transcript": rel, "similarity": round(sim, 3)},
-                                  {"append": add}))
-        out.append(Action("inbox", f"{rel}: {len(lessons)} found, {len(out)} new or added, {len(known)} known "
-                          "already; moved to inbox/processed/", {}, {"known": known}, {"path": rel}))
+                out.append(
+                    Action(
+                        "extract",
+                        f"{rel} adds {sorted(missing(body, details(add).all()))[:6]} to {ref}",
+                        {ref: version},
+                        {"transcript": rel, "similarity": round(sim, 3)},
+                        {"append": add},
+                    )
+                )
+        out.append(
+            Action(
+                "inbox",
+                f"{rel}: {len(lessons)} found, {len(out)} new or added, {len(known)} known "
+                "already; moved to inbox/processed/",
+                {},
+                {"known": known},
+                {"path": rel},
+            )
+        )
         return out
 
     # -- compress -------------------------------------------------------------------------------
@@ -378,12 +449,21 @@ class LLMPasses:
             for row, limit in snap.blocks:
                 body = row.body
                 digest = notes.content_hash(body)[:16]
-                if len(body) <= COMPRESS_AT * limit or len(body) > limit or row.id in busy or state.seen(digest):
+                if (
+                    len(body) <= COMPRESS_AT * limit
+                    or len(body) > limit
+                    or row.id in busy
+                    or state.seen(digest)
+                ):
                     continue
                 target = int(limit * 0.6)
                 try:
-                    answer = parse(client.ask(COMPRESS.format(target=target), body,
-                                              max_output=estimate_tokens(body) + 200), Compressed)
+                    answer = parse(
+                        client.ask(
+                            COMPRESS.format(target=target), body, max_output=estimate_tokens(body) + 200
+                        ),
+                        Compressed,
+                    )
                 except BadAnswer as exc:
                     _bad(cycle, f"compress {row.id}", exc)
                     continue
@@ -393,24 +473,47 @@ class LLMPasses:
                 lost = missing(carried, required)
                 room = len(answer.text) + (60 if answer.moved else 0) + 30 * len(answer.moved)
                 if lost or room > limit or len(answer.text) > 0.9 * len(body):
-                    why = (f"it would lose {sorted(lost)[:8]}" if lost
-                           else "it would not fit its limit" if room > limit else "it is not shorter")
-                    cycle.report.notes.append(f"detail guard rejected the model's compression of {row.id}: {why}")
-                    cycle.report.dropped.append({"kind": "compress", "rationale": f"compress {row.id}",
-                                                 "why": f"detail guard: {why}", "targets": {row.id: row.version}})
+                    why = (
+                        f"it would lose {sorted(lost)[:8]}"
+                        if lost
+                        else "it would not fit its limit"
+                        if room > limit
+                        else "it is not shorter"
+                    )
+                    cycle.report.notes.append(
+                        f"detail guard rejected the model's compression of {row.id}: {why}"
+                    )
+                    cycle.report.dropped.append(
+                        {
+                            "kind": "compress",
+                            "rationale": f"compress {row.id}",
+                            "why": f"detail guard: {why}",
+                            "targets": {row.id: row.version},
+                        }
+                    )
                     continue
-                out.append(Action("compress", f"block {row.id}: {len(body)} -> {len(answer.text)} characters, "
-                                  f"all {len(required)} details kept", {row.id: row.version},
-                                  {"size": len(body), "limit": limit, "details": len(required),
-                                   "moved": len(answer.moved)},
-                                  {"text": answer.text, "moved": [m.model_dump() for m in answer.moved]}))
+                out.append(
+                    Action(
+                        "compress",
+                        f"block {row.id}: {len(body)} -> {len(answer.text)} characters, "
+                        f"all {len(required)} details kept",
+                        {row.id: row.version},
+                        {
+                            "size": len(body),
+                            "limit": limit,
+                            "details": len(required),
+                            "moved": len(answer.moved),
+                        },
+                        {"text": answer.text, "moved": [m.model_dump() for m in answer.moved]},
+                    )
+                )
             return []
+
         try:
             self._run(cycle, "compress", run)
         finally:
             state.save()
         return out
-
 
     # -- skill synthesis ------------------------------------------------------------------------
     def skill(self, cycle: Cycle, snap: Snapshot) -> list[Action]:
@@ -422,7 +525,9 @@ class LLMPasses:
             for group in recurring(snap, cycle.th.link, set(state.data["skilled"])):
                 members = [snap.rows[i] for i in group]
                 ids = [m.id for m in members]
-                user = "\n\n".join(f"Memory {n + 1} ({m.type}): {m.title}\n{m.body}" for n, m in enumerate(members))
+                user = "\n\n".join(
+                    f"Memory {n + 1} ({m.type}): {m.title}\n{m.body}" for n, m in enumerate(members)
+                )
                 try:
                     draft = parse(client.ask(SKILL, user, max_output=estimate_tokens(user) + 400), SkillDraft)
                 except BadAnswer as exc:
@@ -432,17 +537,29 @@ class LLMPasses:
                 recurring_details = _recurring_details([m.body for m in members])
                 lost = missing(f"{draft.description}\n{draft.body}", recurring_details)
                 if lost or draft.name in taken:
-                    why = f"it would lose {sorted(lost)[:8]}" if lost else f"a skill {draft.name!r} exists already"
+                    why = (
+                        f"it would lose {sorted(lost)[:8]}"
+                        if lost
+                        else f"a skill {draft.name!r} exists already"
+                    )
                     cycle.report.notes.append(f"skill from {', '.join(ids)} not proposed: {why}")
-                    cycle.report.dropped.append({"kind": "skill", "rationale": f"skill {draft.name}",
-                                                 "why": why, "targets": {}})
+                    cycle.report.dropped.append(
+                        {"kind": "skill", "rationale": f"skill {draft.name}", "why": why, "targets": {}}
+                    )
                     continue
                 taken.add(draft.name)
                 text = skill_text(draft, ids)
-                out.append(Action("skill", f"{len(members)} memories describe one procedure: skill {draft.name}",
-                                  {}, {"sources": ids, "details_kept": len(recurring_details)},
-                                  {"name": draft.name, "content": text}))
+                out.append(
+                    Action(
+                        "skill",
+                        f"{len(members)} memories describe one procedure: skill {draft.name}",
+                        {},
+                        {"sources": ids, "details_kept": len(recurring_details)},
+                        {"name": draft.name, "content": text},
+                    )
+                )
             return []
+
         try:
             self._run(cycle, "skill", run)
         finally:
@@ -458,8 +575,11 @@ def skill_names(root: Path) -> list[str]:
 def recurring(snap: Snapshot, threshold: float, skip: set[str]) -> list[list[int]]:
     """Groups of MIN_RECUR or more active procedure/lesson/fix memories that are similar to each other (each
     joined to the group by a similarity of at least `threshold`), none offered for a skill before."""
-    pool = [i for i, r in enumerate(snap.rows)
-            if r.type in PROCEDURAL and r.status not in INACTIVE and r.id not in skip]
+    pool = [
+        i
+        for i, r in enumerate(snap.rows)
+        if r.type in PROCEDURAL and r.status not in INACTIVE and r.id not in skip
+    ]
     # the newest MAX_POOL only: the similarity matrix is pool x pool floats (2,000: 16 MB)
     pool = sorted(pool, key=lambda i: snap.rows[i].created or snap.rows[i].updated, reverse=True)[:MAX_POOL]
     if len(pool) < MIN_RECUR or snap.matrix is None or len(snap.matrix) == 0:
@@ -467,7 +587,7 @@ def recurring(snap: Snapshot, threshold: float, skip: set[str]) -> list[list[int
     sims = snap.matrix[pool] @ snap.matrix[pool].T
     sets = DisjointSets(len(pool))
     for a in range(len(pool)):
-        for b in np.nonzero(sims[a, a + 1:] >= threshold)[0]:
+        for b in np.nonzero(sims[a, a + 1 :] >= threshold)[0]:
             sets.union(a + 1 + int(b), a)
     groups: dict[int, list[int]] = {}
     for k in range(len(pool)):
@@ -486,10 +606,18 @@ def _recurring_details(bodies: list[str]) -> frozenset[str]:
 
 def skill_text(draft: SkillDraft, sources: list[str]) -> str:
     description = " ".join(draft.description.split())
-    meta = {"name": draft.name, "description": description,
-            "metadata": {"author": AUTHOR, "sources": " ".join(sources)}}
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n" + \
-        draft.body.strip() + "\n"
+    meta = {
+        "name": draft.name,
+        "description": description,
+        "metadata": {"author": AUTHOR, "sources": " ".join(sources)},
+    }
+    return (
+        "---\n"
+        + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
+        + "---\n"
+        + draft.body.strip()
+        + "\n"
+    )
 
 
 def _bad(cycle: Cycle, what: str, exc: BadAnswer) -> None:
@@ -576,7 +704,12 @@ class _Dedupe:
                 other = f"{cur['title']}\n{cur['content']}"
                 sim = self._similar(vec, text, self._vec(other), other)
                 if sim is not None and (best is None or sim > best[1]):
-                    best = (hit["id"], sim, cur["content"], None if hit["id"] in self.leaving else cur["version"])
+                    best = (
+                        hit["id"],
+                        sim,
+                        cur["content"],
+                        None if hit["id"] in self.leaving else cur["version"],
+                    )
         if best is None or best[3] is None:
             self.seen.append((vec, text))
         return best
@@ -587,8 +720,15 @@ def _apply_extract(store: Store, action: Action) -> None:
     d = action.data
     if "append" in d:
         (ref,) = action.targets
-        store.edit(ref, "append", action.targets[ref], text=d["append"], author=AUTHOR, policy="apply",
-                   reason=f"a detail learned from {action.evidence.get('transcript')}")
+        store.edit(
+            ref,
+            "append",
+            action.targets[ref],
+            text=d["append"],
+            author=AUTHOR,
+            policy="apply",
+            reason=f"a detail learned from {action.evidence.get('transcript')}",
+        )
         return
     try:
         out = store.write(d["content"], title=d["title"], type=d["type"], tags=d["tags"], author=AUTHOR)
@@ -614,22 +754,47 @@ def _apply_compress(store: Store, action: Action) -> None:
     current = store.read(ref)["version"]
     if current != action.targets[ref]:
         raise Conflict(f"{ref} changed", current_version=current, current_text="")
-    moved = [store.write(m["content"], title=m["title"], type="note", author=AUTHOR, force=True)["id"]
-             for m in action.data.get("moved", [])]
-    text = action.data["text"].rstrip("\n") + "\n" + (f"\n(more in memory {', '.join(moved)})\n" if moved else "")
+    moved = [
+        store.write(m["content"], title=m["title"], type="note", author=AUTHOR, force=True)["id"]
+        for m in action.data.get("moved", [])
+    ]
+    text = (
+        action.data["text"].rstrip("\n")
+        + "\n"
+        + (f"\n(more in memory {', '.join(moved)})\n" if moved else "")
+    )
     try:
-        store.edit(ref, "replace", action.targets[ref], text=text, author=AUTHOR, policy="apply",
-                   reason="compressed; every detail kept" + (f", some moved to {', '.join(moved)}" if moved else ""))
+        store.edit(
+            ref,
+            "replace",
+            action.targets[ref],
+            text=text,
+            author=AUTHOR,
+            policy="apply",
+            reason="compressed; every detail kept" + (f", some moved to {', '.join(moved)}" if moved else ""),
+        )
     except (Conflict, NotFound, InvalidInput):
         for mid in moved:  # withdraw what was moved out for a compression that did not happen
-            store.edit(mid, "archive", store.read(mid)["version"], author=AUTHOR, policy="apply",
-                       meta={"archived_reason": f"compression of {ref} withdrawn"})
+            store.edit(
+                mid,
+                "archive",
+                store.read(mid)["version"],
+                author=AUTHOR,
+                policy="apply",
+                meta={"archived_reason": f"compression of {ref} withdrawn"},
+            )
         raise
 
 
 def _apply_skill(store: Store, action: Action) -> None:
-    out = skill_store.propose(store, action.data["name"], action.data["content"], author=AUTHOR,
-                              reason=f"learned from {', '.join(action.evidence.get('sources', []))}", policy="apply")
+    out = skill_store.propose(
+        store,
+        action.data["name"],
+        action.data["content"],
+        author=AUTHOR,
+        reason=f"learned from {', '.join(action.evidence.get('sources', []))}",
+        policy="apply",
+    )
     action.data["version"] = out["version"]
 
 

@@ -74,10 +74,18 @@ class LLMConfig:
         if not isinstance(raw, dict):
             raise InvalidInput(f"{path}: [llm] must be a table")
         if "api_key" in raw:
-            raise InvalidInput(f"{path}: never put a key in somna.toml; set api_key_env to the NAME of the "
-                               "environment variable that holds it")
-        unknown = set(raw) - {"model", "api_base", "api_key_env", "max_tokens_per_cycle", "max_cost_per_cycle",
-                              "timeout"}
+            raise InvalidInput(
+                f"{path}: never put a key in somna.toml; set api_key_env to the NAME of the "
+                "environment variable that holds it"
+            )
+        unknown = set(raw) - {
+            "model",
+            "api_base",
+            "api_key_env",
+            "max_tokens_per_cycle",
+            "max_cost_per_cycle",
+            "timeout",
+        }
         if unknown:
             raise InvalidInput(f"{path}: unknown keys in [llm]: {sorted(unknown)}")
         model = raw.get("model")
@@ -89,13 +97,23 @@ class LLMConfig:
         numbers = {"max_tokens_per_cycle": int, "max_cost_per_cycle": float, "timeout": float}
         for key, kind in numbers.items():
             value = raw.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-                                      or (kind is int and not isinstance(value, int))):
-                raise InvalidInput(f"{path}: llm.{key} must be a positive {'whole ' if kind is int else ''}number")
-        return cls(model=model.strip(), api_base=raw.get("api_base") or None, api_key_env=raw.get("api_key_env"),
-                   max_tokens_per_cycle=int(raw.get("max_tokens_per_cycle", cls.max_tokens_per_cycle)),
-                   max_cost_per_cycle=float(raw.get("max_cost_per_cycle", cls.max_cost_per_cycle)),
-                   timeout=float(raw.get("timeout", cls.timeout)))
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or value <= 0
+                or (kind is int and not isinstance(value, int))
+            ):
+                raise InvalidInput(
+                    f"{path}: llm.{key} must be a positive {'whole ' if kind is int else ''}number"
+                )
+        return cls(
+            model=model.strip(),
+            api_base=raw.get("api_base") or None,
+            api_key_env=raw.get("api_key_env"),
+            max_tokens_per_cycle=int(raw.get("max_tokens_per_cycle", cls.max_tokens_per_cycle)),
+            max_cost_per_cycle=float(raw.get("max_cost_per_cycle", cls.max_cost_per_cycle)),
+            timeout=float(raw.get("timeout", cls.timeout)),
+        )
 
 
 def estimate_tokens(text: str) -> int:
@@ -135,13 +153,16 @@ class Client:
         the model (then only tokens are counted)."""
         if self._prices is False:
             try:
-                p, c = _litellm().cost_per_token(model=self.cfg.model, prompt_tokens=1_000_000,
-                                                 completion_tokens=1_000_000)
+                p, c = _litellm().cost_per_token(
+                    model=self.cfg.model, prompt_tokens=1_000_000, completion_tokens=1_000_000
+                )
                 self._prices = (p / 1e6, c / 1e6)
             except Exception:  # litellm raises its own not-mapped error, and others for odd model strings
                 self._prices = None
-                self.report.notes.append(f"LLM cost unknown for {self.cfg.model} (not in litellm's price map): "
-                                         "counting tokens only")
+                self.report.notes.append(
+                    f"LLM cost unknown for {self.cfg.model} (not in litellm's price map): "
+                    "counting tokens only"
+                )
         return self._prices if self._prices else None
 
     def stop(self, why: str) -> BudgetSpent:
@@ -149,7 +170,8 @@ class Client:
             self.spent = True
             self.report.notes.append(
                 f"budget spent ({why}): {self.report.tokens} tokens, ${self.report.cost:.4f} this cycle; the LLM "
-                "passes stopped, and what is left waits for the next cycle")
+                "passes stopped, and what is left waits for the next cycle"
+            )
             log.info("LLM budget spent (%s)", why)
         return BudgetSpent(why)
 
@@ -185,16 +207,25 @@ class Client:
                 # litellm's own bookkeeping warns (pydantic serializer mismatches) on ordinary answers
                 warnings.simplefilter("ignore")
                 resp = litellm.completion(
-                    model=self.cfg.model, api_base=self.cfg.api_base, api_key=key, timeout=self.cfg.timeout,
+                    model=self.cfg.model,
+                    api_base=self.cfg.api_base,
+                    api_key=key,
+                    timeout=self.cfg.timeout,
                     messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                    max_tokens=out_tokens, temperature=0, response_format={"type": "json_object"},
-                    drop_params=True, num_retries=0, max_retries=0,
+                    max_tokens=out_tokens,
+                    temperature=0,
+                    response_format={"type": "json_object"},
+                    drop_params=True,
+                    num_retries=0,
+                    max_retries=0,
                 )
         except Exception as exc:  # litellm maps every provider failure onto its own exception classes
             self.unavailable = True
             text = str(exc).replace(key, "[key]") if key else str(exc)
             text = secrets.redact(text)[0][:300]
-            self.report.notes.append(f"LLM call failed ({type(exc).__name__}): {text}; no more LLM calls this cycle")
+            self.report.notes.append(
+                f"LLM call failed ({type(exc).__name__}): {text}; no more LLM calls this cycle"
+            )
             log.warning("LLM call failed: %s: %s", type(exc).__name__, text)
             raise LLMUnavailable(text) from None
         usage = getattr(resp, "usage", None)
@@ -229,11 +260,14 @@ def parse(text: str, model: type[M]) -> M:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise BadAnswer(f"the answer was not JSON ({type(exc).__name__} at character {getattr(exc, 'pos', '?')})"
-                        ) from None
+        raise BadAnswer(
+            f"the answer was not JSON ({type(exc).__name__} at character {getattr(exc, 'pos', '?')})"
+        ) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
-                             for e in exc.errors(include_input=False, include_url=False)[:5])
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)[:5]
+        )
         raise BadAnswer(f"the JSON did not have the asked-for shape ({problems})") from None

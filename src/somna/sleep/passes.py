@@ -1,11 +1,11 @@
 """The deterministic passes of a sleep cycle: they read a snapshot and return actions; nothing is written here.
 
-    duplicates     near-identical memories -> one merged memory that keeps every detail; originals archived
-    contradictions similar memories that disagree -> the older superseded by the newer (or queued if unsure)
-    stale          more harmful than helpful feedback -> archive (queued by default)
-    links          related memories -> `related` in front matter
-    fold           feedback events -> helpful / harmful counters in front matter
-    blocks         a block over its size limit -> split into the block and a memory (queued by default)
+duplicates     near-identical memories -> one merged memory that keeps every detail; originals archived
+contradictions similar memories that disagree -> the older superseded by the newer (or queued if unsure)
+stale          more harmful than helpful feedback -> archive (queued by default)
+links          related memories -> `related` in front matter
+fold           feedback events -> helpful / harmful counters in front matter
+blocks         a block over its size limit -> split into the block and a memory (queued by default)
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class Thresholds:
     sure: float = 0.55  # contradiction score at which the newer memory supersedes the older without review
     maybe: float = 0.5  # contradiction score at which the pair is queued for review instead
     margin: float = 0.04  # a sure pick must beat the newer memory's next candidate by this much
-    ask: float = 0.35  # contradiction score at which a pair is put to the LLM judge (when a model is configured)
+    ask: float = (
+        0.35  # contradiction score at which a pair is put to the LLM judge (when a model is configured)
+    )
     link: float = 0.7
     max_links: int = 3
     neighbours: int = 40  # the nearest memories each changed memory is compared with
@@ -70,8 +72,14 @@ class Action:
     sure: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rationale": self.rationale, "targets": self.targets,
-                "evidence": self.evidence, "data": self.data, "sure": self.sure}
+        return {
+            "kind": self.kind,
+            "rationale": self.rationale,
+            "targets": self.targets,
+            "evidence": self.evidence,
+            "data": self.data,
+            "sure": self.sure,
+        }
 
 
 @dataclass
@@ -98,13 +106,14 @@ def _neighbour_lists(snap: Snapshot, idxs: list[int], k: int) -> dict[int, list[
         return out
     step = max(1, min(256, 4_000_000 // n))  # a block's similarities stay under 16 MB at any store size
     for start in range(0, len(idxs), step):
-        block = idxs[start:start + step]
+        block = idxs[start : start + step]
         sims = snap.matrix[block] @ snap.matrix.T
         sims[np.arange(len(block)), block] = -1.0
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         for r, i in enumerate(block):
-            out[i] = sorted(((int(j), float(sims[r, j])) for j in top[r] if sims[r, j] > 0),
-                            key=lambda x: (-x[1], x[0]))
+            out[i] = sorted(
+                ((int(j), float(sims[r, j])) for j in top[r] if sims[r, j] > 0), key=lambda x: (-x[1], x[0])
+            )
     return out
 
 
@@ -124,8 +133,13 @@ def _specifics(text: str) -> set[str]:
     return set(d.paths | d.flags | d.code)
 
 
-def _ranked(pool: list[int], bound: dict[int, float], score: Callable[[int], float], exact: dict[int, float],
-            slack: float) -> list[int]:
+def _ranked(
+    pool: list[int],
+    bound: dict[int, float],
+    score: Callable[[int], float],
+    exact: dict[int, float],
+    slack: float,
+) -> list[int]:
     """The memories of `pool` scored exactly (into `exact`, by `score`), best bound first, while a bound
     reaches the best exact score less `slack`; those, best first (ties: the smaller position). Any other is
     further than `slack` below the best."""
@@ -203,8 +217,12 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         for j, sim in near:
             if sim < floor:
                 break
-            if (active[j] and sim >= th.duplicate and conflict(snap.text(i), snap.text(j)) is None
-                    and claim(i).same_as(claim(j))):
+            if (
+                active[j]
+                and sim >= th.duplicate
+                and conflict(snap.text(i), snap.text(j)) is None
+                and claim(i).same_as(claim(j))
+            ):
                 sims[(min(i, j), max(i, j))] = sim
                 sets.union(i, j)
                 continue
@@ -225,7 +243,9 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
             if contradiction_score(sim, overlap, cover, bound, bonus) < th.maybe and newer is None:
                 continue  # a pair that cannot reach `maybe` is never queued, nor anyone's best match
             if newer is None:  # each way round, from i's list and from j's: the better one counts
-                unclear.setdefault(frozenset((i, j)), []).append((n, o, sim, overlap, cover, bound, why, bonus))
+                unclear.setdefault(frozenset((i, j)), []).append(
+                    (n, o, sim, overlap, cover, bound, why, bonus)
+                )
             else:
                 pending.setdefault(n, {})[o] = (sim, overlap, cover, bound, why, bonus)
 
@@ -242,7 +262,9 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         # Each candidate's score has an upper bound (`edit_bound`); the exact one is computed, best bound first,
         # only while a candidate could still be the best match or come within `margin` of it: the same pick
         # and the same verdict as scoring them all (checked action for action on letta and the 10k store).
-        bound = {o: contradiction_score(sim, ov, cv, bd, bonus) for o, (sim, ov, cv, bd, _, bonus) in found.items()}
+        bound = {
+            o: contradiction_score(sim, ov, cv, bd, bonus) for o, (sim, ov, cv, bd, _, bonus) in found.items()
+        }
         if not any(active[o] and b >= min(th.ask, th.maybe) for o, b in bound.items()):
             continue
         exact: dict[int, float] = {}
@@ -273,12 +295,16 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
 
     def pair_score(key: frozenset[int]) -> tuple[float, float, str]:
         if key not in scored:
-            scored[key] = max((contradiction_score(sim, ov, cv, edit_ratio(claim(n), claim(o)), bonus), sim, why)
-                              for n, o, sim, ov, cv, _, why, bonus in unclear[key])
+            scored[key] = max(
+                (contradiction_score(sim, ov, cv, edit_ratio(claim(n), claim(o)), bonus), sim, why)
+                for n, o, sim, ov, cv, _, why, bonus in unclear[key]
+            )
         return scored[key]
 
-    pair_bound = {key: max(contradiction_score(sim, ov, cv, bd, bonus) for _, _, sim, ov, cv, bd, _, bonus in ways)
-                  for key, ways in unclear.items()}
+    pair_bound = {
+        key: max(contradiction_score(sim, ov, cv, bd, bonus) for _, _, sim, ov, cv, bd, _, bonus in ways)
+        for key, ways in unclear.items()
+    }
     incident: dict[int, list[frozenset[int]]] = {}
     for key in unclear:
         for x in key:
@@ -295,8 +321,14 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
     for key in sorted(scored, key=sorted):
         a, b = sorted(key)
         score, sim, why = scored[key]
-        if (active[a] and active[b] and score >= th.maybe and key not in contradictions
-                and best[a] == key and best[b] == key):
+        if (
+            active[a]
+            and active[b]
+            and score >= th.maybe
+            and key not in contradictions
+            and best[a] == key
+            and best[b] == key
+        ):
             contradictions[key] = (a, b, score, sim, why, False)
 
     clusters: dict[int, list[int]] = {}
@@ -311,20 +343,34 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         lost = set().union(*(missing(merged, details(t).all()) for t in texts))
         ids = [rows[m].id for m in members]
         if lost:
-            actions.append(Action("merge", f"near-duplicates, but a merge would lose {sorted(lost)}",
-                                  {r: rows[m].version for r, m in zip(ids, members, strict=True)},
-                                  {"ids": ids}, {"text": merged}, sure=False))
+            actions.append(
+                Action(
+                    "merge",
+                    f"near-duplicates, but a merge would lose {sorted(lost)}",
+                    {r: rows[m].version for r, m in zip(ids, members, strict=True)},
+                    {"ids": ids},
+                    {"text": merged},
+                    sure=False,
+                )
+            )
             continue
         in_merge.update(members)
         pair_sims = {f"{rows[a].id}~{rows[b].id}": round(s, 3) for (a, b), s in sims.items() if a in members}
         base = max(members, key=lambda m: len(rows[m].body))
-        actions.append(Action(
-            "merge", f"{len(members)} memories say the same thing; one merged memory keeps every detail",
-            {rows[m].id: rows[m].version for m in members},
-            {"similarity": pair_sims, "quotes": {rows[m].id: rows[m].body[:200] for m in members}},
-            {"text": merged, "title": rows[base].title, "type": rows[base].type,
-             "tags": sorted({t for m in members for t in rows[m].tags})},
-        ))
+        actions.append(
+            Action(
+                "merge",
+                f"{len(members)} memories say the same thing; one merged memory keeps every detail",
+                {rows[m].id: rows[m].version for m in members},
+                {"similarity": pair_sims, "quotes": {rows[m].id: rows[m].body[:200] for m in members}},
+                {
+                    "text": merged,
+                    "title": rows[base].title,
+                    "type": rows[base].type,
+                    "tags": sorted({t for m in members for t in rows[m].tags}),
+                },
+            )
+        )
 
     paired: set[frozenset[int]] = set()
     for key, found in sorted(contradictions.items(), key=lambda x: sorted(x[0])):
@@ -340,33 +386,58 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         if hidden:
             sure = False
             why = f"{why}; superseding would hide {hidden[:4]}"
-        actions.append(Action(
-            "supersede",
-            f"{rows[new_i].id} contradicts {rows[old_i].id} ({why}); the newer one wins"
-            if known else f"{rows[new_i].id} and {rows[old_i].id} disagree ({why}); which holds is unclear",
-            {rows[new_i].id: rows[new_i].version, rows[old_i].id: rows[old_i].version},
-            {"similarity": round(sim, 3), "score": round(score, 3), "why": why,
-             "newer": rows[new_i].body[:200], "older": rows[old_i].body[:200]},
-            {"new": rows[new_i].id, "old": rows[old_i].id,
-             "since": rows[new_i].created or rows[new_i].updated},
-            sure=sure,
-        ))
+        actions.append(
+            Action(
+                "supersede",
+                f"{rows[new_i].id} contradicts {rows[old_i].id} ({why}); the newer one wins"
+                if known
+                else f"{rows[new_i].id} and {rows[old_i].id} disagree ({why}); which holds is unclear",
+                {rows[new_i].id: rows[new_i].version, rows[old_i].id: rows[old_i].version},
+                {
+                    "similarity": round(sim, 3),
+                    "score": round(score, 3),
+                    "why": why,
+                    "newer": rows[new_i].body[:200],
+                    "older": rows[old_i].body[:200],
+                },
+                {
+                    "new": rows[new_i].id,
+                    "old": rows[old_i].id,
+                    "since": rows[new_i].created or rows[new_i].updated,
+                },
+                sure=sure,
+            )
+        )
 
     # not for a memory that already has its best match in a supersede, nor one that a sure one retires
-    known = [c for k, c in contradictions.items() if k in paired and _newer(rows[c[0]], rows[c[1]]) is not None]
+    known = [
+        c for k, c in contradictions.items() if k in paired and _newer(rows[c[0]], rows[c[1]]) is not None
+    ]
     taken = {c[0] for c in known} | {c[1] for c in known if c[5]} | in_merge
     for new_i, old_i, score, sim, why in sorted(ask.values(), key=lambda x: (-x[2], x[0], x[1])):
         if new_i in taken or old_i in taken:
             continue
-        actions.append(Action(
-            "supersede", f"{rows[new_i].id} may contradict {rows[old_i].id} ({why}): a question for the judge",
-            {rows[new_i].id: rows[new_i].version, rows[old_i].id: rows[old_i].version},
-            {"similarity": round(sim, 3), "score": round(score, 3), "why": why,
-             "newer": rows[new_i].body[:200], "older": rows[old_i].body[:200]},
-            {"new": rows[new_i].id, "old": rows[old_i].id, "since": rows[new_i].created or rows[new_i].updated,
-             "judge_only": True},
-            sure=False,
-        ))
+        actions.append(
+            Action(
+                "supersede",
+                f"{rows[new_i].id} may contradict {rows[old_i].id} ({why}): a question for the judge",
+                {rows[new_i].id: rows[new_i].version, rows[old_i].id: rows[old_i].version},
+                {
+                    "similarity": round(sim, 3),
+                    "score": round(score, 3),
+                    "why": why,
+                    "newer": rows[new_i].body[:200],
+                    "older": rows[old_i].body[:200],
+                },
+                {
+                    "new": rows[new_i].id,
+                    "old": rows[old_i].id,
+                    "since": rows[new_i].created or rows[new_i].updated,
+                    "judge_only": True,
+                },
+                sure=False,
+            )
+        )
 
     for i, cands in links.items():
         if i in in_merge:
@@ -375,30 +446,52 @@ def plan(snap: Snapshot, th: Thresholds) -> list[Action]:
         chosen = [j for j, _ in sorted(cands, key=lambda x: -x[1])[: th.max_links] if j not in in_merge]
         if chosen:
             related = sorted(_related(rows[i]) | {rows[j].id for j in chosen})
-            actions.append(Action("link", f"{rows[i].id} is related to {', '.join(rows[j].id for j in chosen)}",
-                                  {rows[i].id: rows[i].version},
-                                  {"similarity": {rows[j].id: round(s, 3) for j, s in cands}},
-                                  {"related": related}))
+            actions.append(
+                Action(
+                    "link",
+                    f"{rows[i].id} is related to {', '.join(rows[j].id for j in chosen)}",
+                    {rows[i].id: rows[i].version},
+                    {"similarity": {rows[j].id: round(s, 3) for j, s in cands}},
+                    {"related": related},
+                )
+            )
 
     for row in rows:
         help_, harm, _ = snap.usage.get(row.id, (0, 0, ""))
         if help_ or harm:
-            actions.append(Action("fold", f"fold feedback into {row.id}: +{help_} helpful, +{harm} harmful",
-                                  {row.id: row.version}, {"events": {"helpful": help_, "harmful": harm}},
-                                  {"helpful": row.helpful + help_, "harmful": row.harmful + harm,
-                                   "until": snap.started}))
+            actions.append(
+                Action(
+                    "fold",
+                    f"fold feedback into {row.id}: +{help_} helpful, +{harm} harmful",
+                    {row.id: row.version},
+                    {"events": {"helpful": help_, "harmful": harm}},
+                    {"helpful": row.helpful + help_, "harmful": row.harmful + harm, "until": snap.started},
+                )
+            )
         total_help, total_harm = row.helpful + help_, row.harmful + harm
         if row.status not in INACTIVE and total_harm >= 2 and total_harm > total_help + 1:
-            actions.append(Action("archive", f"{row.id} misled agents more than it helped "
-                                  f"({total_harm} harmful, {total_help} helpful)", {row.id: row.version},
-                                  {"helpful": total_help, "harmful": total_harm}))
+            actions.append(
+                Action(
+                    "archive",
+                    f"{row.id} misled agents more than it helped "
+                    f"({total_harm} harmful, {total_help} helpful)",
+                    {row.id: row.version},
+                    {"helpful": total_help, "harmful": total_harm},
+                )
+            )
 
     for row, limit in snap.blocks:
         if len(row.body) > limit:
             keep, rest = _split(row.body, limit)
-            actions.append(Action("split", f"block {row.id} is {len(row.body)} characters, over its limit of {limit}",
-                                  {row.id: row.version}, {"size": len(row.body), "limit": limit},
-                                  {"keep": keep, "rest": rest}))
+            actions.append(
+                Action(
+                    "split",
+                    f"block {row.id} is {len(row.body)} characters, over its limit of {limit}",
+                    {row.id: row.version},
+                    {"size": len(row.body), "limit": limit},
+                    {"keep": keep, "rest": rest},
+                )
+            )
     return actions
 
 
@@ -415,5 +508,5 @@ def _split(body: str, limit: int) -> tuple[str, str]:
             break
         keep.append(p)
         size += len(p) + 2
-    rest = paras[len(keep):]
+    rest = paras[len(keep) :]
     return "\n\n".join(keep).strip() + "\n", "\n\n".join(rest).strip() + "\n"
