@@ -1,4 +1,4 @@
-"""Detection and false-positive rates of somna.secrets on the test corpus; writes bench/results/secrets.json.
+"""Detection and false-positive rates of somna.redaction on the test corpus; writes bench/results/secrets.json.
 
     python bench/secrets_rates.py [--code DIR ...]
 
@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from somna.secrets import scan
+from somna.redaction import scan
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "secrets"

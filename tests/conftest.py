@@ -13,6 +13,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp_types import Implementation
 
+from somna.app import open_store
 from somna.embeddings import HashEmbedder
 from somna.store import Store
 
@@ -32,7 +33,7 @@ def somna_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.init(tmp_path / "store", embedder=HashEmbedder())
+    s = open_store(tmp_path / "store", embedder=HashEmbedder(), create=True)
     yield s
     s.close()
 

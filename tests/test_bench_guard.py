@@ -27,7 +27,6 @@ def test_server_memory_and_tool_tokens_stay_lean(tmp_path) -> None:  # noqa: ANN
     schema: what a harness shows the model) do not grow past ~15% over today's 6,833 characters (1,898
     cl100k tokens; the target is 2,000: docs/benchmarks.md)."""
     import mcp_rows
-    from mcp import StdioServerParameters
 
     from somna.store import Store
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import git_changes, mcp_client, somna
 from mcp import ClientSession
 
-from conftest import git_changes, mcp_client, somna
 from somna.index import Index
 
 pytestmark = pytest.mark.anyio

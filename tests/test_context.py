@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from conftest import somna
+
 from somna.install import apply, plan_hooks, settings_path
 
 

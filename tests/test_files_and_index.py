@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from conftest import mcp_client, somna
 
 pytestmark = pytest.mark.anyio

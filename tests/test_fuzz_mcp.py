@@ -18,10 +18,9 @@ from typing import Any
 import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
+from conftest import mcp_client, somna
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import mcp_client, somna
 
 EXAMPLES = int(os.environ.get("SOMNA_FUZZ_EXAMPLES", "600"))
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import ClientSession
-
 from conftest import git_changes, mcp_client, somna
+from mcp import ClientSession
 
 pytestmark = pytest.mark.anyio
 

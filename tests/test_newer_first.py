@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from somna.embeddings import HashEmbedder
-from somna.sleep.details import corrects, same_frame
 from somna.store import Store
+from somna.text import corrects, same_frame
 
 OLD = "The catalog service cache TTL is 300 seconds in production."
 NEW = "The catalog service cache TTL is 900 seconds in production."

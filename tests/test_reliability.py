@@ -18,8 +18,8 @@ from typing import Any
 
 import anyio
 import pytest
-
 from conftest import REPO, mcp_client, somna
+
 from somna import doctor, history, untrusted
 from somna.embeddings import HashEmbedder
 from somna.store import Store

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from somna.secrets import POLICIES, Finding, SecretRefused, apply_policy, redact, scan
+from somna.redaction import POLICIES, Finding, SecretRefused, apply_policy, redact, scan
 
 DATA = Path(__file__).parent / "data" / "secrets"
 

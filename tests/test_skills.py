@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, somna
+
 from somna import skill_store
 from somna.embeddings import HashEmbedder
 from somna.errors import Conflict, InvalidInput, NotFound
@@ -273,7 +273,7 @@ def test_propose_queue_accept_and_conflict(store: Store) -> None:
         listed[out["proposal"]]["target"] == "skill:new-skill"
         and "+name: new-skill" in listed[out["proposal"]]["diff"]
     )
-    applied = skill_store.accept_proposal(store, out["proposal"], author="human")
+    applied = store.accept(out["proposal"], author="human")
     assert (
         applied["status"] == "applied"
         and (store.root / "skills" / "new-skill" / "SKILL.md").read_text(encoding="utf-8") == text
@@ -290,9 +290,9 @@ def test_propose_queue_accept_and_conflict(store: Store) -> None:
         store, "new-skill", text + "\n3. Also this.\n", author="a", base_version=version
     )
     skill_store.propose(store, "new-skill", text + "\n3. Or that.\n", author="b", base_version=version)
-    skill_store.accept_proposal(store, edit["proposal"], author="human")
+    store.accept(edit["proposal"], author="human")
     with pytest.raises(Conflict) as err:
-        skill_store.accept_proposal(store, store.proposals()[0]["id"], author="human")
+        store.accept(store.proposals()[0]["id"], author="human")
     assert "Also this" in err.value.current_text
     with pytest.raises(InvalidInput, match="does not match its folder"):
         skill_store.propose(store, "other-name", text, author="a")

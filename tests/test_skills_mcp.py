@@ -14,16 +14,16 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
+from conftest import somna
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.subscriptions import ToolsListChanged, listen
 from mcp_types import Implementation
+from test_skills import GOOD, generate, make_skill, malformed
 
-from conftest import somna
 from somna.scopes import Memory
 from somna.server import compose_instructions
 from somna.skills import tokens
 from somna.store import Store
-from test_skills import GOOD, generate, make_skill, malformed
 
 pytestmark = pytest.mark.anyio
 

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import somna
+
+from somna.app import open_store
 from somna.embeddings import HashEmbedder
 from somna.index import Row
-from somna.sleep.cycle import Cycle, decide, pending
-from somna.sleep.details import Claim, conflict, denied, details, disagreement, merge_texts, missing, people
+from somna.sleep.cycle import Cycle
 from somna.sleep.passes import Snapshot, Thresholds, plan
 from somna.store import Store
+from somna.text import Claim, conflict, denied, details, disagreement, merge_texts, missing, people
 
 # The hashing embedder is cruder than MiniLM: paraphrases score lower, so the thresholds are set for it.
 TOML = "[sleep.thresholds]\nduplicate = 0.55\ncontradiction = 0.5\nsure = 0.6\nlink = 0.45\n"
@@ -44,7 +45,7 @@ def sleepy(tmp_path: Path) -> Store:
     root = tmp_path / "s"
     Store.init(root).close()
     (root / "somna.toml").write_text(TOML, encoding="utf-8")
-    return Store(root, embedder=HashEmbedder())
+    return open_store(root, embedder=HashEmbedder())
 
 
 def git(root: Path, *args: str) -> str:
@@ -216,10 +217,10 @@ def test_queued_action_is_reviewed_then_applied(sleepy: Store) -> None:
     report = Cycle(sleepy).run()
     assert [q["kind"] for q in report.queued] == ["archive"]
     assert sleepy.read(mem["id"])["meta"].get("status") is None
-    (item,) = pending(sleepy)
-    decide(sleepy, item["id"], accept=True)
+    (item,) = sleepy.proposals()
+    sleepy.accept(item["id"], author="human")
     assert sleepy.read(mem["id"])["meta"]["status"] == "archived"
-    assert pending(sleepy) == []
+    assert sleepy.proposals() == []
 
 
 def test_a_change_after_the_snapshot_is_never_overwritten(sleepy: Store) -> None:

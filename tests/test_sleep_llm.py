@@ -18,13 +18,14 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import git_changes, mcp_client, somna
 from mcp import ClientSession
 
-from conftest import git_changes, mcp_client, somna
+from somna.app import open_store
 from somna.embeddings import HashEmbedder
 from somna.errors import InvalidInput
 from somna.index import Index
-from somna.sleep.cycle import Cycle, decide, pending
+from somna.sleep.cycle import Cycle
 from somna.sleep.llm import llm_passes
 from somna.sleep.llm_client import LLMConfig
 from somna.store import Store
@@ -160,7 +161,7 @@ def make_store(
     (root / "somna.toml").write_text(
         THRESHOLDS + extra + "\n[llm]\n" + "\n".join(lines) + "\n", encoding="utf-8"
     )
-    store = Store(root, embedder=HashEmbedder())
+    store = open_store(root, embedder=HashEmbedder())
     store.sync()  # commits somna.toml, as a person editing it would
     return store
 
@@ -541,8 +542,8 @@ def test_block_compression_is_guarded_and_reviewed(
     (queued,) = report.queued
     assert queued["kind"] == "compress" and store.read("block:project")["content"].startswith("Conventions")
     assert len(stub.requests) == 2 and cycle(store).tokens == 0  # a block already offered is not asked again
-    (item,) = pending(store)
-    decide(store, item["id"], accept=True)
+    (item,) = store.proposals()
+    store.accept(item["id"], author="human")
     assert store.read("block:project")["content"].strip() == short
 
 

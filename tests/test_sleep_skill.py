@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import somna
-from somna.sleep.cycle import decide, pending
 from test_sleep_llm import StubLLM, cycle, git, make_store, stub, user_text  # noqa: F401 (stub is a fixture)
 
 RELEASES = [
@@ -54,7 +52,7 @@ def test_a_recurring_procedure_becomes_a_reviewed_skill(
     assert queued["data"]["name"] == "release-the-cli" and len(queued["evidence"]["sources"]) == 3
     assert not (store.root / "skills" / "release-the-cli").exists()  # reviewed first
 
-    decide(store, queued["proposal"], True)
+    store.accept(queued["proposal"], author="human")
     skill_md = (store.root / "skills" / "release-the-cli" / "SKILL.md").read_text(encoding="utf-8")
     assert "twine upload dist/*" in skill_md and "sources:" in skill_md
     assert "release-the-cli" in git(store.root, "log", "--format=%s", "-5")
@@ -91,4 +89,4 @@ def test_a_skill_that_drops_a_recurring_detail_is_not_proposed(
 
 
 def pending_skills(store: Any) -> list[dict[str, Any]]:
-    return [p for p in pending(store) if p.get("kind") == "skill"]
+    return [p for p in store.proposals() if p.get("kind") == "sleep" and p.get("op") == "skill"]

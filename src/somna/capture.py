@@ -2,7 +2,7 @@
 
 Claude Code runs it as a hook (SessionEnd, PreCompact) with the hook input as JSON on stdin:
 ``{"session_id", "transcript_path", "cwd", "hook_event_name", ...}``. The transcript is JSON Lines; each
-line is parsed and every string in it goes through `somna.secrets.redact` (a line that is not JSON is
+line is parsed and every string in it goes through `somna.redaction.redact` (a line that is not JSON is
 redacted as text and kept), and the result lands in ``inbox/`` as a new file written atomically, where
 sleep-time finds it. The file starts with one header record::
 
@@ -23,24 +23,22 @@ with a deadline (some harnesses never close it).
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import os
 import re
-import secrets as random
 import select
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from somna.config import Settings
 from somna.errors import SomnaError
-from somna.secrets import redact
+from somna.locks import file_lock
+from somna.notes import atomic_write
+from somna.redaction import redact
 from somna.store import Store
 
 MAX_BYTES = 20_000_000
@@ -203,47 +201,12 @@ def _choose(
 # --- state: how far each session has been captured -------------------------------------------------------
 
 
-@contextmanager
-def _state_lock(somna_dir: Path, timeout: float = 5.0) -> Iterator[bool]:
-    """The capture lock (captures of one store, one at a time); yields False when it could not be had."""
-    somna_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(somna_dir / "capture.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                got = True
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    got = False
-                    break
-                time.sleep(0.02)
-        yield got
-    finally:
-        os.close(fd)
-
-
 def _load_state(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _write_atomic(path: Path, text: str, tmp_dir: Path) -> None:
-    tmp = tmp_dir / f".capture-{random.token_hex(6)}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- the capture -----------------------------------------------------------------------------------------
@@ -272,7 +235,7 @@ def capture(
     inbox.mkdir(parents=True, exist_ok=True)
     session = session_id or transcript.stem
     key = f"{harness}:{session}"
-    with _state_lock(somna_dir) as locked:
+    with file_lock(somna_dir / "capture.lock", 5.0, poll=0.02) as locked:  # False: not had in time
         state_path = somna_dir / STATE_FILE
         state = _load_state(state_path) if locked else {}
         seen = state.get(key) or {}
@@ -321,7 +284,7 @@ def capture(
         while target.exists():
             n += 1
             target = inbox / f"{name}-{n}.jsonl"
-        _write_atomic(target, "\n".join([json.dumps(header, ensure_ascii=False), *body]) + "\n", somna_dir)
+        atomic_write(target, "\n".join([json.dumps(header, ensure_ascii=False), *body]) + "\n")
         if locked:
             last_offset = spans[-1][0] + spans[-1][1]
             state[key] = {
@@ -335,7 +298,7 @@ def capture(
                     : len(state) - STATE_KEEP
                 ]:
                     del state[old]
-            _write_atomic(state_path, json.dumps(state, indent=1), somna_dir)
+            atomic_write(state_path, json.dumps(state, indent=1))
     return Captured(
         target,
         len(spans),

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from somna import __version__, capture, context, doctor, portable, progress, skill_store, skills
+from somna.app import catalog_for, embedder_for, open_memory
 from somna.cli import exit_now, serve_stdio, setup_logging
 from somna.config import Settings
-from somna.embeddings import LazyEmbedder, make_embedder
+from somna.embeddings import Embedder, LazyEmbedder, make_embedder
 from somna.errors import Conflict, SomnaError
 from somna.install import HARNESSES, SCOPES, run_install
 from somna.scopes import Memory
@@ -27,23 +27,24 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _embedder(settings: Settings, *, wait: bool = True) -> Embedder | None:
+    """The embedding model the settings name, waited for with a spinner (or only started, unless `wait`)."""
+    embedder = embedder_for(settings)
+    if isinstance(embedder, LazyEmbedder):
+        if not wait:
+            embedder.start()
+        else:
+            with progress.spinner("loading the embedding model"):
+                embedder.wait()
+            if not embedder.ready:
+                print(f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr)
+    return embedder
+
+
 def _open(args: argparse.Namespace, *, model: bool = False, wait: bool = True) -> Memory:
     """The stores, with the embedding model when `model` (waited for, unless `wait` is False)."""
     settings = Settings.from_env(store=args.store)
-    embedder = None
-    if model and settings.embedder != "none":
-        embedder = make_embedder(settings.embedder)
-        if isinstance(embedder, LazyEmbedder):
-            if not wait:
-                embedder.start()
-            else:
-                with progress.spinner("loading the embedding model"):
-                    embedder.wait()
-                if not embedder.ready:
-                    print(
-                        f"embedding model unavailable ({embedder.error}); using words only", file=sys.stderr
-                    )
-    return Memory.open(settings, embedder)
+    return open_memory(settings, _embedder(settings, wait=wait) if model else None)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -164,8 +165,13 @@ def cmd_proposals(args: argparse.Namespace) -> int:
         print(f"somna proposals {args.action} needs a proposal id", file=sys.stderr)
         return EXIT_USAGE
     if args.action == "accept":
-        out = skill_store.accept_proposal(store, args.id, author="human")
-        print(f"accepted {args.id}: {out['id']} is now version {out['version']}")
+        out = store.accept(args.id, author="human")
+        done = (
+            f"{out['id']} is now version {out['version']}"
+            if "version" in out
+            else f"{out.get('kind')} applied"
+        )
+        print(f"accepted {args.id}: {done}")
     else:
         store.reject(args.id, author="human", reason=args.reason)
         print(f"rejected {args.id}")
@@ -176,10 +182,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     memory = _open(args, model=not args.words)
     for store in memory.stores.values():
         if args.full:
-            store.index.close()
-            for suffix in ("", "-wal", "-shm"):
-                (store.root / ".somna" / f"index.db{suffix}").unlink(missing_ok=True)
-            store = Store(store.root, scope=store.scope, embedder=store.embedder)
+            store.rebuild_index()
         report = progress.sync(store)
         print(
             f"{store.scope}: {store.root}: indexed {report['indexed']}, removed {report['removed']}, "
@@ -197,11 +200,7 @@ def cmd_skills(args: argparse.Namespace) -> int:
         found = skills.check_paths(Path(p) for p in args.paths)
     else:
         memory = _open(args)
-        catalog = skills.Catalog.for_stores(
-            memory.stores,
-            skills.mounts_from_env(os.environ, settings.cwd),
-            budget=skills.budget_from_env(os.environ),
-        )
+        catalog = catalog_for(memory, settings)
         if args.action == "install":
             store = memory.store(args.scope)
             out = skill_store.install(
@@ -329,12 +328,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     settings = Settings.from_env(store=args.store)
     dest = Path(args.path) if args.path else settings.user_store
-    embedder = None
-    if settings.embedder != "none":
-        embedder = make_embedder(settings.embedder)
-        if isinstance(embedder, LazyEmbedder):
-            with progress.spinner("loading the embedding model"):
-                embedder.wait()
+    embedder = _embedder(settings)
     with progress.spinner("cloning the bundle"):
         store = portable.restore(Path(args.file), dest, embedder=embedder)
     try:
@@ -348,7 +342,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_sleep(args: argparse.Namespace) -> int:
     # Deliberately lazy: the sleep passes pull in numpy and pydantic models that `somna serve` must not wait for.
-    from somna.sleep.cycle import Cycle, decide, last_report, pending
+    from somna.sleep.cycle import Cycle, last_report
     from somna.sleep.llm import llm_passes
 
     memory = _open(args, model=not args.words)
@@ -356,19 +350,6 @@ def cmd_sleep(args: argparse.Namespace) -> int:
     if args.report:
         text = last_report(store)
         print(text if text else "no sleep cycle has run on this store yet (`somna sleep --once`)", end="")
-        return EXIT_OK
-    if args.pending:
-        items = pending(store)
-        if args.json:
-            _print_json(items)
-        for p in items:
-            print(f"{p.get('id')}  {p.get('kind')}  {p.get('rationale', p.get('error'))}")
-        if not items:
-            print("no sleep proposals waiting")
-        return EXIT_OK
-    if args.accept or args.reject:
-        out = decide(store, args.accept or args.reject, accept=bool(args.accept))
-        print(f"{out['status']} {out['proposal']} ({out['kind']})")
         return EXIT_OK
     report = Cycle(store, dry_run=args.dry_run, extra_passes=llm_passes(store)).run()
     if args.json:
@@ -499,7 +480,9 @@ def parser() -> argparse.ArgumentParser:
     sp = cmd("revert", cmd_revert, "restore a memory or block to an earlier version (a new commit)")
     sp.add_argument("id")
     sp.add_argument("to", nargs="?", help="commit or version (default: the previous version)")
-    sp = cmd("proposals", cmd_proposals, "list, accept or reject proposed edits")
+    sp = cmd(
+        "proposals", cmd_proposals, "list, accept or reject proposed changes: edits, skills, sleep-time's"
+    )
     sp.add_argument("action", nargs="?", default="list", choices=["list", "accept", "reject"])
     sp.add_argument("id", nargs="?")
     sp.add_argument("--reason")
@@ -574,9 +557,6 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="one cycle in the foreground (the default)")
     sp.add_argument("--dry-run", action="store_true", help="plan and report; change nothing")
     sp.add_argument("--report", action="store_true", help="show the last cycle's report")
-    sp.add_argument("--pending", action="store_true", help="list changes queued for review")
-    sp.add_argument("--accept", metavar="ID", help="apply a queued change")
-    sp.add_argument("--reject", metavar="ID", help="drop a queued change")
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")
     sp = cmd(
         "daemon", cmd_daemon, "watch the store: index hand edits, consolidate on new experience and when idle"

@@ -7,13 +7,11 @@ that Claude Code puts on server instructions does not apply. No MCP import here:
 
 from __future__ import annotations
 
-import os
-
 from somna import untrusted
+from somna.app import catalog_for, open_memory
 from somna.config import Settings
 from somna.errors import SomnaError
 from somna.scopes import Memory
-from somna.skills import Catalog, mounts_from_env
 
 GUIDE = """\
 somna is your long-term memory for this user and project: search it before you act, and write down \
@@ -74,11 +72,9 @@ def session_context(
     settings: Settings, *, budget: int = CONTEXT_BUDGET, skills_budget: int = SKILLS_BUDGET
 ) -> str:
     """The guidance, every core block and the skills catalog of the stores `settings` opens, within budget."""
-    memory = Memory.open(settings, None)
+    memory = open_memory(settings, None)
     try:
-        catalog = Catalog.for_stores(
-            memory.stores, mounts_from_env(os.environ, settings.cwd), budget=skills_budget
-        )
+        catalog = catalog_for(memory, settings, budget=skills_budget)
         text = compose_instructions(memory, budget, catalog.instructions())
     finally:
         memory.close()

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -29,6 +28,7 @@ from watchdog.observers import Observer
 
 from somna.capture import capture
 from somna.errors import SomnaError, StoreBusy
+from somna.locks import try_lock
 from somna.sleep.cycle import Cycle, ExtraPass
 from somna.store import Store
 
@@ -129,14 +129,14 @@ class Daemon:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def acquire(self) -> None:
-        path = self.store.root / ".somna" / "daemon.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
-            os.close(fd)
-            raise StoreBusy(f"a somna daemon (pid {other}) already watches {self.store.root}") from None
+        path = self.store.layout.daemon_lock
+        fd = try_lock(path)
+        if fd is None:
+            try:
+                other = path.read_text(encoding="ascii", errors="replace").strip()[:32] or "?"
+            except OSError:
+                other = "?"
+            raise StoreBusy(f"a somna daemon (pid {other}) already watches {self.store.root}")
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
@@ -268,7 +268,7 @@ class Daemon:
 
 
 def setup_logging(store: Store, level: int = logging.INFO) -> None:
-    handler = logging.FileHandler(store.root / ".somna" / "daemon.log", encoding="utf-8")
+    handler = logging.FileHandler(store.layout.daemon_log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger("somna")
     root.addHandler(handler)

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from somna import history, secrets, untrusted
+from somna import history, redaction, untrusted
 from somna.errors import BadNote, InvalidInput, NotFound
-from somna.index import Index
-from somna.store import Store, private
+from somna.layout import private
+from somna.store import Store
 
 CONTENT = ("memory", "blocks", "proposals", "skills")
 # Every write of content (memory/, blocks/, proposals/, skills/) happens under the store lock; so a temp file
@@ -92,10 +92,9 @@ def check(store: Store) -> dict[str, Any]:
     bad: list[dict[str, str]] = []
     ids: dict[str, str] = {}
     untrusted_notes: dict[str, list[str]] = {"missing_trust": [], "instructions": [], "secrets": []}
-    for rel in sorted(store._files()):
+    for rel in sorted(store.layout.files()):
         try:
-            store._abs(rel)
-            _, note, version = store._load(rel)
+            _, note, version = store.layout.load(rel)
         except (BadNote, NotFound, InvalidInput, OSError) as exc:
             bad.append({"path": rel, "problem": str(exc)})
             continue
@@ -111,7 +110,7 @@ def check(store: Store) -> dict[str, Any]:
         text = f"{note.title}\n{note.body}"
         if untrusted.flags(text):
             untrusted_notes["instructions"].append(rel)
-        kinds = sorted({f.kind for f in secrets.scan(text)})
+        kinds = sorted({f.kind for f in redaction.scan(text)})
         if kinds:
             untrusted_notes["secrets"].append(f"{rel} ({', '.join(kinds)})")  # kinds only, never the values
         files[rel] = version
@@ -127,7 +126,7 @@ def check(store: Store) -> dict[str, Any]:
     perms = loose_permissions(store.root)
     git_problem = _git_sound(store.root)
     index_problem = _index_sound(store)
-    model = store._model()
+    model = store.indexer.model()
     missing_vectors = len(store.index.missing_vectors(model, 100_000)) if model else None
     drift = bool(not_indexed or stale or orphans or index_problem)
     report: dict[str, Any] = {
@@ -161,7 +160,7 @@ def check(store: Store) -> dict[str, Any]:
 def _recover_temps(store: Store) -> list[str]:
     """Move temp files of interrupted writes to .somna/recovered/ (never deleted: a person may want one)."""
     moved: list[str] = []
-    dest_root = store.root / ".somna" / "recovered" / time.strftime("%Y%m%dT%H%M%S")
+    dest_root = store.layout.recovered_dir()
     for rel in temp_files(store.root):
         src = store.root / rel
         try:
@@ -176,25 +175,12 @@ def _recover_temps(store: Store) -> list[str]:
     return moved
 
 
-def _rebuild_index(store: Store) -> bool:
-    """A corrupt index.db is derived data: set it aside (kept in .somna/recovered/) and build it again."""
-    store.index.close()
-    dest = store.root / ".somna" / "recovered" / time.strftime("%Y%m%dT%H%M%S")
-    dest.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        path = store.root / ".somna" / f"index.db{suffix}"
-        if path.exists():
-            os.replace(path, dest / path.name)
-    store.index = Index(store.root / ".somna")
-    return True
-
-
 def _record_trust(store: Store) -> int:
     """Write down the trust of memories from before provenance (guessed from `source`), in one commit."""
     todo = []
     for row in store.index.all_rows("memory"):
         try:
-            _, note, version = store._load(row.path)
+            _, note, version = store.layout.load(row.path)
         except (BadNote, NotFound, InvalidInput):
             continue
         if "trust" not in note.meta and "source" in note.meta:  # never add front matter to a person's file
@@ -216,10 +202,12 @@ def repair(store: Store) -> dict[str, Any]:
         # `git commit` in the store may be running right now
         cleared = history.clear_stale_lock(store.root, older_than=5.0)
         moved = _recover_temps(store)
-        rebuilt = _index_sound(store) is not None and _rebuild_index(store)
+        rebuilt = _index_sound(store) is not None
+        if rebuilt:  # derived data: set aside (kept in .somna/recovered/) and built again by the sync below
+            store.rebuild_index()
     tightened = [
         p
-        for p in [store.root, store.root / ".somna", *sorted((store.root / ".somna").glob("*"))]
+        for p in [store.root, store.layout.somna, *sorted(store.layout.somna.glob("*"))]
         if (p.is_dir() or p.is_file()) and not p.is_symlink() and private(p)
     ]
     synced = store.sync(commit_as="somna-doctor")

@@ -56,6 +56,7 @@ KEY_ORDER = (
     "limit",
     "description",
 )
+INACTIVE = ("archived", "superseded")  # statuses of a memory that no longer holds (kept, never deleted)
 MAX_BODY = 100_000
 MAX_TITLE = 200
 MAX_TAGS = 20

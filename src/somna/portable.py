@@ -23,7 +23,8 @@ from somna import history, notes
 from somna.embeddings import Embedder
 from somna.errors import InvalidInput, SomnaError
 from somna.index import Row
-from somna.store import INACTIVE, Store
+from somna.notes import INACTIVE
+from somna.store import Store
 
 FORMATS = ("claude-md", "agents-md", "cursor-rules")
 DEFAULT_BUDGET = 8_000

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from somna.config import Settings
-from somna.embeddings import Embedder
 from somna.errors import InvalidInput, NotFound, SomnaError, StoreNotFound
 from somna.store import Store
 
@@ -20,19 +18,6 @@ class Memory:
         if not stores:
             raise StoreNotFound("no store to open")
         self.stores = stores
-
-    @classmethod
-    def open(cls, settings: Settings, embedder: Embedder | None, *, create_user: bool = True) -> Memory:
-        stores: dict[str, Store] = {}
-        for scope, path in settings.store_paths().items():
-            try:
-                stores[scope] = Store(path, scope=scope, embedder=embedder)
-            except StoreNotFound:
-                if scope == "user" and create_user:
-                    stores[scope] = Store.init(path, scope=scope, embedder=embedder)
-                else:
-                    raise
-        return cls(stores)
 
     @property
     def default(self) -> Store:
@@ -52,7 +37,7 @@ class Memory:
         last: SomnaError | None = None
         for store in self.stores.values():
             try:
-                store._target(ref)
+                store.locate(ref)
                 return store
             except NotFound as exc:
                 last = exc

@@ -1,4 +1,9 @@
-"""Hybrid search: BM25 words and sqlite-vec vectors fused by reciprocal rank, then usage boosts."""
+"""Hybrid search: BM25 words and sqlite-vec vectors fused by reciprocal rank, then usage boosts.
+
+The pipeline: query -> candidates (words, vectors) -> fusion -> heirs (a superseded memory hands its rank
+to what replaced it) -> filters and usage boosts -> newer first -> compact hits. It takes the index and
+the embedder, not the store: the store syncs the index before it asks.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,19 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import NotRequired, TypedDict
 
+from somna import untrusted
+from somna.embeddings import Embedder
 from somna.errors import InvalidInput
-from somna.index import Row
-from somna.sleep.details import corrects, people, same_frame
-
-if TYPE_CHECKING:
-    from somna.store import Store
+from somna.index import Index, Row
+from somna.indexer import ready_model
+from somna.notes import INACTIVE
+from somna.text import corrects, people, same_frame
 
 RRF_K = 60
 MAX_QUERY = 2000
 MODES = ("hybrid", "words", "vectors")
-INACTIVE = ("archived", "superseded")
 # Two hits ranked close (score ratio) where the newer replaces the older go newer first: a correction that
 # sleep-time has not paired with what it corrects yet must not sit below the stale version. The newer
 # replaces the older when it says nearly the same thing (cosine), not of someone else; or, about the same
@@ -30,6 +35,61 @@ MAX_CHAIN = 5  # corrections of corrections followed, at most, from a superseded
 NEWER_FIRST_CLOSE = 0.9
 NEWER_FIRST_SIMILAR = 0.85
 NEWER_FIRST_RELATED = 0.5  # cosine floor for a correction or another value of the same slot
+
+
+class SearchHit(TypedDict):
+    """One hit: enough to decide whether to `read` it."""
+
+    id: str
+    title: str
+    snippet: str
+    score: float
+    type: str
+    tags: list[str]
+    scope: str
+    matched: str  # words, meaning, or words+meaning
+    status: NotRequired[str]  # archived or superseded (only with include_archived)
+    replaces: NotRequired[list[str]]  # the superseded memories whose rank this one took
+    source: NotRequired[str]  # who wrote it
+    trust: NotRequired[str]
+    flags: NotRequired[list[str]]
+
+
+class SearchResult(TypedDict):
+    mode: str  # hybrid, words or vectors: what was used, not only what was asked
+    hits: list[SearchHit]
+    note: NotRequired[str]
+
+
+@dataclasses.dataclass
+class Candidates:
+    words: list[tuple[int, float, str]]  # (rowid, BM25 score, snippet)
+    vectors: list[tuple[int, float]]  # (rowid, cosine)
+    mode: str
+
+
+def rrf(rankings: list[list[int]], k: int = RRF_K) -> dict[int, float]:
+    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to the score of what it ranks."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking):
+            fused[key] = fused.get(key, 0.0) + 1.0 / (k + rank + 1)
+    return fused
+
+
+def candidates(
+    index: Index, embedder: Embedder | None, text: str, n: int, mode: str = "hybrid"
+) -> Candidates:
+    """The best `n` rows by words and by meaning (vectors only once the model is loaded)."""
+    words = index.search_words(text, n) if mode in ("hybrid", "words") else []
+    vectors: list[tuple[int, float]] = []
+    used = "words"
+    if mode in ("hybrid", "vectors") and embedder is not None and ready_model(index, embedder) is not None:
+        vec = embedder.embed([text])[0]
+        if any(vec):  # a zero vector (no words, for the hash embedder) has no direction: no cosine
+            vectors = index.search_vectors(vec, n)
+        used = mode
+    return Candidates(words, vectors, used)
 
 
 def _snippet(row: Row, fts: str | None) -> str:
@@ -48,9 +108,9 @@ def _age_days(stamp: str, now: dt.datetime) -> float:
     return max(0.0, (now - then).total_seconds() / 86400)
 
 
-def newer_first(store: Store, shown: list[tuple[float, Row]]) -> list[tuple[float, Row]]:
+def newer_first(index: Index, shown: list[tuple[float, Row]]) -> list[tuple[float, Row]]:
     """`shown` with each hit moved above an older, closely ranked hit that it restates or contradicts."""
-    vecs = store.index.vectors([r.rowid for _, r in shown])
+    vecs = index.vectors([r.rowid for _, r in shown])
     unit = {}
     for rowid, v in vecs.items():
         norm = math.sqrt(sum(x * x for x in v)) or 1.0
@@ -59,7 +119,7 @@ def newer_first(store: Store, shown: list[tuple[float, Row]]) -> list[tuple[floa
 
     def text(r: Row) -> str:
         if r.rowid not in bodies:
-            bodies.update(store.index.bodies([r.rowid]))
+            bodies.update(index.bodies([r.rowid]))
         return f"{r.title}\n{bodies.get(r.rowid, '')}"
 
     def replaces(new: Row, old: Row) -> bool:
@@ -95,7 +155,7 @@ def newer_first(store: Store, shown: list[tuple[float, Row]]) -> list[tuple[floa
 
 
 def _heirs(
-    store: Store, rows: dict[int, Row], fused: dict[int, float], why: dict[int, set[str]]
+    index: Index, rows: dict[int, Row], fused: dict[int, float], why: dict[int, set[str]]
 ) -> dict[int, list[str]]:
     """A superseded or merged memory that matches the query hands its rank to the memory that replaced it
     (following a chain of corrections to its end): the question that found the stale fact finds its
@@ -107,7 +167,7 @@ def _heirs(
     for _ in range(MAX_CHAIN):
         if not frontier:
             break
-        by_id |= store.index.by_ids(set(frontier.values()) - set(by_id))
+        by_id |= index.by_ids(set(frontier.values()) - set(by_id))
         nxt: dict[int, str] = {}
         for rowid, succ_id in frontier.items():
             succ = by_id.get(succ_id)
@@ -127,15 +187,17 @@ def _heirs(
 
 
 def search(
-    store: Store,
+    index: Index,
+    embedder: Embedder | None,
     query: str,
     *,
+    scope: str,
     limit: int = 8,
     type: str | None = None,
     tags: list[str] | None = None,
     include_archived: bool = False,
     mode: str = "hybrid",
-) -> dict[str, Any]:
+) -> SearchResult:
     """Compact hits (id, title, snippet, score, why) for a query; the full text is one `read` away."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("query is empty: say what you are looking for in a few words")
@@ -144,26 +206,23 @@ def search(
     if mode not in MODES:
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
     limit = max(1, min(int(limit), 50))
-    store.ensure_synced()
     pool = max(50, limit * 8)
-    cand = store._candidates(query, pool, mode)
-    rows = store.index.rows({r[0] for r in cand["words"]} | {r[0] for r in cand["vectors"]}, body=False)
+    found = candidates(index, embedder, query, pool, mode)
+    rows = index.rows({r[0] for r in found.words} | {r[0] for r in found.vectors}, body=False)
     # Ties are broken by id, not by rowid, so a rebuilt index ranks exactly as the old one did.
-    words = sorted((w for w in cand["words"] if w[0] in rows), key=lambda w: (-round(w[1], 6), rows[w[0]].id))
+    words = sorted((w for w in found.words if w[0] in rows), key=lambda w: (-round(w[1], 6), rows[w[0]].id))
     vectors = sorted(
-        (v for v in cand["vectors"] if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id)
+        (v for v in found.vectors if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id)
     )
-    fused: dict[int, float] = {}
+    fused = rrf([[rowid for rowid, _, _ in words], [rowid for rowid, _ in vectors]])
     why: dict[int, set[str]] = {}
     snippets: dict[int, str] = {}
-    for rank, (rowid, _, snip) in enumerate(words):
-        fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    for rowid, _, snip in words:
         why.setdefault(rowid, set()).add("words")
         snippets[rowid] = snip
-    for rank, (rowid, _) in enumerate(vectors):
-        fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    for rowid, _ in vectors:
         why.setdefault(rowid, set()).add("meaning")
-    heirs = _heirs(store, rows, fused, why)
+    heirs = _heirs(index, rows, fused, why)
     want_tags = {t.lower() for t in tags or []}
     keep = [
         r
@@ -173,7 +232,7 @@ def search(
         and (type is None or r.type == type)
         and want_tags <= set(r.tags)
     ]
-    usage = store.index.usage([r.id for r in keep])
+    usage = index.usage([r.id for r in keep])
     now = dt.datetime.now(dt.UTC)
     scored = []
     for r in keep:
@@ -186,33 +245,54 @@ def search(
         scored.append((fused[r.rowid] * boost, r))
     scored.sort(key=lambda x: (-x[0], x[1].id))
     shown = scored[:limit]
-    if cand["mode"] != "words":
-        shown = newer_first(store, shown)
+    if found.mode != "words":
+        shown = newer_first(index, shown)
     # snippets are made for the hits shown only, not for every candidate of the words pool
     need = [r.rowid for _, r in shown if r.rowid in snippets and not snippets[r.rowid]]
-    snippets.update(store.index.snippets(query, need) if need else {})
-    bodies = store.index.bodies([r.rowid for _, r in shown if not (snippets.get(r.rowid) or "").strip()])
+    snippets.update(index.snippets(query, need) if need else {})
+    bodies = index.bodies([r.rowid for _, r in shown if not (snippets.get(r.rowid) or "").strip()])
     shown = [(s, dataclasses.replace(r, body=bodies[r.rowid]) if r.rowid in bodies else r) for s, r in shown]
     hits = [
-        {
-            "id": r.id,
-            "title": r.title,
-            "snippet": _snippet(r, snippets.get(r.rowid)),
-            "score": round(s * 100, 3),
-            "type": r.type,
-            "tags": r.tags,
-            "scope": store.scope,
-            "matched": "+".join(sorted(why[r.rowid])),
-        }
-        | ({"status": r.status} if r.status in INACTIVE else {})
-        | ({"replaces": heirs[r.rowid]} if r.rowid in heirs else {})
-        for s, r in shown
+        _hit(index, s, r, snippets.get(r.rowid), scope, why[r.rowid], heirs.get(r.rowid)) for s, r in shown
     ]
-    out: dict[str, Any] = {"mode": cand["mode"], "hits": hits}
-    if mode != "words" and cand["mode"] == "words":
-        emb = store.embedder
-        reason = getattr(emb, "error", None) if emb is not None else "no embedding model configured"
+    out: SearchResult = {"mode": found.mode, "hits": hits}
+    if mode != "words" and found.mode == "words":
+        reason = getattr(embedder, "error", None) if embedder is not None else "no embedding model configured"
         out["note"] = (
             ("words only: " + reason) if reason else "words only: the embedding model is still loading"
         )
     return out
+
+
+def _hit(
+    index: Index,
+    score: float,
+    row: Row,
+    snippet: str | None,
+    scope: str,
+    why: set[str],
+    replaces: list[str] | None,
+) -> SearchHit:
+    hit: SearchHit = {
+        "id": row.id,
+        "title": row.title,
+        "snippet": _snippet(row, snippet),
+        "score": round(score * 100, 3),
+        "type": row.type,
+        "tags": row.tags,
+        "scope": scope,
+        "matched": "+".join(sorted(why)),
+    }
+    if row.status in INACTIVE:
+        hit["status"] = row.status
+    if replaces:
+        hit["replaces"] = replaces
+    # provenance, so an agent tells what a person wrote from what was harvested
+    full = index.get(row.id)
+    if full is not None:
+        hit["source"] = full.source or "human"
+        hit["trust"] = full.trust or untrusted.effective({"source": full.source})
+        flagged = untrusted.flags(f"{full.title}\n{full.body}")
+        if flagged:
+            hit["flags"] = flagged
+    return hit

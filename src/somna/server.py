@@ -9,7 +9,6 @@ answered.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,14 +25,13 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from somna import __version__
+from somna.app import catalog_for, embedder_for, open_memory
 from somna.config import Settings
 from somna.context import compose_instructions
-from somna.embeddings import LazyEmbedder, make_embedder
-from somna.errors import Conflict, DuplicateFound, SomnaError
+from somna.embeddings import LazyEmbedder
+from somna.errors import Conflict, SomnaError
 from somna.scopes import Memory
-from somna.skill_store import accept_proposal
 from somna.skill_tools import SkillTools
-from somna.skills import Catalog, budget_from_env, mounts_from_env
 
 log = logging.getLogger("somna.server")
 HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime", "tokenizers")
@@ -63,16 +61,11 @@ def _author(ctx: Context) -> str:
 
 def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
     """The MCP server; `eager` (for the shared HTTP server) syncs and loads the model now."""
-    embedder = make_embedder(settings.embedder) if settings.embedder != "none" else None
-    memory = Memory.open(settings, embedder)
+    embedder = embedder_for(settings)
+    memory = open_memory(settings, embedder)
     for store in memory.stores.values():
-        store.group_commits()  # a write returns once on disk and indexed; git follows within GROUP_COMMIT_WINDOW
-    catalog = Catalog.for_stores(
-        memory.stores,
-        mounts_from_env(os.environ, settings.cwd),
-        budget=budget_from_env(os.environ),
-        embedder=embedder,
-    )
+        store.group_commits()  # a write returns once on disk and indexed; git follows within journal.WINDOW
+    catalog = catalog_for(memory, settings, embedder=embedder)
     instructions = compose_instructions(memory, settings.instructions_budget, catalog.instructions())
     warm = threading.Event()
     busy = threading.Lock()  # one core call at a time on the stores' shared connections
@@ -138,13 +131,10 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         try:
             return await anyio.to_thread.run_sync(lambda: locked(fn, *args, **kwargs), limiter=limiter)
         except Conflict as exc:
-            raise ToolError(
-                f"conflict: {exc}\n--- current version {exc.current_version} ---\n{exc.current_text}"
-            )
-        except DuplicateFound as exc:
-            raise ToolError(str(exc))
-        except SomnaError as exc:
-            raise ToolError(str(exc))
+            current = f"--- current version {exc.current_version} ---\n{exc.current_text}"
+            raise ToolError(f"conflict: {exc}\n{current}") from None
+        except SomnaError as exc:  # DuplicateFound among them: its message names the duplicate
+            raise ToolError(str(exc)) from None
 
     ro = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -298,7 +288,7 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
             raise ToolError(f"{action} needs the proposal id (from action=list)")
         store = await call(app.memory.store, scope)
         if action == "accept":
-            return await call(accept_proposal, store, id, author=_author(ctx))
+            return await call(store.accept, id, author=_author(ctx))
         return await call(store.reject, id, author=_author(ctx), reason=reason)
 
     for scope_name, store in memory.stores.items():
@@ -321,7 +311,7 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         except SomnaError as exc:
             raise ValueError(str(exc)) from None
 
-    skills = SkillTools(server, catalog, memory, bus, _author)
+    skills = SkillTools(server, catalog, memory, bus, _author, call)
 
     @server.prompt()
     def reflect() -> str:

@@ -4,8 +4,9 @@ Every change is a git commit whose author says who made it. A proposed skill wai
 review unless a `[policy]` pattern of the store's somna.toml says otherwise (e.g. `"skills/**" = "apply"`);
 skills are instructions that agents follow, so unlike memories they are reviewed by default. A proposal
 file has the store's own format (front matter: target `skill:<name>`, op, base_version, author, reason,
-and the proposed SKILL.md as `text`; a diff in the body for the reviewer), so `somna proposals` lists and
-rejects it like any other; `accept_proposal` applies skill proposals and hands the rest to `Store.accept`.
+and the proposed SKILL.md as `text`; a diff in the body for the reviewer) in the store's one queue, so
+`somna proposals` lists, accepts and rejects it like any other, once `register` has told the store how
+to accept a proposal of kind `skill`.
 
 somna's own skills ship in the repository's top-level `skills/` folder; an installed wheel carries them as
 package data in `somna/_skills/`. `install` copies a folder of skills into a store, in one commit.
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from somna import history, notes
-from somna.errors import BadNote, Conflict, InvalidInput, NotFound
+from somna.errors import Conflict, InvalidInput, NotFound
+from somna.proposals import Proposal
 from somna.skill_format import (
     MAX_NAME,
     MAX_SKILL_MD,
@@ -128,27 +130,21 @@ def propose(
     if (policy or _policy(store, rel)) == "apply":
         out = _apply(store, name, content, base_version, author, f"{op} skill:{name}{why}")
     else:
-        pid = notes.new_id(f"skill-{name}")
         before = (current[0] if current else "").splitlines(keepends=True)
         after = content.splitlines(keepends=True)
         diff = "".join(difflib.unified_diff(before, after, rel, f"{rel} (proposed)"))
-        meta = {
-            "id": pid,
-            "title": f"{op} skill:{name}",
-            "type": "proposal",
-            "target": f"skill:{name}",
-            "op": op,
-            "base_version": base_version or "",
-            "author": author,
-            "created": notes.now_iso(),
-            "reason": reason,
-            "text": content,
-        }
-        body = f"Proposed by {author}. Accept with `somna proposals accept {pid}`.\n\n```diff\n{diff}```\n"
-        prel = f"proposals/{pid}.md"
-        with store.locked():
-            notes.atomic_write(store.root / prel, notes.serialize(notes.Note(meta, body)))
-            history.commit(store.root, [prel], f"propose {op} on skill:{name}{why}", author)
+        proposal = Proposal(
+            id="",
+            kind="skill",
+            target=f"skill:{name}",
+            title=f"{op} skill:{name}",
+            author=author,
+            created=notes.now_iso(),
+            reason=reason,
+            fields={"op": op, "base_version": base_version or "", "text": content},
+            body=f"```diff\n{diff}```\n",
+        )
+        pid = store.queue.add(proposal, f"propose {op} on skill:{name}{why}")
         out = {
             "status": "proposed",
             "proposal": pid,
@@ -166,18 +162,15 @@ def _apply(
     base: str | None,
     author: str,
     message: str,
-    extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Write and commit a SKILL.md under the store lock (with `extra` files removed in the same commit)."""
+    """Write and commit a SKILL.md under the store lock; put back as it was if the commit fails."""
     rel, path = _path(store, name)
     with store.locked():
         current = _current(path)
         _check_base(store, name, current, base)
         notes.atomic_write(path, text)
         try:
-            for other in extra or []:
-                (store.root / other).unlink(missing_ok=True)
-            sha = history.commit(store.root, [rel, *(extra or [])], message, author)
+            sha = store.commit([rel], message, author)
         except Exception:
             if current is not None:
                 notes.atomic_write(path, current[0])
@@ -195,34 +188,17 @@ def _apply(
     }
 
 
-def _skill_proposal(store: Store, pid: str) -> dict[str, Any] | None:
-    """The front matter of a skill proposal, or None when pid is not one."""
-    try:
-        notes.check_id(pid, what="proposal id")
-        note = notes.parse((store.root / "proposals" / f"{pid}.md").read_text(encoding="utf-8"))
-    except (InvalidInput, BadNote, OSError, UnicodeDecodeError):
-        return None
-    return note.meta if str(note.meta.get("target", "")).startswith("skill:") else None
-
-
-def accept_proposal(store: Store, pid: str, *, author: str) -> dict[str, Any]:
-    """Accept any proposal of the store: skill proposals here, the others by `Store.accept`."""
-    meta = _skill_proposal(store, pid)
-    if meta is None:
-        return store.accept(pid, author=author)
-    name = str(meta["target"])[len("skill:") :]
-    text = str(meta.get("text") or "")
+def accept(store: Store, proposal: Proposal, author: str) -> dict[str, Any]:
+    """Write the proposed SKILL.md, its base version checked again (the store's accept commits)."""
+    name = proposal.target[len("skill:") :]
+    text = str(proposal.fields.get("text") or "")
     _validate(name, text, _path(store, name)[1].parent)
-    out = _apply(
-        store,
-        name,
-        text,
-        str(meta.get("base_version") or "") or None,
-        author,
-        f"accept proposal {pid}: {meta.get('op')} skill:{name} (proposed by {meta.get('author')})",
-        extra=[f"proposals/{pid}.md"],
-    )
-    return out | {"proposal": pid}
+    base = str(proposal.fields.get("base_version") or "") or None
+    return _apply(store, name, text, base, author, f"{proposal.fields.get('op')} skill:{name}")
+
+
+def register(store: Store) -> None:
+    store.register_kind("skill", accept)
 
 
 def _ignore(folder: str, names: list[str]) -> set[str]:

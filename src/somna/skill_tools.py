@@ -18,13 +18,13 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.subscriptions import ResourcesListChanged, SubscriptionBus, ToolsListChanged
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from somna import skill_store
-from somna.errors import Conflict, SomnaError
+from somna.errors import SomnaError
 from somna.scopes import Memory
 from somna.skills import MAX_NAME, MAX_SKILL_MD, Catalog
 
@@ -70,23 +70,15 @@ class SkillTools:
         memory: Memory,
         bus: SubscriptionBus,
         author: Callable[[Context], str],
+        call: Callable[..., Awaitable[Any]],
     ) -> None:
         self.server, self.catalog, self.memory, self.bus, self.author = server, catalog, memory, bus, author
+        self.call = call  # the server's one wrapper for core calls: a worker thread, one call at a time
         self.enum: list[str] | None = None
         self._sessions: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
         self._register()
         self._install_load_tool(first=True)
         server.middleware.append(self._middleware)
-
-    async def _run(self, fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """A core call on a worker thread; somna's errors become tool errors the model can read."""
-        try:
-            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-        except Conflict as exc:
-            current = f"--- current version {exc.current_version} ---\n{exc.current_text}"
-            raise ToolError(f"conflict: {exc}\n{current}") from None
-        except SomnaError as exc:
-            raise ToolError(str(exc)) from None
 
     def _register(self) -> None:
         server, catalog = self.server, self.catalog
@@ -97,7 +89,7 @@ class SkillTools:
             limit: Annotated[int, Field(ge=1, le=100)] = 10,
             offset: Annotated[int, Field(ge=0)] = 0,
         ) -> dict[str, Any]:
-            return await self._run(catalog.search, query, limit=limit, offset=offset)
+            return await self.call(catalog.search, query, limit=limit, offset=offset)
 
         @server.tool(annotations=WRITE, description=PROPOSE_DOC)
         async def propose_skill(
@@ -108,8 +100,8 @@ class SkillTools:
             reason: Annotated[str | None, Field(max_length=500)] = None,
             scope: Annotated[str | None, Field(description="project or user")] = None,
         ) -> dict[str, Any]:
-            store = await self._run(self.memory.store, scope) if scope else self.memory.default
-            out = await self._run(
+            store = await self.call(self.memory.store, scope) if scope else self.memory.default
+            out = await self.call(
                 skill_store.propose,
                 store,
                 name,
@@ -144,8 +136,8 @@ class SkillTools:
 
         async def load_skill(name: str, file: str | None = None) -> dict[str, Any]:
             if file:
-                return await self._run(catalog.read_file, name, file)
-            return await self._run(catalog.load, name)
+                return await self.call(catalog.read_file, name, file)
+            return await self.call(catalog.load, name)
 
         extra: dict[str, Any] = {"enum": list(enum)} if enum else {}
         about = "the skill to load" if enum else "a skill name from search_skills"

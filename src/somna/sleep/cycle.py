@@ -22,11 +22,12 @@ import numpy as np
 from somna import history, notes
 from somna.embeddings import HashEmbedder
 from somna.errors import Conflict, InvalidInput, NotFound, SomnaError
+from somna.proposals import sleep_proposal
+from somna.sleep.actions import ACTIONS, AUTHOR
 from somna.sleep.passes import Action, Snapshot, Thresholds, plan, thresholds_from
 from somna.store import Store
 
 log = logging.getLogger("somna.sleep")
-AUTHOR = "somna-sleep"
 HOLD = (
     2.0  # seconds a cycle holds the store lock at most while it applies its plan, before it lets go a moment
 )
@@ -104,7 +105,7 @@ class Cycle:
         self.policy = {**DEFAULT_POLICY, **store.config.sleep_policy, **(policy or {})}
         self.th = thresholds or thresholds_from(store.config.sleep_thresholds, str(store.root / "somna.toml"))
         self.extra_passes = extra_passes or []
-        self.dir = store.root / ".somna" / "sleep"
+        self.dir = store.layout.sleep_dir
         self.report = Report(started=notes.now_iso(), head=None, dry_run=dry_run)
         self.produced: dict[str, str] = {}
         self.actions: list[Action] = []  # the plan so far: an extra pass may revise what came before it
@@ -216,7 +217,7 @@ class Cycle:
         # which is the only change possible meanwhile, since the batch holds the store lock.
         action.targets = {r: self.produced.get(r, v) for r, v in action.targets.items()}
         try:
-            made = APPLY[action.kind](self.store, action) or {}
+            made = ACTIONS[action.kind](self.store, action) or {}
             for ref in action.targets:  # the versions this cycle made: the base of its next edit of a note
                 self.produced[ref] = made[ref] if ref in made else self.store.read(ref)["version"]
         except (Conflict, NotFound) as exc:
@@ -228,13 +229,8 @@ class Cycle:
         self._record(self.report.applied, action)
 
     def _queue(self, action: Action) -> None:
-        pid = notes.new_id(f"sleep-{action.kind}")
-        rel = f"proposals/{pid}.json"
-        body = json.dumps(
-            action.to_json() | {"id": pid, "created": notes.now_iso(), "author": AUTHOR}, indent=2
-        )
-        notes.atomic_write(self.store._abs(rel), body + "\n")
-        self.store._commit([rel], f"sleep proposes {action.kind}", AUTHOR)
+        proposal = sleep_proposal(action.to_json(), author=AUTHOR, created=notes.now_iso())
+        pid = self.store.queue.add(proposal, f"sleep proposes {action.kind}")
         self._record(self.report.queued, action)
         self.report.queued[-1]["proposal"] = pid
 
@@ -252,179 +248,6 @@ class Cycle:
             )
 
 
-# -- applying actions ------------------------------------------------------------------------------
-def _version(action: Action, ref: str) -> str:
-    return action.targets[ref]
-
-
-def _apply_merge(store: Store, action: Action) -> None:
-    ids = list(action.targets)
-    for ref in ids:  # check every base before writing anything
-        current = store.read(ref)["version"]
-        if current != action.targets[ref]:
-            raise Conflict(f"{ref} changed", current_version=current, current_text="")
-    d = action.data
-    out = store.write(
-        d["text"],
-        title=d.get("title"),
-        type=d.get("type") or "note",
-        tags=d.get("tags"),
-        author=AUTHOR,
-        force=True,
-        meta={"supersedes": ids},
-    )
-    action.data["merged_id"] = out["id"]
-    done: list[str] = []
-    try:
-        for ref in ids:
-            store.edit(
-                ref,
-                "archive",
-                action.targets[ref],
-                author=AUTHOR,
-                policy="apply",
-                reason=f"merged into {out['id']}",
-                meta={"superseded_by": out["id"], "archived_reason": "merged"},
-            )
-            done.append(ref)
-    except (Conflict, NotFound):
-        # an original changed meanwhile: withdraw the merged memory; the originals stay as they are
-        merged = store.read(out["id"])
-        store.edit(
-            out["id"],
-            "archive",
-            merged["version"],
-            author=AUTHOR,
-            policy="apply",
-            meta={"archived_reason": "merge withdrawn: an original changed during the cycle"},
-        )
-        raise
-
-
-def _apply_supersede(store: Store, action: Action) -> dict[str, str]:
-    new, old = action.data["new"], action.data["old"]
-    done = store.edit(
-        old,
-        "meta",
-        _version(action, old),
-        author=AUTHOR,
-        policy="apply",
-        reason=f"superseded by {new}",
-        meta={"status": "superseded", "superseded_by": new, "valid_until": action.data.get("since")},
-    )
-    current = store.read(new)
-    sup = sorted(set(current["meta"].get("supersedes") or []) | {old})
-    after = store.edit(
-        new, "meta", _version(action, new), author=AUTHOR, policy="apply", meta={"supersedes": sup}
-    )
-    return {old: done["version"], new: after["version"]}
-
-
-def _apply_archive(store: Store, action: Action) -> None:
-    (ref,) = action.targets
-    store.edit(
-        ref,
-        "archive",
-        action.targets[ref],
-        author=AUTHOR,
-        policy="apply",
-        reason=action.rationale,
-        meta={"archived_reason": action.rationale[:200]},
-    )
-
-
-def _apply_link(store: Store, action: Action) -> dict[str, str]:
-    (ref,) = action.targets
-    done = store.edit(
-        ref,
-        "meta",
-        action.targets[ref],
-        author=AUTHOR,
-        policy="apply",
-        meta={"related": action.data["related"]},
-    )
-    return {ref: done["version"]}
-
-
-def _apply_fold(store: Store, action: Action) -> None:
-    (ref,) = action.targets
-    store.edit(
-        ref,
-        "meta",
-        action.targets[ref],
-        author=AUTHOR,
-        policy="apply",
-        meta={"helpful": action.data["helpful"], "harmful": action.data["harmful"]},
-    )
-    store.index.mark_folded([ref], action.data["until"])
-
-
-def _apply_split(store: Store, action: Action) -> None:
-    (ref,) = action.targets
-    out = store.write(action.data["rest"], title=f"moved from {ref}", type="note", author=AUTHOR, force=True)
-    keep = action.data["keep"].rstrip("\n") + f"\n\n(more in memory {out['id']})\n"
-    store.edit(
-        ref,
-        "replace",
-        action.targets[ref],
-        text=keep,
-        author=AUTHOR,
-        policy="apply",
-        reason=f"over its limit: details moved to {out['id']}",
-    )
-
-
-APPLY: dict[str, Callable[[Store, Action], dict[str, str] | None]] = {
-    "merge": _apply_merge,
-    "supersede": _apply_supersede,
-    "archive": _apply_archive,
-    "link": _apply_link,
-    "fold": _apply_fold,
-    "split": _apply_split,
-}
-
-
-REBASABLE = ("archive", "link", "supersede")
-
-
-def pending(store: Store) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted((store.root / "proposals").glob("sleep-*.json")):
-        try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, UnicodeDecodeError) as exc:
-            out.append({"id": path.stem, "error": str(exc)})
-    return out
-
-
-def decide(store: Store, pid: str, accept: bool, *, author: str = "human") -> dict[str, Any]:
-    """Accept (apply now, versions re-checked) or reject a queued sleep proposal."""
-    notes.check_id(pid, what="proposal id")
-    rel = f"proposals/{pid}.json"
-    path = store._abs(rel)
-    if not path.is_file():
-        raise NotFound(f"no sleep proposal {pid!r}; `somna sleep --pending` lists them")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    with store.batch(f"{'accept' if accept else 'reject'} sleep proposal {pid}: {data.get('kind')}", author):
-        if accept:
-            action = Action(
-                data["kind"],
-                data["rationale"],
-                data["targets"],
-                data.get("evidence", {}),
-                data.get("data", {}),
-                True,
-            )
-            if (
-                action.kind in REBASABLE
-            ):  # they change status or links, not text: apply to the text as it is now
-                action.targets = {ref: store.read(ref)["version"] for ref in action.targets}
-            APPLY[action.kind](store, action)
-        path.unlink()
-        store._commit([rel], "", author)
-    return {"proposal": pid, "status": "accepted" if accept else "rejected", "kind": data.get("kind")}
-
-
 def last_report(store: Store) -> str | None:
-    path = store.root / ".somna" / "sleep" / "last-report.md"
+    path = store.layout.sleep_dir / "last-report.md"
     return path.read_text(encoding="utf-8") if path.exists() else None

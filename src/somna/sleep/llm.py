@@ -29,11 +29,11 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from somna import notes, secrets, skill_store
+from somna import notes, redaction
 from somna.embeddings import HashEmbedder
-from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
-from somna.sleep.cycle import APPLY, AUTHOR
-from somna.sleep.details import details, missing, sentences, words
+from somna.errors import InvalidInput, NotFound
+from somna.notes import INACTIVE
+from somna.sleep.actions import AUTHOR
 from somna.sleep.llm_client import (
     BadAnswer,
     BudgetSpent,
@@ -43,7 +43,8 @@ from somna.sleep.llm_client import (
     estimate_tokens,
     parse,
 )
-from somna.sleep.passes import INACTIVE, Action, DisjointSets, Snapshot
+from somna.sleep.passes import Action, DisjointSets, Snapshot
+from somna.text import DUPLICATE_WORDS, details, missing, sentences, word_overlap
 
 if TYPE_CHECKING:
     from somna.sleep.cycle import Cycle, ExtraPass
@@ -57,7 +58,6 @@ CHUNK = 24_000  # characters of transcript per call (~6k tokens)
 MAX_CHUNKS = 4  # per transcript: a longer one is read from its end, and the report says so
 MAX_ATTEMPTS = 3  # unusable answers for one transcript before it is set aside in inbox/processed/
 COMPRESS_AT = 0.8  # a block longer than this share of its limit is offered for compression
-SIMILAR_WORDS = 0.85
 PROCEDURAL = ("procedure", "lesson", "fix")
 MIN_RECUR = 3  # memories that describe one procedure before it is worth a skill
 MAX_SOURCES = 8
@@ -165,7 +165,7 @@ def read_transcript(path: Path) -> str:
         raw = fh.read()
     text = raw.decode("utf-8", errors="replace")
     rendered = _render_jsonl(text) if path.suffix.lower() in (".jsonl", ".json") else None
-    return secrets.redact(rendered if rendered is not None else text)[0]
+    return redaction.redact(rendered if rendered is not None else text)[0]
 
 
 def _render_jsonl(text: str) -> str | None:
@@ -682,8 +682,7 @@ class _Dedupe:
     def _similar(self, vec: Any, text: str, other_vec: Any, other: str) -> float | None:
         """The cosine if the two are near-duplicates (by meaning or by nearly the same words), else None."""
         cos = float(vec @ other_vec)
-        wa, wb = words(text), words(other)
-        same_words = len(wa & wb) / max(1, len(wa | wb)) >= SIMILAR_WORDS
+        same_words = word_overlap(text, other) >= DUPLICATE_WORDS
         return cos if cos >= self.threshold or same_words else None
 
     def find(self, title: str, content: str) -> tuple[str, float, str, str | None] | None:
@@ -713,95 +712,6 @@ class _Dedupe:
         if best is None or best[3] is None:
             self.seen.append((vec, text))
         return best
-
-
-# -- applying ---------------------------------------------------------------------------------------
-def _apply_extract(store: Store, action: Action) -> None:
-    d = action.data
-    if "append" in d:
-        (ref,) = action.targets
-        store.edit(
-            ref,
-            "append",
-            action.targets[ref],
-            text=d["append"],
-            author=AUTHOR,
-            policy="apply",
-            reason=f"a detail learned from {action.evidence.get('transcript')}",
-        )
-        return
-    try:
-        out = store.write(d["content"], title=d["title"], type=d["type"], tags=d["tags"], author=AUTHOR)
-    except DuplicateFound as exc:  # an agent wrote it meanwhile
-        raise InvalidInput(f"a near-duplicate appeared since the snapshot: {exc.duplicate_id}") from None
-    action.data["id"] = out["id"]
-
-
-def _apply_inbox(store: Store, action: Action) -> None:
-    src = store._abs(action.data["path"])
-    if not src.is_file():
-        raise NotFound(f"{action.data['path']} is no longer in the inbox")
-    dest_dir = store.root / "inbox" / "processed"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / src.name
-    if dest.exists():
-        dest = dest_dir / f"{src.stem}-{notes.now_iso().replace(':', '')}{src.suffix}"
-    os.replace(src, dest)  # the inbox is not committed: a move, never a delete
-
-
-def _apply_compress(store: Store, action: Action) -> None:
-    (ref,) = action.targets
-    current = store.read(ref)["version"]
-    if current != action.targets[ref]:
-        raise Conflict(f"{ref} changed", current_version=current, current_text="")
-    moved = [
-        store.write(m["content"], title=m["title"], type="note", author=AUTHOR, force=True)["id"]
-        for m in action.data.get("moved", [])
-    ]
-    text = (
-        action.data["text"].rstrip("\n")
-        + "\n"
-        + (f"\n(more in memory {', '.join(moved)})\n" if moved else "")
-    )
-    try:
-        store.edit(
-            ref,
-            "replace",
-            action.targets[ref],
-            text=text,
-            author=AUTHOR,
-            policy="apply",
-            reason="compressed; every detail kept" + (f", some moved to {', '.join(moved)}" if moved else ""),
-        )
-    except (Conflict, NotFound, InvalidInput):
-        for mid in moved:  # withdraw what was moved out for a compression that did not happen
-            store.edit(
-                mid,
-                "archive",
-                store.read(mid)["version"],
-                author=AUTHOR,
-                policy="apply",
-                meta={"archived_reason": f"compression of {ref} withdrawn"},
-            )
-        raise
-
-
-def _apply_skill(store: Store, action: Action) -> None:
-    out = skill_store.propose(
-        store,
-        action.data["name"],
-        action.data["content"],
-        author=AUTHOR,
-        reason=f"learned from {', '.join(action.evidence.get('sources', []))}",
-        policy="apply",
-    )
-    action.data["version"] = out["version"]
-
-
-APPLY["extract"] = _apply_extract
-APPLY["skill"] = _apply_skill
-APPLY["inbox"] = _apply_inbox
-APPLY["compress"] = _apply_compress
 
 
 def llm_passes(store: Store) -> list[ExtraPass]:

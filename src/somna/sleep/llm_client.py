@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from somna import secrets
+from somna import redaction
 from somna.errors import InvalidInput
 
 log = logging.getLogger("somna.sleep.llm")
@@ -222,7 +222,7 @@ class Client:
         except Exception as exc:  # litellm maps every provider failure onto its own exception classes
             self.unavailable = True
             text = str(exc).replace(key, "[key]") if key else str(exc)
-            text = secrets.redact(text)[0][:300]
+            text = redaction.redact(text)[0][:300]
             self.report.notes.append(
                 f"LLM call failed ({type(exc).__name__}): {text}; no more LLM calls this cycle"
             )

@@ -19,7 +19,8 @@ import numpy as np
 
 from somna.errors import InvalidInput
 from somna.index import Row
-from somna.sleep.details import (
+from somna.sleep.actions import Action
+from somna.text import (
     Claim,
     conflict,
     details,
@@ -58,28 +59,6 @@ def thresholds_from(values: dict[str, Any], where: str = "somna.toml") -> Thresh
         if known[key] == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise InvalidInput(f"{where}: sleep.thresholds.{key} must be a whole number of at least 1")
     return Thresholds(**values)
-
-
-@dataclass
-class Action:
-    """One proposed change with its rationale and evidence; `targets` pins each note to its snapshot version."""
-
-    kind: str
-    rationale: str
-    targets: dict[str, str]
-    evidence: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    sure: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "rationale": self.rationale,
-            "targets": self.targets,
-            "evidence": self.evidence,
-            "data": self.data,
-            "sure": self.sure,
-        }
 
 
 @dataclass

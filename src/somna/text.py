@@ -1,4 +1,5 @@
-"""What a memory says that must never be lost, and whether two memories disagree. Pure functions.
+"""Text helpers that the core and sleep-time share: what a memory says that must never be lost, whether
+two memories disagree, and how alike two texts are in words. Pure functions.
 
 A *detail* is a token a person would hate to see summarised away: a number, a path, a flag, an
 identifier in backticks or code style, a URL, a proper name. Merges keep every detail of every
@@ -88,6 +89,16 @@ def people(text: str) -> list[str]:
 
 def words(text: str) -> set[str]:
     return {w for w in WORD.findall(text.lower()) if w not in STOP}
+
+
+DUPLICATE_WORDS = 0.85  # share of their words two texts have in common, at which they are near-duplicates
+
+
+def word_overlap(a: str, b: str) -> float:
+    """How alike two texts are in words (Jaccard over `words`): the one word-level duplicate measure, used
+    by a write's duplicate check when there are no vectors and by sleep-time's transcript pass."""
+    wa, wb = words(a), words(b)
+    return len(wa & wb) / max(1, len(wa | wb))
 
 
 def missing(text: str, required: frozenset[str]) -> set[str]:

@@ -2,7 +2,8 @@
 
 Pure and stdlib-only: it sits on the MCP server's write path, so importing it compiles a few regexes and
 nothing more. ``scan`` finds likely secrets, ``redact`` replaces each with ``[REDACTED:<kind>]`` and
-``apply_policy`` applies the store's policy (redact | refuse | allow).
+``apply_policy`` applies the store's policy (redact | refuse | allow), and ``clean`` is that policy as the
+store's write path needs it.
 
 Two families of rules:
 
@@ -36,9 +37,14 @@ offsets, never the value, so they may be logged.
 
 from __future__ import annotations
 
+import logging
 import re
 from bisect import bisect_left
 from dataclasses import dataclass
+
+from somna.errors import InvalidInput
+
+log = logging.getLogger("somna.redaction")
 
 POLICIES = ("redact", "refuse", "allow")
 
@@ -346,3 +352,16 @@ def apply_policy(text: str, policy: str = "redact") -> tuple[str, list[Finding]]
     if findings and policy == "refuse":
         raise SecretRefused(findings)
     return text, findings
+
+
+def clean(text: str, policy: str) -> tuple[str, list[str]]:
+    """A store's secrets policy applied to text before it is written: the text to write and the kinds of
+    secret redacted from it. A store that refuses secrets raises InvalidInput, naming the kinds."""
+    try:
+        cleaned, findings = apply_policy(text, policy)
+    except SecretRefused as exc:
+        raise InvalidInput(f"{exc}; this store refuses secrets (somna.toml [secrets] policy)") from None
+    if findings and policy == "redact":
+        log.info("redacted %d likely secret(s): %s", len(findings), sorted({f.kind for f in findings}))
+        return cleaned, [f.kind for f in findings]
+    return text, []

@@ -1,0 +1,150 @@
+"""Keeping the index in line with the files: index one file, sync the whole store, fill in vectors.
+
+The index is derived: everything here can be rebuilt from memory/ and blocks/. Vectors are looked up
+by the hash of the text they embed before the model is asked (a cache that survives a rebuild), and
+embedded in batches.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import TypedDict
+
+from somna import notes
+from somna.db import Connection, transaction
+from somna.edits import kind_of
+from somna.embeddings import Embedder
+from somna.errors import BadNote, InvalidInput, NotFound
+from somna.index import Index, pack
+from somna.layout import Layout
+from somna.notes import Note
+
+
+class SyncReport(TypedDict):
+    indexed: int
+    removed: int
+    problems: list[tuple[str, str]]
+    committed: str | None
+
+
+def ready_model(index: Index, embedder: Embedder | None) -> str | None:
+    """The name of the embedding model when it is loaded (its vector table made ready), else None."""
+    if embedder is None or not embedder.ready:
+        return None
+    index.ensure_vec_table(embedder.name, embedder.dim)
+    return embedder.name
+
+
+class Indexer:
+    """Writes index rows for the files of one store."""
+
+    def __init__(self, layout: Layout, index: Index, embedder: Embedder | None) -> None:
+        self.layout = layout
+        self.index = index
+        self.embedder = embedder
+
+    def model(self) -> str | None:
+        return ready_model(self.index, self.embedder)
+
+    def vector(self, note: Note) -> list[float] | None:
+        """The note's vector from the model, or None when no model is loaded (the backfill fills it in)."""
+        if self.embedder is None or not self.embedder.ready:
+            return None
+        return self.embedder.embed([notes.embed_text(note.title, note.body)])[0]
+
+    def index_file(
+        self, conn: Connection, rel: str, text: str, note: Note, *, vec: list[float] | None = None
+    ) -> None:
+        st = self.layout.path(rel).stat()
+        kind = kind_of(rel)
+        if kind == "block":
+            note.meta["id"] = f"block:{Path(rel).stem}"
+        self.index.upsert(
+            conn,
+            kind=kind,
+            path=rel,
+            note=note,
+            version=notes.version_of(text),
+            text_hash=notes.content_hash(notes.embed_text(note.title, note.body)),
+            mtime_ns=st.st_mtime_ns,
+            size=st.st_size,
+            vec=vec,
+            model=self.model(),
+        )
+
+    def sync_files(self) -> SyncReport:
+        """Index every file that changed since it was indexed; quarantine the ones somna cannot read."""
+        report: SyncReport = {"indexed": 0, "removed": 0, "problems": [], "committed": None}
+        known = self.index.file_stats()
+        seen: set[str] = set()
+        ids: dict[str, str] = {i: p for p, (_, _, i) in known.items() if p.startswith("memory/")}
+        with transaction(self.index.conn) as conn:
+            for rel in sorted(self.layout.files()):
+                seen.add(rel)
+                try:
+                    st = self.layout.path(rel).stat()
+                except (InvalidInput, OSError) as exc:
+                    self._quarantine(conn, rel, str(exc), report)
+                    continue
+                old = known.get(rel)
+                if old and old[0] == st.st_mtime_ns and old[1] == st.st_size:
+                    continue
+                try:
+                    if not stat.S_ISREG(st.st_mode):
+                        raise BadNote(f"{rel} is not a regular file")
+                    text, note, _ = self.layout.load(rel)
+                    owner = ids.get(note.id)
+                    if (
+                        rel.startswith("memory/")
+                        and owner
+                        and owner != rel
+                        and (self.layout.root / owner).exists()
+                    ):
+                        raise BadNote(f"id {note.id!r} is already used by {owner}")
+                except (BadNote, NotFound, OSError) as exc:
+                    self._quarantine(conn, rel, str(exc), report)
+                    continue
+                self.index_file(conn, rel, text, note)
+                ids[note.id] = rel
+                report["indexed"] += 1
+            for rel in set(known) - seen:
+                self.index.delete_path(conn, rel)
+                report["removed"] += 1
+            for rel, _ in self.index.problems():
+                if rel not in seen:  # a quarantined file that is gone: nothing left to report
+                    self.index.delete_path(conn, rel)
+        return report
+
+    def _quarantine(self, conn: Connection, rel: str, problem: str, report: SyncReport) -> None:
+        self.index.delete_path(conn, rel)
+        self.index.set_problem(conn, rel, problem)
+        report["problems"].append((rel, problem))
+
+    def backfill_vectors(self, batch: int = 64) -> int:
+        """Embed every indexed note that has no vector yet; cached vectors are reused.
+
+        Runs on its own connection, so a background thread can fill vectors while tools run.
+        """
+        if self.embedder is None or not self.embedder.ready:
+            return 0
+        index = Index(self.layout.somna)
+        done = 0
+        try:
+            model = ready_model(index, self.embedder) or ""
+            while True:
+                todo = index.missing_vectors(model, batch)
+                if not todo:
+                    return done
+                cached = index.cached_vectors(model, [h for _, h, _ in todo])
+                need = [(r, h, t) for r, h, t in todo if h not in cached]
+                fresh = self.embedder.embed([t for _, _, t in need]) if need else []
+                items = [(r, h, cached[h]) for r, h, _ in todo if h in cached]
+                items += [(r, h, pack(v)) for (r, h, _), v in zip(need, fresh, strict=True)]
+                index.put_vectors(model, items)
+                done += len(items)
+        finally:
+            index.close()
+
+    def problems(self) -> set[str]:
+        return {rel for rel, _ in self.index.problems()}

@@ -1,0 +1,44 @@
+"""The shapes of what the core API returns, written once (search's own are in search.py)."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class ReadResult(TypedDict):
+    id: str
+    scope: str
+    kind: str  # memory or block
+    title: str
+    version: str  # the base_version of an edit
+    path: str
+    source: str
+    trust: str
+    meta: dict[str, Any]
+    content: str
+    flags: NotRequired[list[str]]
+    warning: NotRequired[str]
+
+
+class WriteResult(TypedDict):
+    id: str
+    scope: str
+    version: str
+    path: str
+    title: str
+    trust: str
+    redacted: NotRequired[list[str]]
+    flags: NotRequired[list[str]]
+    warning: NotRequired[str]
+
+
+class EditResult(TypedDict, total=False):
+    status: str  # applied or proposed
+    id: str
+    scope: str
+    version: str
+    previous_version: str
+    commit: str | None
+    proposal: str
+    note: str
+    redacted: list[str]
