@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import secrets
 import shlex
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from somna.errors import SomnaError
+from somna.notes import atomic_write
 
 BACKUP_SUFFIX = ".somna-backup"
 
@@ -120,26 +120,24 @@ def newline(text: str) -> str:
 
 
 def _write(path: Path, text: str, *, like: Path) -> None:
-    """Atomically: a temp file beside the real file (through a symlink), then os.replace; keeps the mode."""
-    real = Path(os.path.realpath(path))
+    """Atomically, where a symlink points, with the mode of `like` (a new file: what the umask allows).
+
+    notes.atomic_write creates its temp file 0600 and takes no mode, so the mode is set once the file has
+    taken its name: for that moment it is its owner's alone (0600), never open to anyone else."""
+    real = Path(os.path.realpath(path))  # replacing the symlink itself would cut it from its target
     try:
-        mode: int | None = os.stat(os.path.realpath(like)).st_mode & 0o7777
+        mode = os.stat(os.path.realpath(like)).st_mode & 0o7777
     except FileNotFoundError:
-        mode = None
-    real.parent.mkdir(parents=True, exist_ok=True)
-    tmp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if mode is not None else 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, real)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        mode = 0o666 & ~_umask()
+    atomic_write(real, text)
+    os.chmod(real, mode)
+
+
+def _umask() -> int:
+    # Reading the umask means setting it; install runs as a one-off command, with no thread to race.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _run(command: Sequence[str], cwd: Path | None) -> None:
