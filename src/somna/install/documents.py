@@ -14,12 +14,12 @@ from somna.install.harnesses import Target
 def document(target: Target, text: str) -> dict[str, Any]:
     """The parsed file; an unparseable one is refused with a message a person can act on."""
     try:
-        if target.fmt == "toml":
+        if target.syntax == "toml":
             value = tomllib.loads(text)
         else:
-            value = jsonc.parse(text, target.fmt == "jsonc").value
+            value = jsonc.parse(text, target.syntax == "jsonc").value
     except ValueError as e:  # TOMLDecodeError, the JSONC parser's own error, JSONDecodeError of a bad escape
-        kind = {"json": "JSON", "jsonc": "JSON (with comments)", "toml": "TOML"}[target.fmt]
+        kind = {"json": "JSON", "jsonc": "JSON (with comments)", "toml": "TOML"}[target.syntax]
         raise InstallError(
             f"{target.path} is not valid {kind} ({e}); somna changed nothing. "
             "Fix or move the file, then run the command again."
@@ -37,7 +37,7 @@ def document(target: Target, text: str) -> dict[str, Any]:
 def json_root(target: Target, text: str) -> jsonc.Node:
     """The JSON(C) file with the offsets of every value, for a textual edit."""
     document(target, text)  # refuses what cannot be parsed, with the message
-    return jsonc.parse(text, target.fmt == "jsonc")
+    return jsonc.parse(text, target.syntax == "jsonc")
 
 
 def verify(target: Target, new: str, expected: dict[str, Any]) -> None:

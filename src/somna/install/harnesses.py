@@ -33,7 +33,7 @@ class Target:
     harness: str
     scope: str
     path: Path
-    fmt: Literal["json", "jsonc", "toml"]
+    syntax: Literal["json", "jsonc", "toml"]
     container: str
 
 

@@ -84,14 +84,14 @@ def _set_group(target: Target, text: str, event: str, group: dict[str, Any]) -> 
     """`text` with somna's group in hooks.<event> set to `group` (appended when absent); the rest kept."""
     if not text.strip():
         return json.dumps({"hooks": {event: [group]}}, indent=2, ensure_ascii=False) + "\n"
-    nl, unit = newline(text), jsonc.indent_unit(text)
+    line_end, unit = newline(text), jsonc.indent_unit(text)
     root = json_root(target, text)
     box = jsonc.member(root, "hooks", target.path)
     if box is None:
-        return jsonc.insert(text, root, "hooks", {event: [group]}, nl)
+        return jsonc.insert(text, root, "hooks", {event: [group]}, line_end)
     found = jsonc.member(box[1], event, target.path)
     if found is None:
-        return jsonc.insert(text, box[1], event, [group], nl)
+        return jsonc.insert(text, box[1], event, [group], line_end)
     array = found[1]
     elements = array.elements or []
     mine = [e for e in elements if _ours(e.value)]
@@ -99,16 +99,24 @@ def _set_group(target: Target, text: str, event: str, group: dict[str, Any]) -> 
         indent: str | None = jsonc.line_indent(text, mine[0].start)
         if text[text.rfind("\n", 0, mine[0].start) + 1 : mine[0].start].strip():
             indent = None  # it shares its line with something else: keep it on one line
-        return text[: mine[0].start] + jsonc.dump(group, indent, unit, nl) + text[mine[0].end :]
+        return text[: mine[0].start] + jsonc.dump(group, indent, unit, line_end) + text[mine[0].end :]
     if not elements:
         outer = jsonc.line_indent(text, array.start)
-        added = jsonc.dump(group, outer + unit, unit, nl)
-        return text[: array.start + 1] + f"{nl}{outer}{unit}{added}{nl}{outer}" + text[array.end - 1 :]
+        added = jsonc.dump(group, outer + unit, unit, line_end)
+        return (
+            text[: array.start + 1]
+            + f"{line_end}{outer}{unit}{added}{line_end}{outer}"
+            + text[array.end - 1 :]
+        )
     last = elements[-1]
     before = text[text.rfind("\n", 0, last.start) + 1 : last.start]
     if before.strip():  # compact: [{...}, {...}]
-        return text[: last.end] + ", " + jsonc.dump(group, None, unit, nl) + text[last.end :]
-    return text[: last.end] + f",{nl}{before}{jsonc.dump(group, before, unit, nl)}" + text[last.end :]
+        return text[: last.end] + ", " + jsonc.dump(group, None, unit, line_end) + text[last.end :]
+    return (
+        text[: last.end]
+        + f",{line_end}{before}{jsonc.dump(group, before, unit, line_end)}"
+        + text[last.end :]
+    )
 
 
 def _cut_group(target: Target, text: str, event: str) -> str:

@@ -133,24 +133,26 @@ def members_indent(text: str, obj: Node) -> str | None:
     return before if not before.strip() else None
 
 
-def dump(value: Any, indent: str | None, unit: str, nl: str) -> str:
+def dump(value: Any, indent: str | None, unit: str, line_end: str) -> str:
     """`value` as JSON laid out like its neighbours: one line when `indent` is None, else indented."""
     if indent is None:
         return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, indent=unit, ensure_ascii=False).replace("\n", nl + indent)
+    return json.dumps(value, indent=unit, ensure_ascii=False).replace("\n", line_end + indent)
 
 
-def insert(text: str, obj: Node, key: str, value: Any, nl: str) -> str:
+def insert(text: str, obj: Node, key: str, value: Any, line_end: str) -> str:
     """`text` with `"key": value` added as the object's last member, laid out like the others."""
     indent, unit = members_indent(text, obj), indent_unit(text)
-    added = f"{json.dumps(key, ensure_ascii=False)}: {dump(value, indent, unit, nl)}"
+    added = f"{json.dumps(key, ensure_ascii=False)}: {dump(value, indent, unit, line_end)}"
     if obj.members:
         end = obj.members[-1][2].end
-        return text[:end] + (f", {added}" if indent is None else f",{nl}{indent}{added}") + text[end:]
+        return text[:end] + (f", {added}" if indent is None else f",{line_end}{indent}{added}") + text[end:]
     if text[obj.start + 1 : obj.end - 1].strip():  # only comments inside: keep them after the member
-        return text[: obj.start + 1] + f"{nl}{indent}{added}" + text[obj.start + 1 :]
+        return text[: obj.start + 1] + f"{line_end}{indent}{added}" + text[obj.start + 1 :]
     return (
-        text[: obj.start + 1] + f"{nl}{indent}{added}{nl}{line_indent(text, obj.start)}" + text[obj.end - 1 :]
+        text[: obj.start + 1]
+        + f"{line_end}{indent}{added}{line_end}{line_indent(text, obj.start)}"
+        + text[obj.end - 1 :]
     )
 
 

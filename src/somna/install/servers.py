@@ -104,7 +104,7 @@ def _entry_in(target: Target, text: str | None) -> Any:
 
 def _fresh(target: Target, entry: dict[str, Any]) -> str:
     """The whole file as somna writes it when there was none: only its own entry."""
-    if target.fmt == "toml":
+    if target.syntax == "toml":
         return toml_edit.table(entry, "\n")
     return json.dumps({target.container: {SERVER_NAME: entry}}, indent=2, ensure_ascii=False) + "\n"
 
@@ -113,23 +113,25 @@ def _with_entry(target: Target, text: str, entry: dict[str, Any]) -> str:
     """`text` with somna's entry set to `entry`, every other byte kept."""
     if not text.strip():
         return _fresh(target, entry)
-    if target.fmt == "toml":
+    if target.syntax == "toml":
         return toml_edit.with_entry(text, entry, target.path)
     root = json_root(target, text)
-    nl = newline(text)
+    line_end = newline(text)
     box = jsonc.member(root, target.container, target.path)
     if box is None:
-        return jsonc.insert(text, root, target.container, {SERVER_NAME: entry}, nl)
+        return jsonc.insert(text, root, target.container, {SERVER_NAME: entry}, line_end)
     own = jsonc.member(box[1], SERVER_NAME, target.path)
     if own is None:
-        return jsonc.insert(text, box[1], SERVER_NAME, entry, nl)
+        return jsonc.insert(text, box[1], SERVER_NAME, entry, line_end)
     indent = jsonc.members_indent(text, box[1])
     node = own[1]
-    return text[: node.start] + jsonc.dump(entry, indent, jsonc.indent_unit(text), nl) + text[node.end :]
+    return (
+        text[: node.start] + jsonc.dump(entry, indent, jsonc.indent_unit(text), line_end) + text[node.end :]
+    )
 
 
 def _without_entry(target: Target, text: str) -> str:
-    if target.fmt == "toml":
+    if target.syntax == "toml":
         return toml_edit.without_entry(text, target.path)
     box = jsonc.member(json_root(target, text), target.container, target.path)
     assert box is not None

@@ -97,20 +97,20 @@ def _name(key: str) -> str:
     return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
-def table(entry: dict[str, Any], nl: str) -> str:
-    """somna's [mcp_servers.somna] table as text, each line ending in `nl`."""
+def table(entry: dict[str, Any], line_end: str) -> str:
+    """somna's [mcp_servers.somna] table as text, each line ending in `line_end`."""
     lines = [
         f"[mcp_servers.{SERVER_NAME}]",
         *(f"{_name(k)} = {_value(v)}" for k, v in entry.items()),
     ]
-    return nl.join(lines) + nl
+    return line_end.join(lines) + line_end
 
 
 def with_entry(text: str, entry: dict[str, Any], path: Path) -> str:
     """`text` with somna's table replaced by, or else followed by, one holding `entry`."""
-    nl = newline(text)
+    line_end = newline(text)
     try:
-        block = table(entry, nl)
+        block = table(entry, line_end)
     except InstallError as e:
         raise InstallError(f"{path}: {e}") from e
     region = _region(text, path)
@@ -118,7 +118,7 @@ def with_entry(text: str, entry: dict[str, Any], path: Path) -> str:
         return text[: region[0]] + block + text[region[1] :]
     if SERVER_NAME in (tomllib.loads(text).get("mcp_servers") or {}):
         raise InstallError(f"{path}: somna's entry is not a [mcp_servers.somna] table; edit it by hand.")
-    return text + ("" if text.endswith("\n") else nl) + nl + block
+    return text + ("" if text.endswith("\n") else line_end) + line_end + block
 
 
 def without_entry(text: str, path: Path) -> str:
@@ -127,7 +127,7 @@ def without_entry(text: str, path: Path) -> str:
     if region is None:
         raise InstallError(f"{path}: somna's entry is not a [mcp_servers.somna] table; edit it by hand.")
     before, after = text[: region[0]], text[region[1] :]
-    nl = newline(text)
-    if not after and before.endswith(nl * 2):
-        before = before[: -len(nl)]
+    line_end = newline(text)
+    if not after and before.endswith(line_end * 2):
+        before = before[: -len(line_end)]
     return before + after
