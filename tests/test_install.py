@@ -365,6 +365,22 @@ def test_line_endings_and_file_mode_are_kept(dirs: tuple[Path, Path]) -> None:
     assert path.read_bytes() == raw
 
 
+def test_a_readable_config_stays_readable_and_a_new_one_takes_the_umask(dirs: tuple[Path, Path]) -> None:
+    """The edit and its backup keep the file's own mode; a file somna creates gets what any new file would."""
+    path, _ = seed(dirs, "cursor", "user")
+    path.chmod(0o644)
+    install(dirs, "cursor", "user")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.with_name(path.name + ".somna-backup").stat().st_mode) == 0o644
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    created = where(dirs, "vscode", "project")
+    install(dirs, "vscode", "project")
+    assert stat.S_IMODE(created.stat().st_mode) == 0o666 & ~umask
+    assert not [p.name for p in created.parent.iterdir() if p.name != created.name]  # no temp file left
+
+
 def test_a_symlinked_config_is_edited_where_it_points(dirs: tuple[Path, Path]) -> None:
     real = dirs[0] / "dotfiles" / "mcp.json"
     real.parent.mkdir()
