@@ -286,14 +286,17 @@ def _fsync_dir(folder: Path) -> None:
         pass
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write text to path so that a reader (or a crash) sees either the old or the new file."""
+def atomic_write(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write text to path so that a reader (or a crash) sees either the old or the new file. The file is
+    its owner's alone (0600) unless `mode` says otherwise; the mode is set before it takes its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".md", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
+            if mode is not None:
+                os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

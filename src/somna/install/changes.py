@@ -120,17 +120,13 @@ def newline(text: str) -> str:
 
 
 def _write(path: Path, text: str, *, like: Path) -> None:
-    """Atomically, where a symlink points, with the mode of `like` (a new file: what the umask allows).
-
-    notes.atomic_write creates its temp file 0600 and takes no mode, so the mode is set once the file has
-    taken its name: for that moment it is its owner's alone (0600), never open to anyone else."""
+    """Atomically, where a symlink points, with the mode of `like` (a new file: what the umask allows)."""
     real = Path(os.path.realpath(path))  # replacing the symlink itself would cut it from its target
     try:
         mode = os.stat(os.path.realpath(like)).st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
-    atomic_write(real, text)
-    os.chmod(real, mode)
+    atomic_write(real, text, mode=mode)
 
 
 def _umask() -> int:
