@@ -42,6 +42,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import somna.index as somna_index  # noqa: E402
+import somna.notes as somna_notes  # noqa: E402
 import somna.search as somna_search  # noqa: E402
 from somna.embeddings import LazyEmbedder  # noqa: E402
 from somna.store import Store  # noqa: E402
@@ -245,16 +246,12 @@ def bm25_weights(
 
 
 def pool_size(n: int) -> Callable[[Store], contextlib.AbstractContextManager[None]]:
-    @contextlib.contextmanager
-    def cm(store: Store) -> Iterator[None]:
-        orig = store._candidates
-        store._candidates = lambda text, _n, mode="hybrid": orig(text, n, mode)  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            del store._candidates
+    orig = somna_search.candidates
 
-    return cm
+    def candidates(index: Any, embedder: Any, text: str, _n: int, mode: str = "hybrid") -> Any:
+        return orig(index, embedder, text, n, mode)
+
+    return lambda store: patched(somna_search, "candidates", candidates)
 
 
 def rrf_k(k: int) -> Callable[[Store], contextlib.AbstractContextManager[None]]:
@@ -316,10 +313,10 @@ def run_variants(
     return out
 
 
-def embed_body_only(self: Store, note: Any) -> str:
-    """Alternative Store._embed_text: a title that only repeats the body's first line is not embedded
+def embed_body_only(title: str, body: str) -> str:
+    """Alternative notes.embed_text: a title that only repeats the body's first line is not embedded
     twice."""
-    return note.body if note.body.lstrip().startswith(note.title) else f"{note.title}\n{note.body}"
+    return body if body.lstrip().startswith(title) else f"{title}\n{body}"
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -411,12 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         "--embed-text",
         choices=("title+body", "body"),
         default="title+body",
-        help="title+body: as in src (Store._embed_text); body: monkeypatched to embed the body alone "
+        help="title+body: as in src (notes.embed_text); body: monkeypatched to embed the body alone "
         "when the title is just its first line (as for every fact here)",
     )
     args = ap.parse_args(argv)
     if args.embed_text == "body":
-        Store._embed_text = embed_body_only  # type: ignore[method-assign]
+        somna_notes.embed_text = embed_body_only
 
     rows = load_rows(args.data)
     qs = questions(rows)

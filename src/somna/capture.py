@@ -261,7 +261,7 @@ def capture(
                     f.seek(offset)
                     body.append(redact_line(f.read(length), found, stats))
         last = first + len(spans) - 1
-        header = {
+        header: dict[str, dict[str, Any]] = {
             "somna_capture": {
                 "harness": harness,
                 "session_id": session,

@@ -1,4 +1,4 @@
-"""SQLite connections that can load sqlite-vec, and numbered migrations.
+"""SQLite connections that can load sqlite-vec, and migrations known by name.
 
 The pyenv / python.org builds of the standard sqlite3 module cannot load extensions, so somna
 uses sqlean.py (a SQLite build that can) and falls back to the standard module where it can load
@@ -11,7 +11,7 @@ import functools
 import importlib.util
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -98,16 +98,20 @@ def transaction(conn: Connection) -> Iterator[Connection]:
 Migration = Callable[[Connection], None]
 
 
-def migrate(conn: Connection, migrations: list[Migration]) -> int:
-    """Apply numbered migrations not yet applied, each in a transaction with its record."""
+def migrate(conn: Connection, migrations: Sequence[Migration]) -> int:
+    """Apply the migrations not yet applied, in order, with their records, in one transaction. A migration
+    is known by its function's name, not by its place in the list, so one inserted later is never taken
+    for one already applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (n INTEGER PRIMARY KEY, name TEXT NOT NULL)")
     with transaction(conn):
-        done = {row[0] for row in conn.execute("SELECT n FROM _migrations")}
+        done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+        last = conn.execute("SELECT COALESCE(MAX(n), 0) FROM _migrations").fetchone()[0]
         applied = 0
-        for n, fn in enumerate(migrations, start=1):
-            if n in done:
+        for fn in migrations:
+            if fn.__name__ in done:
                 continue
             fn(conn)
-            conn.execute("INSERT INTO _migrations (n, name) VALUES (?, ?)", (n, fn.__name__))
+            last += 1
+            conn.execute("INSERT INTO _migrations (n, name) VALUES (?, ?)", (last, fn.__name__))
             applied += 1
     return applied

@@ -187,7 +187,7 @@ class LazyEmbedder:
             if few:
                 torch.set_num_threads(_small_batch_threads(self._threads))
             try:
-                out = self._model.encode(  # type: ignore[attr-defined]
+                out = self._model.encode(  # type: ignore[union-attr]
                     texts,
                     batch_size=self.batch_size,
                     show_progress_bar=False,

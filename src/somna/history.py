@@ -8,8 +8,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from somna.errors import SomnaError
+from somna.errors import InvalidInput, NotFound, SomnaError
+from somna.notes import version_of
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # Commits made by somna must not depend on the user's git config (no name set on a fresh
@@ -294,3 +296,41 @@ def dirty_paths(root: Path, *dirs: str) -> list[str]:
             paths.append(entries[i])  # the next entry is the rename source
             i += 1
     return paths
+
+
+def versions(root: Path, relpath: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The last `limit` commits of a file, newest first, each with the file's version at it."""
+    out = []
+    for c in log(root, relpath, limit):
+        text = show(root, c.sha, relpath)
+        out.append(
+            {
+                "commit": c.sha[:12],
+                "version": version_of(text) if text is not None else None,
+                "author": c.author,
+                "date": c.date,
+                "message": c.message,
+            }
+        )
+    return out
+
+
+def find(root: Path, relpath: str, to: str | None, *, name: str) -> str:
+    """The commit a file is reverted to: the one before its last (`to` None), or the commit or version `to`
+    names (a prefix of a commit's sha, or the file's version at some commit). `name`: the file as errors
+    call it (a memory's id)."""
+    commits = log(root, relpath, 200)
+    if to is None:
+        if len(commits) < 2:
+            raise InvalidInput(f"{name} has only one version; nothing to revert to")
+        return commits[1].sha
+    if not re.fullmatch(r"[0-9a-f]{4,40}", to or ""):
+        raise InvalidInput("`to` must be a commit or version from history (hex)")
+    for c in commits:
+        if c.sha.startswith(to):
+            return c.sha
+    for c in commits:
+        text = show(root, c.sha, relpath)
+        if text is not None and version_of(text) == to:
+            return c.sha
+    raise NotFound(f"{to!r} is not a commit or version in the history of {name}")

@@ -29,11 +29,11 @@ from typing import Any
 
 import yaml
 
+from somna.errors import BadNote, InvalidInput
+
 # libyaml when PyYAML was built with it: the same YAML, several times faster (bulk import, reindex)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-from somna.errors import BadNote, InvalidInput
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 BLOCK_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from somna.embeddings import Embedder
 
 if TYPE_CHECKING:
+    from somna.indexer import SyncReport
     from somna.store import Store
 
 
@@ -110,7 +111,7 @@ class CountingEmbedder:
         return getattr(self.inner, name)
 
 
-def sync(store: Store) -> dict[str, Any]:
+def sync(store: Store) -> SyncReport:
     """`store.sync()` (index the files, embed what has no vector), the embedding counted on the terminal."""
     report_line = Progress(f"indexing the {store.scope} store: notes embedded")
     inner = store.embedder

@@ -15,6 +15,7 @@ sleep-time's `sleep-*.json`.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,14 @@ class Queue:
             created=str(data.get("created") or ""),
             path=rel,
         )
+
+
+def diff_body(before: str, after: str, rel: str) -> str:
+    """The body of a proposal that changes a file: the unified diff, for the reviewer."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), rel, f"{rel} (proposed)"
+    )
+    return f"```diff\n{''.join(lines)}```\n"
 
 
 def sleep_proposal(

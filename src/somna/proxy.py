@@ -122,7 +122,7 @@ class Headers:
 
 def sse_messages(lines: Any) -> Any:
     """The JSON-RPC messages of an SSE body (`message` events with data; priming events skipped)."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if line == "":
             if data and event == "message":

@@ -68,8 +68,9 @@ class Candidates:
     mode: str
 
 
-def rrf(rankings: list[list[int]], k: int = RRF_K) -> dict[int, float]:
-    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to the score of what it ranks."""
+def rrf(rankings: list[list[int]], k: int | None = None) -> dict[int, float]:
+    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to the score of what it ranks (k: RRF_K)."""
+    k = RRF_K if k is None else k
     fused: dict[int, float] = {}
     for ranking in rankings:
         for rank, key in enumerate(ranking):

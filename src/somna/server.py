@@ -8,6 +8,7 @@ answered.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -32,8 +33,12 @@ from somna.embeddings import LazyEmbedder
 from somna.errors import Conflict, SomnaError
 from somna.scopes import Memory
 from somna.skill_tools import SkillTools
+from somna.store import Store
 
 log = logging.getLogger("somna.server")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: dict[str, LogLevel] = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "ERROR": "ERROR",
+                                   "CRITICAL": "CRITICAL"}  # fmt: skip
 HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime", "tokenizers")
 
 Scope = Annotated[str | None, Field(description="project or user; default: all for search, first for write")]
@@ -116,15 +121,16 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         lifespan=lifespan,
         middleware=[after_handshake],
         subscriptions=bus,
-        log_level=settings.log_level
-        if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-        else "WARNING",
+        log_level=LOG_LEVELS.get(settings.log_level, "WARNING"),
     )
     limiter = anyio.CapacityLimiter(1)
 
     def locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with busy:
             return fn(*args, **kwargs)
+
+    def block_text(store: Store, name: str) -> str:
+        return str(locked(store.read, f"block:{name}")["content"])
 
     async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a core call on a worker thread, one at a time, and turn somna's errors into tool errors."""
@@ -299,7 +305,7 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
                     name=f"{scope_name} block: {name}",
                     description=f"core memory block {name!r} of the {scope_name} store",
                     mime_type="text/markdown",
-                    fn=lambda s=store, n=name: locked(s.read, f"block:{n}")["content"],
+                    fn=functools.partial(block_text, store, name),
                 )
             )
 

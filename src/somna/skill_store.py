@@ -14,7 +14,6 @@ package data in `somna/_skills/`. `install` copies a folder of skills into a sto
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import shutil
@@ -23,7 +22,7 @@ from typing import Any
 
 from somna import history, notes
 from somna.errors import Conflict, InvalidInput, NotFound
-from somna.proposals import Proposal
+from somna.proposals import Proposal, diff_body
 from somna.skill_format import (
     MAX_NAME,
     MAX_SKILL_MD,
@@ -130,9 +129,6 @@ def propose(
     if (policy or _policy(store, rel)) == "apply":
         out = _apply(store, name, content, base_version, author, f"{op} skill:{name}{why}")
     else:
-        before = (current[0] if current else "").splitlines(keepends=True)
-        after = content.splitlines(keepends=True)
-        diff = "".join(difflib.unified_diff(before, after, rel, f"{rel} (proposed)"))
         proposal = Proposal(
             id="",
             kind="skill",
@@ -142,7 +138,7 @@ def propose(
             created=notes.now_iso(),
             reason=reason,
             fields={"op": op, "base_version": base_version or "", "text": content},
-            body=f"```diff\n{diff}```\n",
+            body=diff_body(current[0] if current else "", content, rel),
         )
         pid = store.queue.add(proposal, f"propose {op} on skill:{name}{why}")
         out = {

@@ -9,9 +9,7 @@ the index. Knows nothing of MCP or the command line.
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,8 +25,7 @@ from somna.indexer import Indexer, SyncReport
 from somna.journal import WINDOW, Journal
 from somna.layout import Layout
 from somna.locks import StoreLock
-from somna.notes import Note
-from somna.proposals import Proposal, ProposalSummary, Queue
+from somna.proposals import Proposal, ProposalSummary, Queue, diff_body
 from somna.results import EditResult, ReadResult, WriteResult
 from somna.search import SearchResult
 from somna.search import search as run_search
@@ -48,7 +45,6 @@ class Store:
         self.layout = Layout(root)
         self.root = self.layout.root
         self.scope = scope
-        self.embedder = embedder
         self.config = StoreConfig.load(self.root)
         self.locked = StoreLock(self.layout.lock_file, str(self.root))
         self.index = self.layout.open_index()
@@ -68,6 +64,14 @@ class Store:
         self._synced = threading.Event()
         self._batch: list[str] | None = None
         self.batch_commit: str | None = None  # the sha of the last batch's commit
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self.indexer.embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder | None) -> None:
+        self.indexer.embedder = embedder  # the one reference the parts read (progress.sync wraps it)
 
     @classmethod
     def init(cls, root: Path, **kwargs: Any) -> Store:
@@ -272,7 +276,23 @@ class Store:
             )
         edits.apply(current, change, kind, author)
         if (policy or self.config.policy_for(rel)) == "propose":
-            out = self._propose(ref, rel, change, base_version, author, current_text, current)
+            proposal = Proposal(
+                id="",
+                kind="edit",
+                target=ref,
+                title=f"{change.op} {ref}",
+                author=author,
+                created=notes.now_iso(),
+                fields={"op": change.op, "base_version": base_version, **change.args()},
+                body=diff_body(current_text, notes.serialize(current), rel),
+            )
+            out: EditResult = {
+                "status": "proposed",
+                "proposal": self.queue.add(proposal, f"propose {change.op} on {ref}"),
+                "id": ref,
+                "scope": self.scope,
+                "note": "queued for review by this store's policy; nothing changed yet",
+            }
         else:
             out = self._apply_edit(ref, rel, change, base_version, author)
         if found:
@@ -308,39 +328,6 @@ class Store:
         }
 
     # -- proposals ----------------------------------------------------------------------------
-    def _propose(
-        self,
-        ref: str,
-        rel: str,
-        change: Edit,
-        base_version: str,
-        author: str,
-        current_text: str,
-        proposed: Note,
-    ) -> EditResult:
-        after = notes.serialize(proposed)
-        diff = difflib.unified_diff(
-            current_text.splitlines(keepends=True), after.splitlines(keepends=True), rel, f"{rel} (proposed)"
-        )
-        proposal = Proposal(
-            id="",
-            kind="edit",
-            target=ref,
-            title=f"{change.op} {ref}",
-            author=author,
-            created=notes.now_iso(),
-            fields={"op": change.op, "base_version": base_version, **change.args()},
-            body=f"```diff\n{''.join(diff)}```\n",
-        )
-        pid = self.queue.add(proposal, f"propose {change.op} on {ref}")
-        return {
-            "status": "proposed",
-            "proposal": pid,
-            "id": ref,
-            "scope": self.scope,
-            "note": "queued for review by this store's policy; nothing changed yet",
-        }
-
     def register_kind(self, kind: str, accept: Acceptor) -> None:
         """Say what accepting a proposal of `kind` does (skills and sleep-time register theirs: app.py)."""
         self.kinds[kind] = accept
@@ -385,22 +372,13 @@ class Store:
     def history(self, ref: str, *, limit: int = 10, diff: bool = True) -> dict[str, Any]:
         _, rel = self.locate(ref)
         self.flush_commits()
-        commits = history.log(self.root, rel, limit)
-        versions = []
-        for c in commits:
-            text = history.show(self.root, c.sha, rel)
-            versions.append(
-                {
-                    "commit": c.sha[:12],
-                    "version": notes.version_of(text) if text is not None else None,
-                    "author": c.author,
-                    "date": c.date,
-                    "message": c.message,
-                }
-            )
-        out: dict[str, Any] = {"id": ref, "scope": self.scope, "versions": versions}
-        if diff and commits:
-            latest = commits[0].sha
+        out: dict[str, Any] = {
+            "id": ref,
+            "scope": self.scope,
+            "versions": history.versions(self.root, rel, limit),
+        }
+        if diff and out["versions"]:
+            latest = history.resolve(self.root, out["versions"][0]["commit"]) or "HEAD"
             out["diff"] = history.diff(self.root, history.parent_of(self.root, latest), latest, rel)
         return out
 
@@ -416,27 +394,7 @@ class Store:
         """Restore the memory's text as it was at an earlier commit or version, as a new commit."""
         _, rel = self.locate(ref)
         self.flush_commits()
-        commits = history.log(self.root, rel, 200)
-        if to is None:
-            if len(commits) < 2:
-                raise InvalidInput(f"{ref} has only one version; nothing to revert to")
-            sha = commits[1].sha
-        else:
-            if not re.fullmatch(r"[0-9a-f]{4,40}", to or ""):
-                raise InvalidInput("`to` must be a commit or version from history (hex)")
-            found = next((c.sha for c in commits if c.sha.startswith(to)), None)
-            if found is None:
-                found = next(
-                    (
-                        c.sha
-                        for c in commits
-                        if (t := history.show(self.root, c.sha, rel)) and notes.version_of(t) == to
-                    ),
-                    None,
-                )
-            if found is None:
-                raise NotFound(f"{to!r} is not a commit or version in the history of {ref}")
-            sha = found
+        sha = history.find(self.root, rel, to, name=ref)
         old_text = history.show(self.root, sha, rel)
         if old_text is None:
             raise InvalidInput(f"{ref} did not exist at {sha[:12]}")

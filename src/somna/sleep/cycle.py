@@ -129,9 +129,9 @@ class Cycle:
             for i, v in zip(missing, fresh, strict=True):
                 vecs[rows[i].rowid] = v
         dim = len(next(iter(vecs.values()))) if vecs else 1
-        matrix = np.array([vecs[r.rowid] for r in rows], dtype=np.float32).reshape(len(rows), dim)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        matrix = matrix / np.where(norms == 0, 1, norms)
+        raw = np.array([vecs[r.rowid] for r in rows], dtype=np.float32).reshape(len(rows), dim)
+        norms = np.linalg.norm(raw, axis=1, keepdims=True)
+        matrix = raw / np.where(norms == 0, 1, norms)
         since = self._state().get("last_started", "")
         new = {i for i, r in enumerate(rows) if not since or (r.updated or r.created or "") >= since}
         usage = store.index.usage([r.id for r in rows])

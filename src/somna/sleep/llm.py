@@ -141,7 +141,14 @@ to at most {target} characters. Every number, path, flag, command, identifier an
 either in the block or in a memory you move it to. Answer with JSON only: \
 {{"text": "the new block", "moved": [{{"title": "...", "content": "details moved out of the block"}}]}}"""
 
-SKILL = """These memories of a coding agent describe the same kind of task, met again and again. Turn them into one Agent Skill: a short procedure that another agent can follow the next time. Keep every command, flag, path, number and identifier from the memories verbatim; add nothing you were not told. Answer with JSON only: {"name": "lowercase-words-joined-by-hyphens, at most 64 characters", "description": "what the skill does and when to use it, one or two sentences", "body": "Markdown: when to use it, numbered steps, pitfalls"}"""
+SKILL = (
+    "These memories of a coding agent describe the same kind of task, met again and again. Turn them into one "
+    "Agent Skill: a short procedure that another agent can follow the next time. Keep every command, flag, "
+    "path, number and identifier from the memories verbatim; add nothing you were not told. Answer with JSON "
+    'only: {"name": "lowercase-words-joined-by-hyphens, at most 64 characters", "description": "what the '
+    'skill does and when to use it, one or two sentences", "body": "Markdown: when to use it, numbered steps, '
+    'pitfalls"}'
+)
 
 
 # -- transcripts ------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class Client:
                     f"LLM cost unknown for {self.cfg.model} (not in litellm's price map): "
                     "counting tokens only"
                 )
-        return self._prices if self._prices else None
+        return self._prices if isinstance(self._prices, tuple) else None
 
     def stop(self, why: str) -> BudgetSpent:
         if not self.spent:
