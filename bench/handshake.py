@@ -113,7 +113,7 @@ def machine() -> dict[str, Any]:
 
 
 # -- one spawn -------------------------------------------------------------------------------
-def _env(home: Path, pycache: Path | None = None) -> dict[str, str]:
+def server_env(home: Path, pycache: Path | None = None) -> dict[str, str]:
     """The servers' environment. With `pycache`, bytecode is written to and read from there (--bytecode)."""
     drop = {"SOMNA_STORE"} | ({"PYTHONDONTWRITEBYTECODE"} if pycache else set())
     env = {k: v for k, v in os.environ.items() if k not in drop}
@@ -208,7 +208,7 @@ def make_store(workdir: Path) -> Path:
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env=_env(workdir / "home"),
+        env=server_env(workdir / "home"),
         cwd=workdir,
         timeout=120,
     )
@@ -253,7 +253,7 @@ def measure(
     workdir = Path(tempfile.mkdtemp(prefix="somna-bench-handshake-"))
     try:
         store = make_store(workdir)
-        env = _env(workdir / "home", workdir / "pycache" if bytecode == "cached" else None)
+        env = server_env(workdir / "home", workdir / "pycache" if bytecode == "cached" else None)
         logs = keep_logs or workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         extra = extra or {}

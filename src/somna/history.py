@@ -8,10 +8,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from somna.errors import InvalidInput, NotFound, SomnaError
 from somna.notes import version_of
+from somna.results import Version
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # Commits made by somna must not depend on the user's git config (no name set on a fresh
@@ -298,9 +298,9 @@ def dirty_paths(root: Path, *dirs: str) -> list[str]:
     return paths
 
 
-def versions(root: Path, relpath: str, limit: int = 10) -> list[dict[str, Any]]:
+def versions(root: Path, relpath: str, limit: int = 10) -> list[Version]:
     """The last `limit` commits of a file, newest first, each with the file's version at it."""
-    out = []
+    out: list[Version] = []
     for c in log(root, relpath, limit):
         text = show(root, c.sha, relpath)
         out.append(

@@ -42,3 +42,33 @@ class EditResult(TypedDict, total=False):
     proposal: str
     note: str
     redacted: list[str]
+
+
+class Version(TypedDict):
+    """One commit in the history of a memory or block."""
+
+    commit: str  # the first 12 characters of its sha
+    version: str | None  # the file's version there (None: the commit deleted it)
+    author: str
+    date: str
+    message: str
+
+
+class HistoryResult(TypedDict):
+    id: str
+    scope: str
+    versions: list[Version]  # newest first
+    diff: NotRequired[str]  # of the last change
+
+
+class RevertResult(TypedDict):
+    status: str  # reverted
+    id: str
+    scope: str
+    to_commit: str
+    version: str
+
+
+class FeedbackResult(TypedDict):
+    recorded: int
+    signal: str

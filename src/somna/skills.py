@@ -29,6 +29,7 @@ from somna.db import connect
 from somna.embeddings import Embedder
 from somna.errors import InvalidInput, NotFound
 from somna.index import fts_query
+from somna.search import rrf
 from somna.skill_format import (
     MAX_NAME,
     MAX_SKILL_MD,
@@ -57,7 +58,6 @@ __all__ = [
 MAX_READ = 256_000  # bytes: the level-3 cap for one file
 MAX_FILES = 200  # files listed by load
 DEFAULT_BUDGET = 600
-RRF_K = 60
 INLINE_EMBED = 32  # a search embeds up to this many new skills itself; more are left to the background
 
 
@@ -301,11 +301,8 @@ class Catalog:
             match = fts_query(query)
             sql = "SELECT rowid FROM s WHERE s MATCH ? ORDER BY bm25(s, 2.0, 1.0) LIMIT 50"
             words = [r for (r,) in self._db.execute(sql, (match,))] if match else []
-        fused: dict[int, float] = {}
-        why: dict[int, set[str]] = {}
-        for rank, i in enumerate(words):
-            fused[i] = 1.0 / (RRF_K + rank + 1)
-            why[i] = {"words"}
+        rankings = [words]
+        why: dict[int, set[str]] = {i: {"words"} for i in words}
         mode, emb, note = "words", self.embedder, None
         if emb is None or not emb.ready:
             reason = getattr(emb, "error", None) if emb is not None else "no embedding model configured"
@@ -314,9 +311,10 @@ class Catalog:
             note = f"words only: the meaning of {missing} skills is being computed in the background"
         elif skills:
             mode = "hybrid"
-            for rank, i in enumerate(self._nearest(query, skills, 50)):
-                fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
+            rankings.append(self._nearest(query, skills, 50))
+            for i in rankings[-1]:
                 why.setdefault(i, set()).add("meaning")
+        fused = rrf(rankings)
         ranked = sorted(fused, key=lambda i: (-fused[i], skills[i].name))[offset : offset + limit]
         out = {
             "mode": mode,

@@ -26,7 +26,7 @@ from somna.journal import WINDOW, Journal
 from somna.layout import Layout
 from somna.locks import StoreLock
 from somna.proposals import Proposal, ProposalSummary, Queue, diff_body
-from somna.results import EditResult, ReadResult, WriteResult
+from somna.results import EditResult, FeedbackResult, HistoryResult, ReadResult, RevertResult, WriteResult
 from somna.search import SearchResult
 from somna.search import search as run_search
 from somna.writes import Writer
@@ -369,10 +369,10 @@ class Store:
         return {"status": "rejected", "proposal": pid}
 
     # -- history ------------------------------------------------------------------------------
-    def history(self, ref: str, *, limit: int = 10, diff: bool = True) -> dict[str, Any]:
+    def history(self, ref: str, *, limit: int = 10, diff: bool = True) -> HistoryResult:
         _, rel = self.locate(ref)
         self.flush_commits()
-        out: dict[str, Any] = {
+        out: HistoryResult = {
             "id": ref,
             "scope": self.scope,
             "versions": history.versions(self.root, rel, limit),
@@ -390,7 +390,7 @@ class Store:
             raise InvalidInput(f"unknown commit {old if not a else new!r}; see history for commits")
         return history.diff(self.root, a, b, rel)
 
-    def revert(self, ref: str, *, to: str | None = None, author: str) -> dict[str, Any]:
+    def revert(self, ref: str, *, to: str | None = None, author: str) -> RevertResult:
         """Restore the memory's text as it was at an earlier commit or version, as a new commit."""
         _, rel = self.locate(ref)
         self.flush_commits()
@@ -416,7 +416,7 @@ class Store:
         }
 
     # -- feedback -----------------------------------------------------------------------------
-    def feedback(self, ids: list[str], signal: str, *, author: str) -> dict[str, Any]:
+    def feedback(self, ids: list[str], signal: str, *, author: str) -> FeedbackResult:
         if signal not in ("helpful", "harmful"):
             raise InvalidInput("signal must be 'helpful' or 'harmful'")
         for ref in ids:
