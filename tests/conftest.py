@@ -74,6 +74,11 @@ async def mcp_client(
             yield session
 
 
+def git(root: Path, *args: str) -> str:
+    """git's output in a store, for tests that read history."""
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+
 def git_changes(root: Path) -> str:
     """`git log` as one "author|change" line per change: a grouped commit (group commit) lists its
     changes in its body as "- change" lines, and each becomes a line of its own."""

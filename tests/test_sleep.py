@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import somna
+from conftest import git, somna
 
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
@@ -46,10 +45,6 @@ def sleepy(tmp_path: Path) -> Store:
     Store.init(root).close()
     (root / "somna.toml").write_text(TOML, encoding="utf-8")
     return open_store(root, embedder=HashEmbedder())
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
 def test_details_and_conflicts() -> None:

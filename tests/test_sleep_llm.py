@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import git_changes, mcp_client, somna
+from conftest import git, git_changes, mcp_client, somna
 from mcp import ClientSession
 
 from somna.app import open_store
@@ -168,10 +168,6 @@ def make_store(
 
 def cycle(store: Store) -> Any:
     return Cycle(store, extra_passes=llm_passes(store)).run()
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
 def claude_transcript(path: Path) -> None:

@@ -121,7 +121,15 @@ def _s2_pending_commits(conn: Connection) -> None:
     )
 
 
-STATE_MIGRATIONS = [_s1_feedback, _s2_pending_commits]
+def _s3_helpful_queries(conn: Connection) -> None:
+    """Queries whose hit an agent then marked helpful: the exam asks them again (sleep/exam.py)."""
+    conn.execute(
+        "CREATE TABLE helpful_queries (query TEXT NOT NULL, note_id TEXT NOT NULL, at TEXT NOT NULL, "
+        "PRIMARY KEY (query, note_id))"
+    )
+
+
+STATE_MIGRATIONS = [_s1_feedback, _s2_pending_commits, _s3_helpful_queries]
 
 
 @dataclass(frozen=True)
@@ -649,6 +657,18 @@ class Index:
                 "INSERT INTO state.feedback (note_id, signal, client, at) VALUES (?, ?, ?, ?)",
                 [(i, signal, client, at) for i in note_ids],
             )
+
+    def add_helpful_query(self, query: str, note_id: str, at: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR REPLACE INTO state.helpful_queries (query, note_id, at) VALUES (?, ?, ?)",
+                (query, note_id, at),
+            )
+
+    def helpful_queries(self, limit: int = 2000) -> list[tuple[str, str]]:
+        """(query, note id), the newest first."""
+        sql = "SELECT query, note_id FROM state.helpful_queries ORDER BY at DESC LIMIT ?"
+        return [(q, n) for q, n in self.conn.execute(sql, (limit,))]
 
     def mark_folded(self, note_ids: list[str], until: str) -> None:
         """Feedback up to `until` has been folded into front matter counters."""

@@ -23,6 +23,7 @@ from somna import history, notes
 from somna.embeddings import HashEmbedder
 from somna.errors import Conflict, InvalidInput, NotFound, SomnaError
 from somna.proposals import sleep_proposal
+from somna.sleep import gate
 from somna.sleep.actions import ACTIONS, AUTHOR
 from somna.sleep.passes import Action, Snapshot, Thresholds, plan, thresholds_from
 from somna.store import Store
@@ -59,6 +60,7 @@ class Report:
     cost: float = 0.0
     notes: list[str] = field(default_factory=list)
     commit: str | None = None
+    exam: dict[str, Any] = field(default_factory=dict)  # the gate's: probes, scores before and after, drops
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -77,6 +79,12 @@ class Report:
             "applied: " + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "nothing"),
             f"queued for review: {len(self.queued)}; dropped (changed meanwhile or unsafe): {len(self.dropped)}",
         ]
+        if self.exam.get("probes"):
+            e = self.exam
+            lines.append(
+                f"exam: {e['probes']} probes, score {e['score_before']:.3f} before, {e['score_after']:.3f} with "
+                f"the plan; {e['dropped']} change(s) dropped for losing an answer"
+            )
         for title, items in (("Applied", self.applied), ("Queued", self.queued), ("Dropped", self.dropped)):
             if items:
                 lines += ["", f"## {title}"]
@@ -99,12 +107,14 @@ class Cycle:
         policy: dict[str, str] | None = None,
         thresholds: Thresholds | None = None,
         extra_passes: list[ExtraPass] | None = None,
+        gate: bool = True,
     ) -> None:
         self.store = store
         self.dry_run = dry_run
         self.policy = {**DEFAULT_POLICY, **store.config.sleep_policy, **(policy or {})}
         self.th = thresholds or thresholds_from(store.config.sleep_thresholds, str(store.root / "somna.toml"))
         self.extra_passes = extra_passes or []
+        self.gate = gate  # try the plan on a staging copy first, and drop what loses an exam answer
         self.dir = store.layout.sleep_dir
         self.report = Report(started=notes.now_iso(), head=None, dry_run=dry_run)
         self.produced: dict[str, str] = {}
@@ -161,6 +171,8 @@ class Cycle:
             actions += extra(self, snap)
         # a question for the LLM judge that no judge settled goes no further: too weak for a person's queue
         actions = [a for a in actions if a.sure or not a.data.get("judge_only")]
+        if self.gate:
+            actions = self._gated(actions)
         if not self.dry_run:
             self._apply(actions)  # sets report.commit: the cycle's last commit, if it made one
         else:
@@ -171,6 +183,15 @@ class Cycle:
         self.report.seconds = time.monotonic() - t0
         self._save()
         return self.report
+
+    def _gated(self, actions: list[Action]) -> list[Action]:
+        """The plan less what the exam says loses an answer; the report says what was dropped, and why."""
+        verdict = gate.check(self.store, [a for a in actions if self._mode(a) != "propose"])
+        for action, why in verdict.dropped:
+            self._record(self.report.dropped, action, why)
+        self.report.exam = verdict.summary()
+        dropped = {id(a) for a, _ in verdict.dropped}
+        return [a for a in actions if id(a) not in dropped]
 
     def _apply(self, actions: list[Action]) -> None:
         """Apply the plan in parts of at most HOLD seconds each, one commit each: between two parts the store

@@ -1,0 +1,301 @@
+"""The exam: what memory must still answer, asked of a store, and the check that a change lost nothing.
+
+A probe is a question and the details its answer must hold: a search for `query` must find, among its
+first K active hits, one memory whose text holds every string of `expect`. Probes come from three places:
+
+    store    each active memory's distinctive details (numbers, paths, flags, identifiers), each asked for
+             by the memory's own words without the detail, so that only a memory that holds it answers
+    use      queries agents ran and then marked a hit helpful (recorded by the server in state.db)
+    person   `exams/*.yaml` in the store: a list of {query, expect}; ground truth that only a person changes
+
+`regressions` compares two runs of the same probes (before and after a change) and returns the probes
+that passed before and fail after. One failure is excused, and only for a probe derived from the store or
+from use: an intended update. When the memory a probe is about was superseded (or merged) and its
+successor answers the same query with a new value of the same kind in the same place of the sentence
+("Node 20" -> "Node 22", "port 5433" -> "port 5434"), the question is still answered, with the new value.
+A successor about another subject ("the analytics container's Postgres listens on 5432" in place of "the
+api's Postgres is on 5433") does not answer it: that is a loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from somna import notes
+from somna.errors import InvalidInput
+from somna.index import Row
+from somna.store import Store
+from somna.text import NUMBER, STOP, WORD, details
+
+K = 5  # hits a probe's answer must be among
+MAX_PER_MEMORY = 2  # probes derived from one memory: its most distinctive details
+MAX_QUERY_WORDS = 16
+EXAMS = "exams"
+SOURCES = ("store", "use", "person")
+
+
+class ExamError(InvalidInput):
+    """An exam file that somna cannot read; it names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    query: str
+    expect: tuple[str, ...]
+    source: str  # store, use or person
+    about: str = ""  # the memory it was derived from (store, use); "" for a person's probe
+
+    @property
+    def id(self) -> str:
+        key = "\x00".join([self.source, self.query, *self.expect])
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "query": self.query, "expect": list(self.expect), "source": self.source,
+                "about": self.about}  # fmt: skip
+
+
+@dataclass
+class Outcome:
+    """What a probe found: whether it passed, which hit answered it, and the ids of the hits it saw."""
+
+    probe: Probe
+    passed: bool
+    answered_by: str | None = None
+    rank: int | None = None
+    hits: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"probe": self.probe.to_json(), "passed": self.passed, "answered_by": self.answered_by,
+                "rank": self.rank, "hits": self.hits}  # fmt: skip
+
+
+@dataclass
+class Regression:
+    """A probe that passed before a change and fails after it."""
+
+    before: Outcome
+    after: Outcome
+
+    @property
+    def probe(self) -> Probe:
+        return self.before.probe
+
+    def why(self) -> str:
+        p = self.probe
+        where = f" (was answered by {self.before.answered_by})" if self.before.answered_by else ""
+        return f"probe {p.id} [{p.source}] {p.query!r} no longer finds {list(p.expect)}{where}"
+
+
+# -- probes ----------------------------------------------------------------------------------------------
+def _distinctive(text: str) -> list[str]:
+    d = details(text)
+    found = {x for x in d.numbers | d.paths | d.flags | d.code if len(x) >= 2}  # "3" answers nothing
+    return sorted(found, key=lambda x: (text.find(x), x))
+
+
+def _question(text: str, detail: str) -> str:
+    """The memory's words without the detail (nor any other detail), as a search an agent would make."""
+    without = text.replace(detail, " ")
+    for other in details(without).all():
+        if other.strip():
+            without = without.replace(other, " ")
+    words = [w for w in WORD.findall(without.lower()) if not NUMBER.fullmatch(w)]
+    return " ".join(words[:MAX_QUERY_WORDS])
+
+
+def derived(rows: Iterable[Row], *, only: set[str] | None = None) -> list[Probe]:
+    """Probes from the store's active memories (of `only`, when given): each memory's rarest details, at most
+    MAX_PER_MEMORY, a detail found in many memories being no answer to anything."""
+    active = [r for r in rows if r.kind == "memory" and r.status not in notes.INACTIVE]
+    texts = {r.id: text_of(r) for r in active}
+    found = {rid: _distinctive(text) for rid, text in texts.items()}
+    spread = Counter(d for ds in found.values() for d in set(ds))
+    probes = []
+    for rid, ds in found.items():
+        if only is not None and rid not in only:
+            continue
+        rare = sorted((d for d in ds if spread[d] <= 3), key=lambda d: (spread[d], -len(d)))[:MAX_PER_MEMORY]
+        for detail in rare:
+            query = _question(texts[rid], detail)
+            if len(query.split()) >= 2:
+                probes.append(Probe(query, (detail,), "store", rid))
+    return probes
+
+
+def written(root: Path) -> list[Probe]:
+    """A person's probes: every `exams/*.yaml` of the store, each a list of {query, expect}."""
+    probes = []
+    for path in sorted((root / EXAMS).glob("*.y*ml")):
+        rel = path.relative_to(root).as_posix()
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+            raise ExamError(f"{rel} cannot be read: {str(exc).splitlines()[0]}") from None
+        if data is None:
+            continue
+        if not isinstance(data, list):
+            raise ExamError(
+                f"{rel}: expected a list of probes ({{query: ..., expect: ...}}), got {type(data).__name__}"
+            )
+        for i, item in enumerate(data, start=1):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("query"), str)
+                or not item["query"].strip()
+            ):
+                raise ExamError(f"{rel}: probe {i} needs a `query` (a question, as text)")
+            expect = item.get("expect")
+            values = [expect] if isinstance(expect, str | int | float) else expect
+            if (
+                not isinstance(values, list)
+                or not values
+                or not all(isinstance(v, str | int | float) for v in values)
+            ):
+                raise ExamError(
+                    f"{rel}: probe {i} needs `expect`: a string (or a list of them) its answer must hold"
+                )
+            probes.append(Probe(item["query"].strip(), tuple(str(v) for v in values), "person"))
+    return probes
+
+
+def learned(store: Store) -> list[Probe]:
+    """Probes from use: a query an agent ran and then marked a hit helpful; its answer must still hold the
+    details that hit held (its most distinctive ones), or be that memory's successor."""
+    probes = []
+    for query, note_id in store.index.helpful_queries():
+        row = store.index.get(note_id)
+        if row is None:
+            continue
+        ds = _distinctive(text_of(row))[:MAX_PER_MEMORY]
+        if ds:
+            probes.append(Probe(query, tuple(ds[:1]), "use", note_id))
+    return probes
+
+
+def probes_of(store: Store, *, only: set[str] | None = None) -> list[Probe]:
+    """Every probe of the store: derived (of `only`, when given), learned from use, and written by people."""
+    unique: dict[str, Probe] = {}
+    for p in [*derived(store.index.all_rows("memory"), only=only), *learned(store), *written(store.root)]:
+        unique.setdefault(p.id, p)
+    return list(unique.values())
+
+
+# -- running ---------------------------------------------------------------------------------------------
+def holds(text: str, expect: tuple[str, ...]) -> bool:
+    low = text.lower()
+    return all(e.lower() in low for e in expect)
+
+
+def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
+    """Ask every probe of the store; a probe passes when one of its first k active hits holds its details."""
+    out = []
+    for probe in probes:
+        hits = store.search(probe.query, limit=k)["hits"]
+        ids = [h["id"] for h in hits]
+        rows = store.index.by_ids(ids)
+        answer = next(
+            (
+                (i, hid)
+                for i, hid in enumerate(ids)
+                if hid in rows and holds(text_of(rows[hid]), probe.expect)
+            ),
+            None,
+        )
+        out.append(
+            Outcome(
+                probe,
+                answer is not None,
+                answer[1] if answer else None,
+                answer[0] + 1 if answer else None,
+                ids,
+            )
+        )
+    return out
+
+
+def score(outcomes: list[Outcome]) -> float:
+    return sum(o.passed for o in outcomes) / len(outcomes) if outcomes else 1.0
+
+
+# -- judging a change -------------------------------------------------------------------------------------
+def _before(text: str, detail: str) -> set[str]:
+    """The content words just before a detail: where in the sentence the value sits ("port", "node")."""
+    at = text.lower().find(detail.lower())
+    if at < 0:
+        return set()
+    words = [w for w in WORD.findall(text[:at].lower()) if w not in STOP]
+    return set(words[-2:])
+
+
+def updated(old: str, new: str, detail: str) -> bool:
+    """Whether `new` gives another value of the same kind in the place where `old` has `detail`."""
+    slot = _before(old, detail)
+    if not slot:
+        return False
+    kind_of = _kind(detail)
+    for other in _distinctive(new):
+        if other.lower() in old.lower() or _kind(other) != kind_of:
+            continue
+        if _before(new, other) & slot:
+            return True
+    return False
+
+
+def _kind(detail: str) -> str:
+    if NUMBER.fullmatch(detail):
+        return "number"
+    return "path" if "/" in detail or re.search(r"\.\w{1,5}$", detail) else "other"
+
+
+def regressions(
+    before: list[Outcome], after: list[Outcome], store: Store, successors: dict[str, str]
+) -> list[Regression]:
+    """Probes that passed before and fail after, less the intended updates (see the module docstring).
+    `store` is the store after the change; `successors` maps a memory the change retired to the one that
+    took its place."""
+    lost = []
+    by_id = {o.probe.id: o for o in after}
+    for b in before:
+        a = by_id.get(b.probe.id)
+        if a is None or not b.passed or a.passed:
+            continue
+        if b.probe.source != "person" and _answered_by_successor(b, a, store, successors):
+            continue
+        lost.append(Regression(b, a))
+    return lost
+
+
+def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dict[str, str]) -> bool:
+    about = b.probe.about or b.answered_by or ""
+    heir = successors.get(about)
+    seen: set[str] = set()
+    while heir in successors and heir not in seen:  # a chain of updates: the last one holds
+        seen.add(heir)
+        heir = successors[heir]
+    if heir is None or heir not in a.hits:
+        return False
+    rows = store.index.by_ids([heir])
+    old_text = b.probe.about and _text_of(store, b.probe.about)
+    if heir not in rows or not old_text:
+        return False
+    new_text = text_of(rows[heir])
+    return all(holds(new_text, (d,)) or updated(old_text, new_text, d) for d in b.probe.expect)
+
+
+def _text_of(store: Store, ref: str) -> str:
+    row = store.index.get(ref)
+    return text_of(row) if row is not None else ""
+
+
+def text_of(row: Row) -> str:
+    """A memory's text as one piece: its body, after its title when the body does not open with it."""
+    return row.body if row.body.lstrip().startswith(row.title.strip()) else f"{row.title}\n{row.body}"

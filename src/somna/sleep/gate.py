@@ -1,0 +1,153 @@
+"""The gate: a cycle's plan is tried on a copy of the store that no agent sees, the exam is asked before
+and after, and the changes that lose an answer are dropped before anything lands.
+
+The copy (the staging store) is a shared clone of the store's git repository with the content folders
+copied beside it (file times kept, so the copied index sees nothing to re-read) and a copy of its index
+and state; it lives in a temporary folder and is removed afterwards. A change that made a probe fail is
+dropped, and the rest is tried again, until the exam finds no regression (see exam.py for what counts as
+one and what is an intended update).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from somna import history
+from somna.db import connect
+from somna.errors import SomnaError
+from somna.sleep import exam
+from somna.sleep.actions import ACTIONS, AUTHOR, Action
+from somna.store import Store
+
+log = logging.getLogger("somna.sleep.gate")
+
+MAX_ROUNDS = 5  # tries of a shrinking plan before the gate gives up and lets no gated change through
+GATED = ("merge", "supersede", "archive", "split", "extract", "compress")  # they change what a search finds
+NEW_MEMORIES = ("merge", "split", "extract", "compress")  # they write memories that may outrank an answer
+
+
+@dataclass
+class Verdict:
+    """What the gate decided: the plan that may land, and each dropped change with the probe it failed."""
+
+    kept: list[Action]
+    dropped: list[tuple[Action, str]] = field(default_factory=list)
+    probes: int = 0
+    before: float = 1.0  # the exam's score on the store as it is
+    after: float = 1.0  # and on the staging store with the kept plan applied
+    rounds: int = 0
+
+    def summary(self) -> dict[str, object]:
+        return {"probes": self.probes, "score_before": round(self.before, 4), "score_after": round(self.after, 4),
+                "dropped": len(self.dropped), "rounds": self.rounds}  # fmt: skip
+
+
+@contextmanager
+def staging(store: Store) -> Iterator[Store]:
+    """A private copy of the store, as it is now, for a trial; removed on exit."""
+    tmp = Path(tempfile.mkdtemp(prefix="somna-staging-"))
+    root = tmp / "store"
+    try:
+        with store.locked():  # no write half-done in the copy
+            store.flush_commits()
+            history.git(tmp, "clone", "--quiet", "--shared", "--no-checkout", str(store.root), str(root))
+            history.git(root, "reset", "--quiet")
+            for sub in ("memory", "blocks", "skills"):
+                if (store.root / sub).is_dir():
+                    shutil.copytree(store.root / sub, root / sub, symlinks=True, dirs_exist_ok=True)
+            for sub in ("proposals", "inbox"):
+                (root / sub).mkdir(exist_ok=True)
+            if (store.root / "somna.toml").is_file():
+                shutil.copy2(store.root / "somna.toml", root / "somna.toml")
+            (root / ".somna").mkdir()
+            for name in ("main", "state"):
+                target = connect(root / ".somna" / ("index.db" if name == "main" else "state.db"), vec=False)
+                try:
+                    store.index.conn.backup(target, name=name)
+                finally:
+                    target.close()
+        stage = Store(root, scope=store.scope, embedder=store.embedder)
+        try:
+            yield stage
+        finally:
+            stage.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None = None) -> Verdict:
+    """Try `actions` on a staging copy of `store` until the exam finds no regression; the store itself is
+    not changed. Only the kinds that change what a search finds are tried; the rest always pass."""
+    gated = [a for a in actions if a.kind in GATED]
+    verdict = Verdict(kept=list(actions))
+    if not gated:
+        return verdict
+    touched = {ref for a in gated for ref in a.targets}
+    if probes is None:
+        probes = exam.probes_of(store, only=touched)
+    verdict.probes = len(probes)
+    if not probes:
+        return verdict
+    before = exam.run(store, probes)
+    verdict.before = exam.score(before)
+    for verdict.rounds in range(1, MAX_ROUNDS + 1):
+        trying = [a for a in verdict.kept if a.kind in GATED]
+        with staging(store) as stage:
+            successors = _apply(stage, trying)
+            after = exam.run(stage, probes)
+            lost = exam.regressions(before, after, stage, successors)
+        verdict.after = exam.score(after)
+        if not lost:
+            return verdict
+        culprits = _culprits(lost, trying, successors)
+        for action, why in culprits:
+            verdict.kept.remove(action)
+            verdict.dropped.append((action, why))
+    # still losing answers after MAX_ROUNDS: nothing that changes what a search finds lands
+    for action in [a for a in verdict.kept if a.kind in GATED]:
+        verdict.kept.remove(action)
+        verdict.dropped.append((action, f"the exam still lost answers after {MAX_ROUNDS} tries"))
+    return verdict
+
+
+def _apply(stage: Store, actions: list[Action]) -> dict[str, str]:
+    """Apply copies of the actions to the staging store; returns what each retired memory was replaced by."""
+    successors: dict[str, str] = {}
+    with stage.batch("trial of a sleep cycle", AUTHOR):
+        for original in actions:
+            action = copy.deepcopy(original)  # applying writes ids into an action's data
+            try:
+                ACTIONS[action.kind](stage, action)
+            except SomnaError as exc:  # it will be dropped on the store too (changed since the snapshot)
+                log.info("trial: %s not applied: %s", action.kind, exc)
+                continue
+            if action.kind == "supersede":
+                successors[action.data["old"]] = action.data["new"]
+            elif action.kind == "merge" and action.data.get("merged_id"):
+                successors |= dict.fromkeys(action.targets, action.data["merged_id"])
+    return successors
+
+
+def _culprits(
+    lost: list[exam.Regression], trying: list[Action], successors: dict[str, str]
+) -> list[tuple[Action, str]]:
+    """The changes to drop for the probes they made fail: those that touched the memory a probe was about
+    or that answered it before; failing that, those that wrote new memories; failing that, all."""
+    out: list[tuple[Action, str]] = []
+    for regression in lost:
+        memories = {regression.probe.about, regression.before.answered_by} - {"", None}
+        for action in trying:
+            if set(action.targets) & memories and all(action is not a for a, _ in out):
+                out.append((action, f"the exam: {regression.why()}"))
+    if out:
+        return out
+    why = f"the exam: {lost[0].why()}"
+    writers = [(a, why) for a in trying if a.kind in NEW_MEMORIES]
+    return writers or [(a, why) for a in trying]

@@ -1,0 +1,165 @@
+"""The exam and the gate: what memory must still answer, and a cycle that drops what would lose it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import git
+
+from somna.app import open_store
+from somna.embeddings import HashEmbedder
+from somna.sleep import exam, gate
+from somna.sleep.actions import Action
+from somna.sleep.cycle import Cycle
+from somna.store import Store
+
+API = "Local Postgres for api is on 5433 (5432 is used by the analytics container)"
+ANALYTICS = "The analytics container's Postgres listens on port 5432 and is read-only for the api service"
+NODE_20 = "The frontend builds use Node 20."
+NODE_22 = "Frontend builds now use Node 22."
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(tmp_path / "s", embedder=HashEmbedder(), create=True)
+
+
+def supersede(store: Store, old: dict[str, Any], new: dict[str, Any]) -> Action:
+    versions = {ref: store.read(ref)["version"] for ref in (old["id"], new["id"])}
+    return Action(
+        "supersede", f"{new['id']} replaces {old['id']}", versions, {}, {"old": old["id"], "new": new["id"]}
+    )
+
+
+def test_probes_ask_for_each_memorys_details_without_naming_them(store: Store) -> None:
+    api = store.write(API, author="agent")
+    probes = [p for p in exam.probes_of(store) if p.about == api["id"]]
+    assert {p.expect for p in probes} == {("5433",), ("5432",)}
+    assert all("5433" not in p.query and "5432" not in p.query and "postgres" in p.query for p in probes)
+    assert exam.score(exam.run(store, probes)) == 1.0
+
+
+def test_an_update_keeps_its_question_answered_a_wrong_successor_does_not() -> None:
+    assert exam.updated(NODE_20, NODE_22, "20")
+    assert exam.updated("The API runs on port 8080.", "The API now runs on port 9090.", "8080")
+    assert not exam.updated(API, ANALYTICS, "5433")  # another subject: the analytics container's port
+    assert not exam.updated(
+        "Unit tests time out after 10 minutes.", "Integration tests use Python 3.12.", "10"
+    )
+
+
+def test_the_gate_drops_a_wrong_supersede_and_lets_a_real_update_land(store: Store) -> None:
+    api = store.write(API, author="agent")
+    analytics = store.write(ANALYTICS, author="agent", force=True)
+    node20 = store.write(NODE_20, author="agent")
+    time.sleep(1.1)  # created stamps have a resolution of one second
+    node22 = store.write(NODE_22, author="agent", force=True)
+    planted = [supersede(store, api, analytics), supersede(store, node20, node22)]
+
+    report = Cycle(store, extra_passes=[lambda cycle, snap: planted]).run()
+
+    assert store.read(api["id"])["meta"].get("status") is None  # the wrong supersede never landed
+    assert store.read(node20["id"])["meta"]["status"] == "superseded"  # the update did
+    wrong = [d for d in report.dropped if d["data"].get("old") == api["id"]]
+    assert wrong and all("the exam: probe" in d["why"] and "5433" in d["why"] for d in wrong)
+    assert not [d for d in report.dropped if d["data"].get("old") == node20["id"]]
+    assert report.exam["probes"] > 0 and "exam:" in report.markdown()
+    hits = store.search("which port does the api service's local postgres use")["hits"]
+    assert any("5433" in store.read(h["id"])["content"] for h in hits[:3])
+
+
+def test_a_persons_probe_is_ground_truth(store: Store) -> None:
+    node20 = store.write(NODE_20, author="agent")
+    time.sleep(1.1)
+    node22 = store.write(NODE_22, author="agent", force=True)
+    (store.root / "exams").mkdir()
+    (store.root / "exams" / "node.yaml").write_text(
+        '- query: which node version do frontend builds use\n  expect: "20"\n'
+    )
+    verdict = gate.check(store, [supersede(store, node20, node22)])
+    assert verdict.kept == [] and "which node version" in verdict.dropped[0][1]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("query: [unclosed", "cannot be read"),
+        ("just a string", "expected a list of probes"),
+        ("- expect: '5433'", "needs a `query`"),
+        ("- query: api port", "needs `expect`"),
+    ],
+)
+def test_a_malformed_exam_file_is_a_clear_error(store: Store, text: str, message: str) -> None:
+    (store.root / "exams").mkdir()
+    (store.root / "exams" / "bad.yaml").write_text(text)
+    with pytest.raises(exam.ExamError, match=message) as err:
+        exam.written(store.root)
+    assert "exams/bad.yaml" in str(err.value)
+
+
+def test_a_probe_whose_memory_was_deleted_by_hand_is_not_asked(store: Store) -> None:
+    mem = store.write(API, author="agent")
+    (store.root / "memory" / f"{mem['id']}.md").unlink()
+    store.sync()
+    assert [p for p in exam.probes_of(store) if p.about == mem["id"]] == []
+
+
+def test_staging_leaves_the_store_as_it_was(store: Store) -> None:
+    api = store.write(API, author="agent")
+    analytics = store.write(ANALYTICS, author="agent", force=True)
+    head = git(store.root, "rev-parse", "HEAD")
+    with gate.staging(store) as stage:
+        stage.edit(api["id"], "archive", stage.read(api["id"])["version"], author="test")
+        assert stage.read(api["id"])["meta"]["status"] == "archived"
+        staged_root = stage.root
+    assert not staged_root.exists()
+    assert (
+        git(store.root, "rev-parse", "HEAD") == head and store.read(api["id"])["meta"].get("status") is None
+    )
+    assert store.read(analytics["id"])["version"] == analytics["version"]
+
+
+KILLED_CYCLE = """
+import os, signal, sys
+from pathlib import Path
+from somna.app import open_store
+from somna.embeddings import HashEmbedder
+from somna.sleep import exam
+from somna.sleep.cycle import Cycle
+from somna.sleep.actions import Action
+store = open_store(Path(sys.argv[1]), embedder=HashEmbedder())
+old, new = sys.argv[2], sys.argv[3]
+versions = {ref: store.read(ref)["version"] for ref in (old, new)}
+planted = [Action("supersede", "planted", versions, {}, {"old": old, "new": new})]
+real_run = exam.run
+calls = []
+def run(s, probes, k=5):
+    calls.append(1)
+    if len(calls) == 2:  # the exam on the staging copy: the plan is applied there, not yet here
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_run(s, probes, k)
+exam.run = run
+Cycle(store, extra_passes=[lambda cycle, snap: planted]).run()
+"""
+
+
+def test_a_cycle_killed_between_staging_and_landing_changes_nothing(store: Store) -> None:
+    old = store.write(NODE_20, author="agent")
+    time.sleep(1.1)
+    new = store.write(NODE_22, author="agent", force=True)
+    head = git(store.root, "rev-parse", "HEAD")
+    before = {p.name: p.read_text() for p in (store.root / "memory").glob("*.md")}
+    store.close()
+    proc = subprocess.run([sys.executable, "-c", KILLED_CYCLE, str(store.root), old["id"], new["id"]], capture_output=True, text=True,
+                          timeout=120, env={**os.environ})  # fmt: skip
+    assert proc.returncode == -9, proc.stderr
+    after = open_store(store.root, embedder=HashEmbedder())
+    assert git(after.root, "rev-parse", "HEAD") == head
+    assert {p.name: p.read_text() for p in (after.root / "memory").glob("*.md")} == before
+    assert git(after.root, "status", "--porcelain") == ""
