@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git
+from conftest import git, mcp_client, somna
 
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
@@ -23,6 +23,11 @@ API = "Local Postgres for api is on 5433 (5432 is used by the analytics containe
 ANALYTICS = "The analytics container's Postgres listens on port 5432 and is read-only for the api service"
 NODE_20 = "The frontend builds use Node 20."
 NODE_22 = "Frontend builds now use Node 22."
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture
@@ -163,3 +168,20 @@ def test_a_cycle_killed_between_staging_and_landing_changes_nothing(store: Store
     assert git(after.root, "rev-parse", "HEAD") == head
     assert {p.name: p.read_text() for p in (after.root / "memory").glob("*.md")} == before
     assert git(after.root, "status", "--porcelain") == ""
+
+
+@pytest.mark.anyio
+async def test_a_query_whose_hit_an_agent_found_helpful_becomes_a_probe(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    assert somna("init", str(root)).returncode == 0
+    async with mcp_client(root) as s:
+        written = (await s.call_tool("write", {"content": API})).structured_content
+        assert written is not None
+        found = (await s.call_tool("search", {"query": "api postgres port"})).structured_content
+        assert found is not None and found["hits"][0]["id"] == written["id"]
+        done = await s.call_tool("feedback", {"ids": [written["id"]], "signal": "helpful"})
+        assert not done.is_error
+    store = open_store(root, embedder=HashEmbedder())
+    (probe,) = exam.learned(store)
+    assert probe.query == "api postgres port" and probe.about == written["id"] and probe.source == "use"
+    assert exam.run(store, [probe])[0].passed

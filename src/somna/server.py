@@ -12,9 +12,10 @@ import functools
 import logging
 import sys
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -39,6 +40,7 @@ log = logging.getLogger("somna.server")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: dict[str, LogLevel] = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "ERROR": "ERROR",
                                    "CRITICAL": "CRITICAL"}  # fmt: skip
+RECENT_SEARCHES = 50
 HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "numpy", "onnxruntime", "tokenizers")
 
 Scope = Annotated[str | None, Field(description="project or user; default: all for search, first for write")]
@@ -52,6 +54,11 @@ class App:
     memory: Memory
     embedder: Any
     warm: threading.Event
+    # this session's last searches (query, the ids it found): a hit marked helpful makes its query a probe
+    searches: deque[tuple[str, list[str]]] = field(default_factory=lambda: deque(maxlen=RECENT_SEARCHES))
+
+    def query_that_found(self, ref: str) -> str | None:
+        return next((query for query, ids in reversed(self.searches) if ref in ids), None)
 
 
 def _author(ctx: Context) -> str:
@@ -155,7 +162,7 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         include_archived: bool = False,
     ) -> dict[str, Any]:
         """Search memory by words and meaning. Returns compact hits (id, title, snippet); `read` for full text."""
-        return await call(
+        found = await call(
             app.memory.search,
             query,
             scope=scope,
@@ -164,6 +171,8 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
             tags=tags,
             include_archived=include_archived,
         )
+        app.searches.append((query, [h["id"] for h in found["hits"]]))
+        return dict(found)
 
     @server.tool(annotations=ro)
     async def read(id: Id, ctx: Context, scope: Scope = None) -> dict[str, Any]:
@@ -268,9 +277,11 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
             by_store.setdefault(store.scope, []).append(ref)
         recorded = 0
         for sc, refs in by_store.items():
-            recorded += (await call(app.memory.store(sc).feedback, refs, signal, author=_author(ctx)))[
-                "recorded"
-            ]
+            queries = {ref: q for ref in refs if (q := app.query_that_found(ref))}
+            done = await call(
+                app.memory.store(sc).feedback, refs, signal, author=_author(ctx), queries=queries
+            )
+            recorded += done["recorded"]
         return {"recorded": recorded, "signal": signal}
 
     @server.tool(

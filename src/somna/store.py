@@ -416,10 +416,17 @@ class Store:
         }
 
     # -- feedback -----------------------------------------------------------------------------
-    def feedback(self, ids: list[str], signal: str, *, author: str) -> FeedbackResult:
+    def feedback(
+        self, ids: list[str], signal: str, *, author: str, queries: dict[str, str] | None = None
+    ) -> FeedbackResult:
+        """Record that memories helped or misled; `queries`: the search that found each, which the exam then
+        asks again (a helpful hit only)."""
         if signal not in ("helpful", "harmful"):
             raise InvalidInput("signal must be 'helpful' or 'harmful'")
         for ref in ids:
             self.locate(ref)
-        self.index.add_feedback(ids, signal, author, notes.now_iso())
+        now = notes.now_iso()
+        self.index.add_feedback(ids, signal, author, now)
+        for ref, query in (queries or {}).items() if signal == "helpful" else ():
+            self.index.add_helpful_query(query, ref, now)
         return {"recorded": len(ids), "signal": signal}

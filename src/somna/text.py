@@ -313,3 +313,65 @@ def merge_texts(texts: list[str]) -> str:
                 out += (" " if out.endswith((".", "!", "?")) else "\n") + sentence
                 have_words |= words(sentence)
     return out.strip() + "\n"
+
+
+def distinctive(text: str) -> list[str]:
+    d = details(text)
+    found = {x for x in d.numbers | d.paths | d.flags | d.code if len(x) >= 2}  # "3" answers nothing
+    return sorted(found, key=lambda x: (text.find(x), x))
+
+
+def _before(text: str, detail: str) -> set[str]:
+    """The content words just before a detail: where in the sentence the value sits ("port", "node")."""
+    at = text.lower().find(detail.lower())
+    if at < 0:
+        return set()
+    words = [w for w in WORD.findall(text[:at].lower()) if w not in STOP]
+    return set(words[-2:])
+
+
+def updated(old: str, new: str, detail: str) -> bool:
+    """Whether `new` gives another value of the same kind in the place where `old` has `detail`."""
+    slot = _before(old, detail)
+    if not slot:
+        return False
+    kind_of = _kind(detail)
+    for other in distinctive(new):
+        if other.lower() in old.lower() or _kind(other) != kind_of:
+            continue
+        if _before(new, other) & slot:
+            return True
+    return False
+
+
+def _kind(detail: str) -> str:
+    if NUMBER.fullmatch(detail):
+        return "number"
+    return "path" if "/" in detail or re.search(r"\.\w{1,5}$", detail) else "other"
+
+
+def _shape(detail: str) -> str:
+    """A detail with its digits blurred: "24 h" and "12 h", "3.11.9" and "3.12.4" have one shape."""
+    return re.sub(r"\d+", "9", detail.lower())
+
+
+def replaced(old: str, new: str, detail: str) -> bool:
+    """Whether `new`, an update of `old` (a pair already judged to be about one thing), gives another value
+    for `detail`: in the same place of the sentence, or of the same shape ("24 h" -> "12 h")."""
+    if updated(old, new, detail):
+        return True
+    shape = _shape(detail)
+    return any(_shape(d) == shape and d.lower() not in old.lower() for d in distinctive(new))
+
+
+def carried(old: str, new: str) -> list[str]:
+    """The clauses of `old` holding details that `new` lacks and does not update: what a supersede must carry
+    into the newer memory so that nothing is hidden ("Frontend builds now use Node 22." keeps "run `nvm use`
+    first" of "The frontend builds use Node 20; run `nvm use` first.", not "Node 20")."""
+    out = []
+    for sentence in sentences(old):
+        for clause in (c.strip(" ;") for c in sentence.split(";")):
+            lost = [d for d in distinctive(clause) if d.lower() not in new.lower()]
+            if lost and not any(replaced(old, new, d) for d in lost) and clause not in out:
+                out.append(clause)
+    return out

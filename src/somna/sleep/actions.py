@@ -23,6 +23,7 @@ from somna import notes, skill_store
 from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.proposals import Proposal
 from somna.store import Store
+from somna.text import carried
 
 AUTHOR = "somna-sleep"
 
@@ -98,7 +99,13 @@ def apply_merge(store: Store, action: Action) -> None:
 
 
 def apply_supersede(store: Store, action: Action) -> dict[str, str]:
+    """The older memory marked superseded by the newer; what the older says that the newer neither says nor
+    updates is carried into the newer first, so that the update hides nothing."""
     new, old = action.data["new"], action.data["old"]
+    older, newer = store.read(old), store.read(new)
+    if older["version"] != _version(action, old) or newer["version"] != _version(action, new):
+        raise Conflict(f"{old} or {new} changed", current_version="", current_text="")
+    keep = carried(f"{older['title']}\n{older['content']}", f"{newer['title']}\n{newer['content']}")
     done = store.edit(
         old,
         "meta",
@@ -108,11 +115,16 @@ def apply_supersede(store: Store, action: Action) -> dict[str, str]:
         reason=f"superseded by {new}",
         meta={"status": "superseded", "superseded_by": new, "valid_until": action.data.get("since")},
     )
-    current = store.read(new)
-    sup = sorted(set(current["meta"].get("supersedes") or []) | {old})
-    after = store.edit(
-        new, "meta", _version(action, new), author=AUTHOR, policy="apply", meta={"supersedes": sup}
-    )
+    sup = sorted(set(newer["meta"].get("supersedes") or []) | {old})
+    if keep:
+        after = store.edit(new, "append", newer["version"], author=AUTHOR, policy="apply",
+                           text=f"\nKept from {old}: " + "; ".join(keep) + ("" if keep[-1].endswith(".") else "."),
+                           reason=f"supersedes {old}; carries what it said that this does not",
+                           meta={"supersedes": sup})  # fmt: skip
+    else:
+        after = store.edit(
+            new, "meta", newer["version"], author=AUTHOR, policy="apply", meta={"supersedes": sup}
+        )
     return {old: done["version"], new: after["version"]}
 
 

@@ -20,7 +20,6 @@ api's Postgres is on 5433") does not answer it: that is a loss.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from somna import notes
 from somna.errors import InvalidInput
 from somna.index import Row
 from somna.store import Store
-from somna.text import NUMBER, STOP, WORD, details
+from somna.text import NUMBER, WORD, details, distinctive, updated
 
 K = 5  # hits a probe's answer must be among
 MAX_PER_MEMORY = 2  # probes derived from one memory: its most distinctive details
@@ -96,12 +95,6 @@ class Regression:
 
 
 # -- probes ----------------------------------------------------------------------------------------------
-def _distinctive(text: str) -> list[str]:
-    d = details(text)
-    found = {x for x in d.numbers | d.paths | d.flags | d.code if len(x) >= 2}  # "3" answers nothing
-    return sorted(found, key=lambda x: (text.find(x), x))
-
-
 def _question(text: str, detail: str) -> str:
     """The memory's words without the detail (nor any other detail), as a search an agent would make."""
     without = text.replace(detail, " ")
@@ -117,7 +110,7 @@ def derived(rows: Iterable[Row], *, only: set[str] | None = None) -> list[Probe]
     MAX_PER_MEMORY, a detail found in many memories being no answer to anything."""
     active = [r for r in rows if r.kind == "memory" and r.status not in notes.INACTIVE]
     texts = {r.id: text_of(r) for r in active}
-    found = {rid: _distinctive(text) for rid, text in texts.items()}
+    found = {rid: distinctive(text) for rid, text in texts.items()}
     spread = Counter(d for ds in found.values() for d in set(ds))
     probes = []
     for rid, ds in found.items():
@@ -175,7 +168,7 @@ def learned(store: Store) -> list[Probe]:
         row = store.index.get(note_id)
         if row is None:
             continue
-        ds = _distinctive(text_of(row))[:MAX_PER_MEMORY]
+        ds = distinctive(text_of(row))[:MAX_PER_MEMORY]
         if ds:
             probes.append(Probe(query, tuple(ds[:1]), "use", note_id))
     return probes
@@ -227,35 +220,6 @@ def score(outcomes: list[Outcome]) -> float:
 
 
 # -- judging a change -------------------------------------------------------------------------------------
-def _before(text: str, detail: str) -> set[str]:
-    """The content words just before a detail: where in the sentence the value sits ("port", "node")."""
-    at = text.lower().find(detail.lower())
-    if at < 0:
-        return set()
-    words = [w for w in WORD.findall(text[:at].lower()) if w not in STOP]
-    return set(words[-2:])
-
-
-def updated(old: str, new: str, detail: str) -> bool:
-    """Whether `new` gives another value of the same kind in the place where `old` has `detail`."""
-    slot = _before(old, detail)
-    if not slot:
-        return False
-    kind_of = _kind(detail)
-    for other in _distinctive(new):
-        if other.lower() in old.lower() or _kind(other) != kind_of:
-            continue
-        if _before(new, other) & slot:
-            return True
-    return False
-
-
-def _kind(detail: str) -> str:
-    if NUMBER.fullmatch(detail):
-        return "number"
-    return "path" if "/" in detail or re.search(r"\.\w{1,5}$", detail) else "other"
-
-
 def regressions(
     before: list[Outcome], after: list[Outcome], store: Store, successors: dict[str, str]
 ) -> list[Regression]:
