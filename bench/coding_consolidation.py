@@ -557,8 +557,9 @@ def markdown(r: dict[str, Any], text: dict[str, str]) -> str:
         f"### Coding-agent memories: one sleep cycle ({r['embedder']}, seed {r['seed']})",
         "",
         f"{c['memories']} hand-written memories in {c['sessions']} sessions (written in time order), "
-        f"{c['duplicate_groups']} duplicate groups, {c['updates']} updates ({c['updates_with_carried_detail']} "
-        f"where the older text has a detail the newer lacks), {c['lookalikes']} look-alike pairs, "
+        f"{c['duplicate_groups']} duplicate groups, {c['updates']} updates "
+        f"({c['updates_with_carried_detail']} where the older text has a detail the newer lacks), "
+        f"{c['lookalikes']} look-alike pairs, "
         f"{c['probes']} probes. Cycle: applied {r['cycle']['applied'] or 'nothing'}, "
         f"queued {r['cycle']['queued']}, dropped {r['cycle']['dropped']}, {r['cycle']['seconds']} s.",
         "",
@@ -583,8 +584,9 @@ def markdown(r: dict[str, Any], text: dict[str, str]) -> str:
         f"| supersede pairs (older, newer) | {s['found']} | {s['expected']} | {s['correct']} | "
         f"{_pct(s['precision'])} | {_pct(s['recall'])} |",
         "",
-        f"- duplicate groups: {m['groups_merged']}/{m['groups']} merged, {m['groups_only_queued']} only queued; "
-        f"merges that lost a labelled detail: {len(m['merges_losing_a_labelled_detail'])}",
+        f"- duplicate groups: {m['groups_merged']}/{m['groups']} merged, "
+        f"{m['groups_only_queued']} only queued; merges that lost a labelled detail: "
+        f"{len(m['merges_losing_a_labelled_detail'])}",
         f"- updates: {s['applied']} applied, {s['queued']} queued, {s['missed']} missed "
         f"({s.get('missed_put_to_judge', 0)} of them would be put to an LLM judge), {s['other']} other "
         "(merged or reversed)",
@@ -595,13 +597,15 @@ def markdown(r: dict[str, Any], text: dict[str, str]) -> str:
         f"{k['queued_for_review']} queued for review",
         f"- probes (top {TOP}, the detail in an active memory): before {pb['passed']}/{pb['probes']} "
         f"({pb['share']:.1%}), after {pa['passed']}/{pa['probes']} ({pa['share']:.1%}); "
-        f"lost by the cycle {len(r['probes_lost_by_the_cycle'])}, gained {len(r['probes_gained_by_the_cycle'])}",
+        f"lost by the cycle {len(r['probes_lost_by_the_cycle'])}, "
+        f"gained {len(r['probes_gained_by_the_cycle'])}",
         f"- by kind before: {pb['by_kind']}",
         f"- by kind after: {pa['by_kind']}",
-        f"- passing probes answered by the intended memory (or what it was merged into, or its successor for a "
-        f"carried detail): before {pb['answered_by_intended']}, after {pa['answered_by_intended']}",
+        f"- passing probes answered by the intended memory (or what it was merged into, or its successor "
+        f"for a carried detail): before {pb['answered_by_intended']}, after {pa['answered_by_intended']}",
         f"- pairs a cycle would put to the LLM judge (no model configured: they go nowhere): "
-        f"{r['asked_of_judge']['pairs']}, of which labelled updates {r['asked_of_judge']['labelled_updates']}",
+        f"{r['asked_of_judge']['pairs']}, of which labelled updates "
+        f"{r['asked_of_judge']['labelled_updates']}",
         f"- update probes where the outdated memory ranks above the current value: before "
         f"{pb['stale_value_above_current']}, after {pa['stale_value_above_current']}",
         f"- memory states after the cycle: {r['states']}",
@@ -629,7 +633,8 @@ def markdown(r: dict[str, Any], text: dict[str, str]) -> str:
     ]
     for u in s["per_update"]:
         lines.append(
-            f"| {u['old']} → {u['new']} | {_short(u['subject'], 50)} | {u['outcome']} | {_short(u['why'], 160)} |"
+            f"| {u['old']} → {u['new']} | {_short(u['subject'], 50)} | {u['outcome']} "
+            f"| {_short(u['why'], 160)} |"
         )
     wrong_q = [x for x in q["items_list"] if x["verdict"] not in ("right", "other")]
     if wrong_q:
@@ -655,16 +660,19 @@ def markdown(r: dict[str, Any], text: dict[str, str]) -> str:
             ]
             for f in fails:
                 lines.append(
-                    f"| {_short(f['query'], 80)} | `{f['expect']}` | {f['current_for']} | {', '.join(f['hits'])} |"
+                    f"| {_short(f['query'], 80)} | `{f['expect']}` | {f['current_for']} "
+                    f"| {', '.join(f['hits'])} |"
                 )
     lines += [
         "",
-        f"- timing: open {r['timing_s']['open']} s, write {r['timing_s']['write']} s (one second per session), "
+        f"- timing: open {r['timing_s']['open']} s, write {r['timing_s']['write']} s "
+        "(one second per session), "
         f"total {r['timing_s']['total']} s; machine: {r['machine']}",
     ]
     if r["corpus"]["changed_on_write"]:
         lines.append(
-            f"- memories whose text the store changed on write (e.g. redaction): {r['corpus']['changed_on_write']}"
+            "- memories whose text the store changed on write (e.g. redaction): "
+            f"{r['corpus']['changed_on_write']}"
         )
     return "\n".join(lines) + "\n"
 
