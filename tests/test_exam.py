@@ -59,21 +59,28 @@ def test_an_update_keeps_its_question_answered_a_wrong_successor_does_not() -> N
     )
 
 
-def test_the_gate_drops_a_wrong_supersede_and_lets_a_real_update_land(store: Store) -> None:
+def test_the_gate_drops_what_loses_an_answer_and_lets_a_real_update_land(store: Store) -> None:
     api = store.write(API, author="agent")
     analytics = store.write(ANALYTICS, author="agent", force=True)
-    node20 = store.write(NODE_20, author="agent")
+    redis = store.write("Redis for the api runs on localhost:6379, db 0.", author="agent")
+    node20 = store.write(NODE_20 + " Run `nvm use` first.", author="agent")
     time.sleep(1.1)  # created stamps have a resolution of one second
     node22 = store.write(NODE_22, author="agent", force=True)
-    planted = [supersede(store, api, analytics), supersede(store, node20, node22)]
+    versions = {redis["id"]: redis["version"]}
+    stale = Action("archive", "planted: archive the only memory that knows the Redis port", versions)
+    planted = [supersede(store, api, analytics), supersede(store, node20, node22), stale]
 
-    report = Cycle(store, extra_passes=[lambda cycle, snap: planted]).run()
+    report = Cycle(store, extra_passes=[lambda cycle, snap: planted], policy={"archive": "apply"}).run()
 
     assert store.read(api["id"])["meta"].get("status") is None  # the wrong supersede never landed
-    assert store.read(node20["id"])["meta"]["status"] == "superseded"  # the update did
-    wrong = [d for d in report.dropped if d["data"].get("old") == api["id"]]
-    assert wrong and all("the exam: probe" in d["why"] and "5433" in d["why"] for d in wrong)
-    assert not [d for d in report.dropped if d["data"].get("old") == node20["id"]]
+    (wrong,) = [d for d in report.dropped if d["data"].get("old") == api["id"]]
+    assert "does not update what" in wrong["why"]
+    assert store.read(redis["id"])["meta"].get("status") is None  # the archive lost an answer: dropped
+    (lost,) = [d for d in report.dropped if d["kind"] == "archive"]
+    assert "the exam: probe" in lost["why"] and "6379" in lost["why"]
+    assert store.read(node20["id"])["meta"]["status"] == "superseded"  # the update landed...
+    kept = store.read(node22["id"])["content"]
+    assert "22" in kept and "nvm use" in kept and "Node 20" not in kept  # ...carrying what it did not say
     assert report.exam["probes"] > 0 and "exam:" in report.markdown()
     hits = store.search("which port does the api service's local postgres use")["hits"]
     assert any("5433" in store.read(h["id"])["content"] for h in hits[:3])

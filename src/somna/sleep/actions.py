@@ -105,7 +105,12 @@ def apply_supersede(store: Store, action: Action) -> dict[str, str]:
     older, newer = store.read(old), store.read(new)
     if older["version"] != _version(action, old) or newer["version"] != _version(action, new):
         raise Conflict(f"{old} or {new} changed", current_version="", current_text="")
-    keep = carried(f"{older['title']}\n{older['content']}", f"{newer['title']}\n{newer['content']}")
+    old_text = f"{older['title']}\n{older['content']}"
+    keep = carried(old_text, f"{newer['title']}\n{newer['content']}")
+    if keep and old_text.lstrip().startswith(keep[0]):
+        # what the older says first, its claim, holds details the newer neither says nor gives new values
+        # for: the newer is about something else (the analytics Postgres's port is no update of the api's)
+        raise InvalidInput(f"{new} does not update what {old} says: {keep[0][:120]!r}")
     done = store.edit(
         old,
         "meta",

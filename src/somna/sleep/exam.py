@@ -191,27 +191,17 @@ def holds(text: str, expect: tuple[str, ...]) -> bool:
 def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
     """Ask every probe of the store; a probe passes when one of its first k active hits holds its details."""
     out = []
+    texts: dict[str, str] = {}  # a memory's text, read once for all probes (bodies are not in a hit)
     for probe in probes:
-        hits = store.search(probe.query, limit=k)["hits"]
-        ids = [h["id"] for h in hits]
-        rows = store.index.by_ids(ids)
-        answer = next(
-            (
-                (i, hid)
-                for i, hid in enumerate(ids)
-                if hid in rows and holds(text_of(rows[hid]), probe.expect)
-            ),
-            None,
-        )
-        out.append(
-            Outcome(
-                probe,
-                answer is not None,
-                answer[1] if answer else None,
-                answer[0] + 1 if answer else None,
-                ids,
-            )
-        )
+        ids = [h["id"] for h in store.search(probe.query, limit=k)["hits"]]
+        outcome = Outcome(probe, False, hits=ids)
+        for rank, hid in enumerate(ids, start=1):
+            if hid not in texts:
+                texts[hid] = _text_of(store, hid)
+            if holds(texts[hid], probe.expect):
+                outcome.passed, outcome.answered_by, outcome.rank = True, hid, rank
+                break
+        out.append(outcome)
     return out
 
 
@@ -247,11 +237,9 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
         heir = successors[heir]
     if heir is None or heir not in a.hits:
         return False
-    rows = store.index.by_ids([heir])
-    old_text = b.probe.about and _text_of(store, b.probe.about)
-    if heir not in rows or not old_text:
+    old_text, new_text = _text_of(store, b.probe.about), _text_of(store, heir)
+    if not old_text or not new_text:
         return False
-    new_text = text_of(rows[heir])
     return all(holds(new_text, (d,)) or updated(old_text, new_text, d) for d in b.probe.expect)
 
 
