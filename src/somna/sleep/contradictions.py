@@ -126,10 +126,10 @@ def find_contradictions(context: Planning) -> Findings:
 def candidates(context: Planning) -> Candidates:
     """Each changed memory's neighbours at the contradiction floor or above, but not the ones merged with it,
     that may contradict it (`details.disagreement`), with their upper bound."""
-    rows, th = context.rows, context.th
-    known_people = People.of([context.snap.text(x) for x in range(len(rows))])
+    rows, thresholds = context.rows, context.thresholds
+    known_people = People.of([context.snapshot.text(x) for x in range(len(rows))])
     found = Candidates()
-    for i, j, sim in context.pairs(th.contradiction):
+    for i, j, similarity in context.pairs(thresholds.contradiction):
         if (i, j) in context.duplicates:
             continue
         # inactive rows stay candidates: a memory whose best match it already superseded is settled
@@ -139,9 +139,9 @@ def candidates(context: Planning) -> Candidates:
         how = disagreement(new, old, known_people.acquainted(new, old), known_people.subjects, edit=False)
         if how is None:
             continue
-        candidate = Candidate(sim, how)
+        candidate = Candidate(similarity, how)
         if later is None:
-            if candidate.bound < th.maybe:
+            if candidate.bound < thresholds.maybe:
                 continue  # a pair that cannot reach `maybe` is never queued, nor anyone's best match
             # each way round, from i's list and from j's: the better one counts
             found.unclear.setdefault(frozenset((i, j)), []).append(Way(n, o, candidate))
@@ -179,13 +179,13 @@ def pick_by_newer(context: Planning, by_newer: dict[int, dict[int, Candidate]]) 
     judge if weaker still. Each candidate's score has an upper bound; the exact one is computed, best bound
     first, only while a candidate could still be the best match or come within `margin` of it: the same pick
     and the same verdict as scoring them all (checked action for action on letta and the 10k store)."""
-    rows, active, th = context.rows, context.active, context.th
+    rows, active, thresholds = context.rows, context.active, context.thresholds
     findings = Findings()
     for n, found in by_newer.items():
         if not active[n]:
             continue
         bound = {o: candidate.bound for o, candidate in found.items()}
-        if not any(active[o] and b >= min(th.ask, th.maybe) for o, b in bound.items()):
+        if not any(active[o] and b >= min(thresholds.ask, thresholds.maybe) for o, b in bound.items()):
             continue
         exact: dict[int, float] = {}
         score = functools.partial(exact_score, context, found, n)
@@ -199,15 +199,15 @@ def pick_by_newer(context: Planning, by_newer: dict[int, dict[int, Candidate]]) 
             live = [o for o in live if newer(rows[o], settled) is rows[o]]
         if not live:
             continue
-        best = ranked(live, bound, score, exact, th.margin)
+        best = ranked(live, bound, score, exact, thresholds.margin)
         o, top = best[0], exact[best[0]]
         # only memories still in use can be confused; one not scored exactly is further than `margin` below
         margin = top - (exact[best[1]] if len(best) > 1 else 0.0)
         picked = Contradiction(n, o, top, found[o].similarity, found[o].found.why)
-        if top >= th.maybe:
-            sure = top >= th.sure and margin >= th.margin
+        if top >= thresholds.maybe:
+            sure = top >= thresholds.sure and margin >= thresholds.margin
             findings.contradictions[frozenset((n, o))] = picked._replace(sure=sure)
-        elif top >= th.ask:
+        elif top >= thresholds.ask:
             findings.questions[frozenset((n, o))] = picked
     return findings
 
@@ -215,7 +215,7 @@ def pick_by_newer(context: Planning, by_newer: dict[int, dict[int, Candidate]]) 
 def pick_unclear(context: Planning, unclear: dict[frozenset[int], list[Way]], findings: Findings) -> None:
     """Written at the same moment: which one holds is for a person (or the LLM judge) to say; only a pair that
     is each other's best match is worth their time. Scored exactly, best bound first, as above."""
-    active, th = context.active, context.th
+    active, thresholds = context.active, context.thresholds
     scored: dict[frozenset[int], PairScore] = {}
 
     def pair_score(key: frozenset[int]) -> PairScore:
@@ -250,7 +250,7 @@ def pick_unclear(context: Planning, unclear: dict[frozenset[int], list[Way]], fi
         if (
             active[a]
             and active[b]
-            and pair.score >= th.maybe
+            and pair.score >= thresholds.maybe
             and key not in findings.contradictions
             and best[a] == key
             and best[b] == key

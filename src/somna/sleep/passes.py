@@ -58,13 +58,13 @@ def find_duplicates(context: Planning) -> None:
     """Near-identical memories that do not disagree in any way: grouped (`context.groups`) for one merge, and
     kept out of the link and contradiction passes (`context.duplicates`)."""
     active = context.active
-    for i, j, sim in context.pairs(context.th.duplicate):
+    for i, j, similarity in context.pairs(context.thresholds.duplicate):
         if (
             active[j]
-            and conflict(context.snap.text(i), context.snap.text(j)) is None
+            and conflict(context.snapshot.text(i), context.snapshot.text(j)) is None
             and context.claim(i).same_as(context.claim(j))
         ):
-            context.similarities[(min(i, j), max(i, j))] = sim
+            context.similarities[(min(i, j), max(i, j))] = similarity
             context.duplicates.add((i, j))
             context.groups.union(i, j)
 
@@ -74,9 +74,9 @@ def link_candidates(context: Planning) -> dict[int, list[tuple[int, float]]]:
     ones merged with it."""
     rows, active = context.rows, context.active
     links: dict[int, list[tuple[int, float]]] = {}
-    for i, j, sim in context.pairs(context.th.link):
+    for i, j, similarity in context.pairs(context.thresholds.link):
         if (i, j) not in context.duplicates and active[j] and str(rows[j].id) not in _related(rows[i]):
-            links.setdefault(i, []).append((j, sim))
+            links.setdefault(i, []).append((j, similarity))
     return links
 
 
@@ -147,7 +147,9 @@ def link_actions(
             continue
         candidates = [(j, s) for j, s in found if frozenset((i, j)) not in paired]
         chosen = [
-            j for j, _ in sorted(candidates, key=lambda x: -x[1])[: context.th.max_links] if j not in in_merge
+            j
+            for j, _ in sorted(candidates, key=lambda x: -x[1])[: context.thresholds.max_links]
+            if j not in in_merge
         ]
         if chosen:
             related = sorted(_related(rows[i]) | {rows[j].id for j in chosen})

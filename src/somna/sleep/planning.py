@@ -130,8 +130,8 @@ class Planning:
     """What the passes of one plan() share: the snapshot, which rows are in use, each changed memory's nearest
     neighbours, the groups of near-duplicates (and their similarities) and the claims parsed so far."""
 
-    snap: Snapshot
-    th: Thresholds
+    snapshot: Snapshot
+    thresholds: Thresholds
     active: list[bool]
     neighbours: dict[int, list[tuple[int, float]]]  # the changed memories in use, in position order
     groups: DisjointSets
@@ -140,24 +140,28 @@ class Planning:
     claims: dict[int, Claim] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, snap: Snapshot, th: Thresholds) -> Planning:
-        active = [r.status not in INACTIVE for r in snap.rows]
-        changed = [i for i in sorted(snap.new) if active[i]]
-        return cls(
-            snap, th, active, neighbour_lists(snap, changed, th.neighbours), DisjointSets(len(snap.rows))
-        )
+    def of(cls, snapshot: Snapshot, thresholds: Thresholds) -> Planning:
+        active = [r.status not in INACTIVE for r in snapshot.rows]
+        changed = [i for i in sorted(snapshot.new) if active[i]]
+        neighbours = neighbour_lists(snapshot, changed, thresholds.neighbours)
+        return cls(snapshot, thresholds, active, neighbours, DisjointSets(len(snapshot.rows)))
 
     @property
     def rows(self) -> list[Row]:
-        return self.snap.rows
+        return self.snapshot.rows
 
     def claim(self, x: int) -> Claim:
         """The claim of the memory at position x, parsed once per plan."""
         if x not in self.claims:
-            self.claims[x] = Claim.of(self.snap.text(x))
+            self.claims[x] = Claim.of(self.snapshot.text(x))
         return self.claims[x]
 
     def pairs(self, floor: float) -> list[tuple[int, int, float]]:
         """(changed memory, neighbour, cosine) for every neighbour at `floor` or above, in the order the
         changed memories and their neighbours come (best first): the order every pass adds what it finds."""
-        return [(i, j, sim) for i, near in self.neighbours.items() for j, sim in near if sim >= floor]
+        return [
+            (i, j, similarity)
+            for i, near in self.neighbours.items()
+            for j, similarity in near
+            if similarity >= floor
+        ]
