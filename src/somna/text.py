@@ -13,6 +13,7 @@ import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:\s?(?:ms|s|m|h|d|kb|mb|gb|%|x))?(?![\w])", re.I)
 # a path ends on a word character: the full stop closing a sentence is not part of it
@@ -182,6 +183,16 @@ class Claim:
         return self.contrast == other.contrast and (self.names != other.names or self.order == other.order)
 
 
+class Disagreement(NamedTuple):
+    """How a newer claim may contradict an older one."""
+
+    overlap: float  # the share of their words the two have in common
+    cover: float  # the share of the older's words the newer repeats
+    edit: float  # how much of the word sequence the two share, or an upper bound of it (`edit_bound`)
+    why: str
+    bonus: float  # what a correction adds to the contradiction score
+
+
 def disagreement(
     new: Claim,
     old: Claim,
@@ -189,14 +200,12 @@ def disagreement(
     subjects: set[str] | None = None,
     *,
     edit: bool = True,
-) -> tuple[float, float, float, str, float] | None:
-    """Whether `new` may contradict `old` on the same subject: (word overlap, share of the older's words that
-    the newer repeats, how much of the word sequence the two share, why, what a correction adds to the
-    score), or None when they are about different subjects or the newer only adds to the older. Two
-    memories that name people are about the same subject only if they share a name (one of `subjects`, when
-    given: names that some memory is about, not a city both mention), or if the people are `acquainted`
-    (named together elsewhere) and the rest of the two claims is the same: "Ann leads the payments team"
-    against "Bob leads the payments team"."""
+) -> Disagreement | None:
+    """Whether `new` may contradict `old` on the same subject (how: a `Disagreement`), or None when they are
+    about different subjects or the newer only adds to the older. Two memories that name people are about the
+    same subject only if they share a name (one of `subjects`, when given: names that some memory is about,
+    not a city both mention), or if the people are `acquainted` (named together elsewhere) and the rest of the
+    two claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
     common = new.names & old.names
     if subjects is not None:
         common &= subjects
@@ -235,9 +244,9 @@ def disagreement(
         why = f"different claims: {sorted(only_new)[:4]} vs {sorted(only_old)[:4]}"
     else:
         return None  # one says no more than the other: a duplicate or a refinement, not a contradiction
-    # edit=False: the caller gets an upper bound of the edit ratio, cheap, and asks `edit_ratio` only if needed
+    # edit=False: a cheap upper bound of the edit ratio; the caller asks `edit_ratio` only where it matters
     ratio = edit_ratio(new, old) if edit else edit_bound(new, old)
-    return overlap, cover, ratio, why, bonus
+    return Disagreement(overlap, cover, ratio, why, bonus)
 
 
 def edit_ratio(new: Claim, old: Claim) -> float:

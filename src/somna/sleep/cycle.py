@@ -24,8 +24,9 @@ from somna.embeddings import HashEmbedder
 from somna.errors import Conflict, InvalidInput, NotFound, SomnaError
 from somna.proposals import sleep_proposal
 from somna.sleep import gate
-from somna.sleep.actions import ACTIONS, AUTHOR
-from somna.sleep.passes import Action, Snapshot, Thresholds, plan, thresholds_from
+from somna.sleep.actions import ACTIONS, AUTHOR, Action
+from somna.sleep.passes import plan
+from somna.sleep.planning import Snapshot, Thresholds, thresholds_from
 from somna.store import Store
 
 log = logging.getLogger("somna.sleep")

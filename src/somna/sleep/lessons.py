@@ -10,7 +10,7 @@ import numpy as np
 
 from somna.embeddings import HashEmbedder
 from somna.errors import InvalidInput, NotFound
-from somna.sleep.passes import Action
+from somna.sleep.actions import Action
 from somna.sleep.prompts import Lesson
 from somna.text import DUPLICATE_WORDS, details, missing, sentences, word_overlap
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from somna import notes
+from somna.sleep.actions import Action
 from somna.sleep.lessons import Dedupe, lesson_actions
 from somna.sleep.llm_client import (
     BadAnswer,
@@ -39,7 +40,7 @@ from somna.sleep.llm_client import (
     parse,
 )
 from somna.sleep.llm_state import PassState
-from somna.sleep.passes import Action, Snapshot
+from somna.sleep.planning import Snapshot
 from somna.sleep.prompts import (
     COMPRESS,
     EXTRACT,

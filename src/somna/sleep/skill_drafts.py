@@ -11,7 +11,7 @@ import yaml
 
 from somna.notes import INACTIVE
 from somna.sleep.actions import AUTHOR
-from somna.sleep.passes import DisjointSets, Snapshot
+from somna.sleep.planning import DisjointSets, Snapshot
 from somna.sleep.prompts import SkillDraft
 from somna.text import details
 
