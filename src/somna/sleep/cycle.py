@@ -186,8 +186,9 @@ class Cycle:
         return self.report
 
     def _gated(self, actions: list[Action]) -> list[Action]:
-        """The plan less what the exam says loses an answer; the report says what was dropped, and why."""
-        verdict = gate.check(self.store, [a for a in actions if self._mode(a) != "propose"])
+        """The plan less what the exam says loses an answer; the report says what was dropped, and why. What
+        the policy queues for a person is tried too: a change that loses an answer is not worth a review."""
+        verdict = gate.check(self.store, actions)
         for action, why in verdict.dropped:
             self._record(self.report.dropped, action, why)
         self.report.exam = verdict.summary()

@@ -20,6 +20,7 @@ api's Postgres is on 5433") does not answer it: that is a loss.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,11 +33,12 @@ from somna import notes
 from somna.errors import InvalidInput
 from somna.index import Row
 from somna.store import Store
-from somna.text import NUMBER, WORD, details, distinctive, updated
+from somna.text import NUMBER, STOP, WORD, details, distinctive, updated
 
 K = 5  # hits a probe's answer must be among
 MAX_PER_MEMORY = 2  # probes derived from one memory: its most distinctive details
 MAX_QUERY_WORDS = 16
+MIN_WORD = 6  # letters of a word that may stand for a memory's detail when it has no other
 EXAMS = "exams"
 SOURCES = ("store", "use", "person")
 
@@ -97,7 +99,7 @@ class Regression:
 # -- probes ----------------------------------------------------------------------------------------------
 def _question(text: str, detail: str) -> str:
     """The memory's words without the detail (nor any other detail), as a search an agent would make."""
-    without = text.replace(detail, " ")
+    without = re.sub(re.escape(detail), " ", text, flags=re.IGNORECASE)
     for other in details(without).all():
         if other.strip():
             without = without.replace(other, " ")
@@ -107,21 +109,35 @@ def _question(text: str, detail: str) -> str:
 
 def derived(rows: Iterable[Row], *, only: set[str] | None = None) -> list[Probe]:
     """Probes from the store's active memories (of `only`, when given): each memory's rarest details, at most
-    MAX_PER_MEMORY, a detail found in many memories being no answer to anything."""
+    MAX_PER_MEMORY, a detail found in many memories being no answer to anything. A memory with no number,
+    path, flag or identifier is asked for its rarest word instead ("before investigating a prod alert")."""
     active = [r for r in rows if r.kind == "memory" and r.status not in notes.INACTIVE]
     texts = {r.id: text_of(r) for r in active}
     found = {rid: distinctive(text) for rid, text in texts.items()}
     spread = Counter(d for ds in found.values() for d in set(ds))
+    vocabulary = {rid: _content_words(text) for rid, text in texts.items()}
+    word_spread = Counter(w for ws in vocabulary.values() for w in ws)
     probes = []
     for rid, ds in found.items():
         if only is not None and rid not in only:
             continue
         rare = sorted((d for d in ds if spread[d] <= 3), key=lambda d: (spread[d], -len(d)))[:MAX_PER_MEMORY]
+        if not rare:
+            words = sorted(
+                (w for w in vocabulary[rid] if word_spread[w] <= 2),
+                key=lambda w: (word_spread[w], -len(w), w),
+            )
+            rare = words[:1]
         for detail in rare:
             query = _question(texts[rid], detail)
             if len(query.split()) >= 2:
                 probes.append(Probe(query, (detail,), "store", rid))
     return probes
+
+
+def _content_words(text: str) -> set[str]:
+    """Words long enough to say something, without the small ones (a rare word can be an answer)."""
+    return {w for w in WORD.findall(text.lower()) if len(w) >= MIN_WORD and w not in STOP and not w.isdigit()}
 
 
 def written(root: Path) -> list[Probe]:
@@ -240,7 +256,24 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
     old_text, new_text = _text_of(store, b.probe.about), _text_of(store, heir)
     if not old_text or not new_text:
         return False
-    return all(holds(new_text, (d,)) or updated(old_text, new_text, d) for d in b.probe.expect)
+    return all(
+        holds(new_text, (d,)) or updated(old_text, new_text, d) or _word_updated(old_text, new_text, d)
+        for d in b.probe.expect
+    )
+
+
+def _word_updated(old: str, new: str, word: str) -> bool:
+    """Whether `new` puts another word where `old` has `word`: one the older does not use, after the same
+    words ("deploys with heroku" -> "deploys with fly")."""
+    old_words = [w for w in WORD.findall(old.lower()) if w not in STOP]
+    if word not in old_words:
+        return False
+    at = old_words.index(word)
+    slot = set(old_words[max(0, at - 2) : at])
+    new_words = [w for w in WORD.findall(new.lower()) if w not in STOP]
+    return any(
+        w not in old_words and slot & set(new_words[max(0, i - 2) : i]) for i, w in enumerate(new_words)
+    )
 
 
 def _text_of(store: Store, ref: str) -> str:
