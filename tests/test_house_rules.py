@@ -13,7 +13,6 @@ LONGER = {
     "redaction.py": "one table of secret formats and the rules between them; split, each half needs the other",
     "sleep/llm.py": "the LLM passes share one budget, one client and the prompts; see the module docstring",
     "sleep/passes.py": "the deterministic passes share one planning context over the snapshot",
-    "index.py": "every SQL statement of the index lives here, by design (one place for the schema)",
     "capture.py": "transcript formats of four harnesses and the redaction of each line",
     "store.py": "the facade: every public operation of a store, each a short delegation or a short path",
 }
