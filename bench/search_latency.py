@@ -41,7 +41,7 @@ from handshake import percentile  # noqa: E402
 from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 
 from somna.embeddings import LazyEmbedder  # noqa: E402
-from somna.index import INDEX_MIGRATIONS  # noqa: E402
+from somna.schema import INDEX_MIGRATIONS  # noqa: E402
 from somna.store import Store  # noqa: E402
 
 STORES = HERE / "results" / "tmp" / "stores"

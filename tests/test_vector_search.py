@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import somna.index as somna_index
+import somna.vectors as somna_vectors
 from somna import notes
 from somna.embeddings import HashEmbedder
 from somna.store import Store
@@ -56,8 +57,8 @@ def test_binary_preselection_with_full_rescore_equals_exact(big: Store) -> None:
 
 
 def test_binary_preselection_finds_the_exact_top_hits(big: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(somna_index, "RESCORE_MIN", 100)
-    monkeypatch.setattr(somna_index, "RESCORE_FACTOR", 1)
+    monkeypatch.setattr(somna_vectors, "RESCORE_MIN", 100)
+    monkeypatch.setattr(somna_vectors, "RESCORE_FACTOR", 1)
     emb = big.embedder
     assert emb is not None
     overlap = []
@@ -100,7 +101,7 @@ def test_index_without_vec_bits_is_upgraded_on_open(big: Store) -> None:
     assert (
         hits
         and again.index.get_meta("vec_bits")
-        == f"{again.index.get_meta('vec_model')}|{somna_index.VEC_BITS_SCHEMA}"
+        == f"{again.index.get_meta('vec_model')}|{somna_vectors.VEC_BITS_SCHEMA}"
     )
     n_bits = again.index.conn.execute("SELECT count(*) FROM vec_bits").fetchone()[0]
     assert n_bits == again.index.vector_count() >= 300

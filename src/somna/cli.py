@@ -1,9 +1,9 @@
-"""The `somna` command: `somna serve` over stdio is started here; every other command in `commands.py`.
+"""The `somna` command: `somna serve` over stdio is started here; every other command in `commands/`.
 
 A harness starts `somna serve` once per session. When a shared server runs (`somna serve --http`), that
 process is only a relay (`proxy.py`), and five sessions mean five of them: so the way to it imports the
 config, the attach check and the relay, nothing else of somna. The other commands import what they need
-in `commands.py`.
+in `commands/`.
 """
 
 from __future__ import annotations

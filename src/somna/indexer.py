@@ -16,9 +16,10 @@ from somna.db import Connection, transaction
 from somna.edits import kind_of
 from somna.embeddings import Embedder
 from somna.errors import BadNote, InvalidInput, NotFound
-from somna.index import Index, pack
+from somna.index import Index
 from somna.layout import Layout
 from somna.notes import Note
+from somna.vectors import pack
 
 
 class SyncReport(TypedDict):
