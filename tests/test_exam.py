@@ -192,3 +192,22 @@ async def test_a_query_whose_hit_an_agent_found_helpful_becomes_a_probe(tmp_path
     (probe,) = exam.learned(store)
     assert probe.query == "api postgres port" and probe.about == written["id"] and probe.source == "use"
     assert exam.run(store, [probe])[0].passed
+
+
+def test_somna_exam_adds_a_persons_probe_runs_them_and_says_what_fails(tmp_path: Path) -> None:
+    root = str(tmp_path / "s")
+    assert somna("init", root).returncode == 0
+    assert somna("--store", root, "add", API).returncode == 0
+    added = somna(
+        "--store", root, "exam", "--add", "which port does the api's local postgres use", "--expect", "5433"
+    )
+    assert added.returncode == 0 and "exams/probes.yaml" in added.stdout
+    assert "human|exam: a probe" in git(Path(root), "log", "--format=%an|%s", "-1")
+    ok = somna("--store", root, "exam")
+    assert ok.returncode == 0 and "3/3 probes pass" in ok.stdout and "1 person" in ok.stdout, ok.stdout
+    somna("--store", root, "exam", "--add", "which redis db do sessions use", "--expect", "db 7")
+    failing = somna("--store", root, "exam")
+    assert failing.returncode == 1 and "FAIL [person] 'which redis db do sessions use'" in failing.stdout
+    (Path(root) / "exams" / "broken.yaml").write_text("- query: [unclosed\n")
+    broken = somna("--store", root, "exam")
+    assert broken.returncode == 1 and "exams/broken.yaml cannot be read" in broken.stderr

@@ -28,12 +28,13 @@ from watchdog.observers import Observer
 
 from somna.capture import capture
 from somna.errors import SomnaError, StoreBusy
+from somna.layout import TRACKED
 from somna.locks import try_lock
 from somna.sleep.cycle import Cycle, ExtraPass
 from somna.store import Store
 
 log = logging.getLogger("somna.daemon")
-CONTENT = ("memory/", "blocks/", "skills/", "proposals/", "somna.toml")
+CONTENT = tuple(f"{p}/" if "." not in p else p for p in TRACKED)  # a changed path under these is content
 TRANSCRIPT_QUIET = 30.0  # seconds without a write before a watched transcript is captured
 HEALTH_EVERY = 2.0  # seconds between checks that the file watcher still runs
 HARNESS_MARKERS = (

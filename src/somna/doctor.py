@@ -27,10 +27,9 @@ from typing import Any
 
 from somna import history, redaction, untrusted
 from somna.errors import BadNote, InvalidInput, NotFound
-from somna.layout import private
+from somna.layout import TRACKED, private
 from somna.store import Store
 
-CONTENT = ("memory", "blocks", "proposals", "skills")
 # Every write of content (memory/, blocks/, proposals/, skills/) happens under the store lock; so a temp file
 # found while holding it belongs to a writer that died. (Store.init writes blocks unlocked, before anyone
 # else can know the store.)
@@ -40,7 +39,7 @@ TEMP_AGE = 0.0
 def temp_files(root: Path) -> list[str]:
     """Temp files of atomic writes (`.tmp-*`) next to the store's content."""
     found: list[str] = []
-    for sub in CONTENT:
+    for sub in TRACKED:  # somna.toml is a file: no temp files under it
         base = root / sub
         if base.is_dir():
             found += [p.relative_to(root).as_posix() for p in base.rglob(".tmp-*") if p.is_file()]
@@ -120,7 +119,7 @@ def check(store: Store) -> dict[str, Any]:
     stale = sorted(p for p, v in files.items() if p in rows and rows[p].version != v)
     orphans = sorted(p for p in rows if p not in files)
     pending = store.pending_commits()  # a running server commits these within a second: not strays
-    dirty = [p for p in history.dirty_paths(store.root, *CONTENT) if p not in broken and p not in pending]
+    dirty = [p for p in history.dirty_paths(store.root, *TRACKED) if p not in broken and p not in pending]
     locks = history.stale_locks(store.root)
     temps = temp_files(store.root)
     perms = loose_permissions(store.root)

@@ -25,7 +25,7 @@ from somna.notes import Note
 log = logging.getLogger("somna.layout")
 
 SUBDIRS = ("memory", "blocks", "skills", "inbox", "proposals")
-TRACKED = ("memory", "blocks", "skills", "proposals", "somna.toml")
+TRACKED = ("memory", "blocks", "skills", "proposals", "exams", "somna.toml")  # what git keeps
 MAX_FILE = 1_000_000
 GITIGNORE = ".somna/\ninbox/\n.tmp-*\n"
 DEFAULT_BLOCKS = {
@@ -176,5 +176,7 @@ def create(root: Path) -> Path:
             notes.atomic_write(path, notes.serialize(block))
     if not history.is_repo(root):
         history.init(root)
-    history.commit(root, [".gitignore", *TRACKED[:-1]], "init somna store", "somna")
+    history.commit(
+        root, [p for p in (".gitignore", *TRACKED) if (root / p).exists()], "init somna store", "somna"
+    )
     return root

@@ -21,7 +21,7 @@ from somna.commands.memory import (
     cmd_search,
     cmd_show,
 )
-from somna.commands.sleep import cmd_daemon, cmd_sleep
+from somna.commands.sleep import cmd_daemon, cmd_exam, cmd_sleep
 from somna.commands.store import cmd_doctor, cmd_export, cmd_import, cmd_init, cmd_model
 from somna.config import Settings
 from somna.errors import Conflict, SomnaError
@@ -162,6 +162,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="one cycle in the foreground (the default)")
     sp.add_argument("--dry-run", action="store_true", help="plan and report; change nothing")
     sp.add_argument("--report", action="store_true", help="show the last cycle's report")
+    sp.add_argument("--words", action="store_true", help="do not load the embedding model")
+    sp.add_argument(
+        "--no-gate", action="store_true", help="apply the plan without trying it against the exam"
+    )
+    sp = cmd("exam", cmd_exam, "ask what memory must still answer: the score and the failing probes (exit 1)")
+    sp.add_argument("--add", metavar="QUERY", help="add a probe of your own to exams/probes.yaml")
+    sp.add_argument("--expect", metavar="TEXT", help="with --add: what the answer must hold")
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")
     sp = cmd(
         "daemon", cmd_daemon, "watch the store: index hand edits, consolidate on new experience and when idle"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from somna.commands.common import EXIT_OK, open_stores, print_json
+from somna.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, open_stores, print_json
 
 
 def cmd_sleep(args: argparse.Namespace) -> int:
@@ -19,12 +19,48 @@ def cmd_sleep(args: argparse.Namespace) -> int:
         text = last_report(store)
         print(text if text else "no sleep cycle has run on this store yet (`somna sleep --once`)", end="")
         return EXIT_OK
-    report = Cycle(store, dry_run=args.dry_run, extra_passes=llm_passes(store)).run()
+    report = Cycle(store, dry_run=args.dry_run, extra_passes=llm_passes(store), gate=not args.no_gate).run()
     if args.json:
         print_json(report.__dict__)
     else:
         print(report.markdown(), end="")
     return EXIT_OK
+
+
+def cmd_exam(args: argparse.Namespace) -> int:
+    """Ask the store's exam (derived, learned and written probes): the score and every failing probe. With
+    --add, write a person's probe into exams/probes.yaml instead (committed as `human`)."""
+    # Deliberately lazy, as for `somna sleep`.
+    from somna.sleep import exam
+
+    memory = open_stores(args, model=not args.words)
+    store = memory.store(args.scope)
+    if args.add:
+        if not args.expect:
+            print("--add needs --expect: the text its answer must hold", file=sys.stderr)
+            return EXIT_USAGE
+        path = exam.add_probe(store, args.add, args.expect, author="human")
+        print(f"added to {path}: {args.add!r} must find {args.expect}")
+        return EXIT_OK
+    outcomes = exam.run(store, exam.probes_of(store))
+    failing = [o for o in outcomes if not o.passed]
+    if args.json:
+        print_json(
+            {
+                "score": exam.score(outcomes),
+                "probes": len(outcomes),
+                "failing": [o.to_json() for o in failing],
+            }
+        )
+    else:
+        by_source = {s: sum(o.probe.source == s for o in outcomes) for s in exam.SOURCES}
+        print(f"exam of the {store.scope} store: {len(outcomes) - len(failing)}/{len(outcomes)} probes pass "
+              f"({', '.join(f'{n} {s}' for s, n in by_source.items())})")  # fmt: skip
+        for o in failing:
+            print(
+                f"  FAIL [{o.probe.source}] {o.probe.query!r} expects {list(o.probe.expect)}; hits: {o.hits}"
+            )
+    return EXIT_OK if not failing else EXIT_ERROR
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:

@@ -176,6 +176,23 @@ def written(root: Path) -> list[Probe]:
     return probes
 
 
+def add_probe(store: Store, query: str, expect: str, *, author: str) -> str:
+    """Append a person's probe to exams/probes.yaml and commit it; returns the file's path in the store."""
+    if not query.strip() or not expect.strip():
+        raise ExamError("a probe needs a query and what its answer must hold")
+    rel = f"{EXAMS}/probes.yaml"
+    path = store.layout.path(rel)
+    with store.locked():
+        written(store.root)  # refuse to add to a file that is already broken
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        item = yaml.safe_dump(
+            [{"query": query.strip(), "expect": expect.strip()}], allow_unicode=True, sort_keys=False
+        )
+        notes.atomic_write(path, old + ("" if not old or old.endswith("\n") else "\n") + item, mode=0o644)
+        store.commit([rel], f"exam: a probe for {query.strip()[:80]!r}", author)
+    return rel
+
+
 def learned(store: Store) -> list[Probe]:
     """Probes from use: a query an agent ran and then marked a hit helpful; its answer must still hold the
     details that hit held (its most distinctive ones), or be that memory's successor."""
