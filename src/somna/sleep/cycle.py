@@ -186,9 +186,11 @@ class Cycle:
         return self.report
 
     def _gated(self, actions: list[Action]) -> list[Action]:
-        """The plan less what the exam says loses an answer; the report says what was dropped, and why. What
-        the policy queues for a person is tried too: a change that loses an answer is not worth a review."""
-        verdict = gate.check(self.store, actions)
+        """The plan less what the exam says loses an answer; the report says what was dropped, and why. A
+        merge or supersede that the policy queues for a person is tried too: one that loses an answer is not
+        worth a review. A queued archive is not: taking a harmful memory out of view is its purpose."""
+        tried = [a for a in actions if self._mode(a) != "propose" or a.kind in ("merge", "supersede")]
+        verdict = gate.check(self.store, tried)
         for action, why in verdict.dropped:
             self._record(self.report.dropped, action, why)
         self.report.exam = verdict.summary()
