@@ -210,7 +210,9 @@ def bm25_ranking(turns: list[Turn], question: str) -> list[int]:
     conn = connect(":memory:", vec=False)
     try:
         conn.execute("CREATE VIRTUAL TABLE t USING fts5(text, tokenize='porter unicode61')")
-        conn.executemany("INSERT INTO t (rowid, text) VALUES (?, ?)", [(i, t.content) for i, t in enumerate(turns)])
+        conn.executemany(
+            "INSERT INTO t (rowid, text) VALUES (?, ?)", [(i, t.content) for i, t in enumerate(turns)]
+        )
         match = fts_query(question)
         if not match:
             return []
@@ -468,9 +470,7 @@ def markdown(rep: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for ty, v in res["by_type"].items():
-        lines.append(
-            f"| {ty} | {v['n']} | " + " | ".join(_f(v[s]["mrr@10"]) for s in SYSTEMS) + " |"
-        )
+        lines.append(f"| {ty} | {v['n']} | " + " | ".join(_f(v[s]["mrr@10"]) for s in SYSTEMS) + " |")
     lines += [
         "",
         "Turn any@10 / session any@5 by question type (somna · BM25 · vectors):",
@@ -498,11 +498,12 @@ def markdown(rep: dict[str, Any]) -> str:
     if w.get("n"):
         lines += [
             "",
-            "Timings through MCP (stdio, real MiniLM; the machine is shared, see the load average in the JSON):",
+            "Timings through MCP (stdio, real MiniLM; the machine is shared: load averages in the JSON):",
             "",
-            f"- writes: {w['n']} at {w['per_s']}/s, p50 {w['p50_ms']} ms, p95 {w['p95_ms']} ms, max {w['max_ms']} ms",
-            f"- search (limit {LIMIT}, ~{meta['mean_turns']:.0f} memories): p50 {sr['p50_ms']} ms, p95 {sr['p95_ms']} ms"
-            f" ({sr['n']} searches, one a question)",
+            f"- writes: {w['n']} at {w['per_s']}/s, p50 {w['p50_ms']} ms, p95 {w['p95_ms']} ms,"
+            f" max {w['max_ms']} ms",
+            f"- search (limit {LIMIT}, ~{meta['mean_turns']:.0f} memories): p50 {sr['p50_ms']} ms,"
+            f" p95 {sr['p95_ms']} ms ({sr['n']} searches, one a question)",
             f"- model ready after the handshake: median {tim['model_ready_s_median']} s;"
             f" baseline embedding in-process: {tim['baseline_embed_texts_per_s']} texts/s",
         ]
@@ -519,24 +520,30 @@ def markdown(rep: dict[str, Any]) -> str:
         for r in lost[:15]:
             sy = r["systems"]
             q = r["question"].replace("|", "\\|")
-            lines.append(
-                f"| {r['question_id']}: {q} | {r['type']} | {_rank(sy['somna']['first_answer_rank_in_50'], DIAG_LIMIT)} | "
-                f"{_rank(sy['bm25']['first_answer_rank'])} | {_rank(sy['vector']['first_answer_rank'])} | "
-                f"{_rank(sy['rrf']['first_answer_rank'], RRF_POOL * 2)} |"
+            ranks = (
+                _rank(sy["somna"]["first_answer_rank_in_50"], DIAG_LIMIT),
+                _rank(sy["bm25"]["first_answer_rank"]),
+                _rank(sy["vector"]["first_answer_rank"]),
+                _rank(sy["rrf"]["first_answer_rank"], RRF_POOL * 2),
             )
+            lines.append(f"| {r['question_id']}: {q} | {r['type']} | " + " | ".join(ranks) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_outputs(rep: dict[str, Any], out: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{out}.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (RESULTS / f"{out}.json").write_text(
+        json.dumps(rep, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     (RESULTS / f"{out}.md").write_text(markdown(rep), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--questions", type=int, default=None, help="at most N questions (after the other filters)")
+    ap.add_argument(
+        "--questions", type=int, default=None, help="at most N questions (after the other filters)"
+    )
     ap.add_argument("--every", type=int, default=None, help="every K-th question of each type")
     ap.add_argument("--offset", type=int, default=0, help="with --every: start at this position in each type")
     ap.add_argument("--types", default="", help="comma-separated question types")
@@ -592,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         "selected": [q["question_id"] for q in qs],
         "embedder": f"{emb.name} on {getattr(emb, 'backend', '')}",
         "load_before": os.getloadavg(),
-        "memory_content": "'<session date> · <role>' first line (the title), then the turn's text; tag lme-sNN",
+        "memory_content": "'<session date> · <role>' first line (the title), the turn's text; tag lme-sNN",
         "bm25": "SQLite FTS5 bm25() via somna.db.connect (sqlean), porter unicode61, query = somna fts_query",
         "mean_turns": 0.0,
     }
@@ -607,8 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"[{n}/{len(qs)}] {q['question_id']} {q['question_type']}: {rec['turns']} turns, "
             f"{rec['timing']['writes_per_s']} writes/s; first answer rank somna "
-            f"{_rank(sy['somna']['first_answer_rank_in_50'], DIAG_LIMIT)} bm25 {_rank(sy['bm25']['first_answer_rank'])}"
-            f" vec {_rank(sy['vector']['first_answer_rank'])} ({time.monotonic() - t:.0f} s)",
+            f"{_rank(sy['somna']['first_answer_rank_in_50'], DIAG_LIMIT)}"
+            f" bm25 {_rank(sy['bm25']['first_answer_rank'])} vec {_rank(sy['vector']['first_answer_rank'])}"
+            f" ({time.monotonic() - t:.0f} s)",
             file=sys.stderr,
             flush=True,
         )
