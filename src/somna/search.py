@@ -79,14 +79,20 @@ def rrf(rankings: list[list[int]], k: int | None = None) -> dict[int, float]:
 
 
 def candidates(
-    index: Index, embedder: Embedder | None, text: str, n: int, mode: str = "hybrid"
+    index: Index,
+    embedder: Embedder | None,
+    text: str,
+    n: int,
+    mode: str = "hybrid",
+    vector: list[float] | None = None,
 ) -> Candidates:
-    """The best `n` rows by words and by meaning (vectors only once the model is loaded)."""
+    """The best `n` rows by words and by meaning (vectors only once the model is loaded); `vector`: the
+    text's embedding, when the caller made it already (the exam embeds its queries in batches)."""
     words = index.search_words(text, n) if mode in ("hybrid", "words") else []
     vectors: list[tuple[int, float]] = []
     used = "words"
     if mode in ("hybrid", "vectors") and embedder is not None and ready_model(index, embedder) is not None:
-        vec = embedder.embed([text])[0]
+        vec = vector if vector is not None else embedder.embed([text])[0]
         if any(vec):  # a zero vector (no words, for the hash embedder) has no direction: no cosine
             vectors = index.search_vectors(vec, n)
         used = mode
@@ -198,6 +204,7 @@ def search(
     tags: list[str] | None = None,
     include_archived: bool = False,
     mode: str = "hybrid",
+    vector: list[float] | None = None,
 ) -> SearchResult:
     """Compact hits (id, title, snippet, score, why) for a query; the full text is one `read` away."""
     if not isinstance(query, str) or not query.strip():
@@ -208,7 +215,7 @@ def search(
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
     limit = max(1, min(int(limit), 50))
     pool = max(50, limit * 8)
-    found = candidates(index, embedder, query, pool, mode)
+    found = candidates(index, embedder, query, pool, mode, vector)
     rows = index.rows({r[0] for r in found.words} | {r[0] for r in found.vectors}, body=False)
     # Ties are broken by id, not by rowid, so a rebuilt index ranks exactly as the old one did.
     words = sorted((w for w in found.words if w[0] in rows), key=lambda w: (-round(w[1], 6), rows[w[0]].id))

@@ -169,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     sp = cmd("exam", cmd_exam, "ask what memory must still answer: the score and the failing probes (exit 1)")
     sp.add_argument("--add", metavar="QUERY", help="add a probe of your own to exams/probes.yaml")
     sp.add_argument("--expect", metavar="TEXT", help="with --add: what the answer must hold")
+    sp.add_argument("--all", action="store_true", help="ask every derived probe, not a sample of 2,000")
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")
     sp = cmd(
         "daemon", cmd_daemon, "watch the store: index hand edits, consolidate on new experience and when idle"

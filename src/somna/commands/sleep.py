@@ -42,7 +42,9 @@ def cmd_exam(args: argparse.Namespace) -> int:
         path = exam.add_probe(store, args.add, args.expect, author="human")
         print(f"added to {path}: {args.add!r} must find {args.expect}")
         return EXIT_OK
-    outcomes = exam.run(store, exam.probes_of(store))
+    probes = exam.probes_of(store)
+    asked = probes if args.all else exam.sample(probes, exam.SAMPLE)
+    outcomes = exam.run(store, asked)
     failing = [o for o in outcomes if not o.passed]
     if args.json:
         print_json(
@@ -54,8 +56,12 @@ def cmd_exam(args: argparse.Namespace) -> int:
         )
     else:
         by_source = {s: sum(o.probe.source == s for o in outcomes) for s in exam.SOURCES}
-        print(f"exam of the {store.scope} store: {len(outcomes) - len(failing)}/{len(outcomes)} probes pass "
-              f"({', '.join(f'{n} {s}' for s, n in by_source.items())})")  # fmt: skip
+        sampled = (
+            f"; a sample of the {len(probes)} (--all asks every one)" if len(asked) < len(probes) else ""
+        )
+        sources = ", ".join(f"{n} {s}" for s, n in by_source.items())
+        passed = len(outcomes) - len(failing)
+        print(f"exam of the {store.scope} store: {passed}/{len(outcomes)} probes pass ({sources}){sampled}")
         for o in failing:
             print(
                 f"  FAIL [{o.probe.source}] {o.probe.query!r} expects {list(o.probe.expect)}; hits: {o.hits}"

@@ -36,7 +36,10 @@ from somna.store import Store
 from somna.text import NUMBER, STOP, WORD, details, distinctive, updated
 
 K = 5  # hits a probe's answer must be among
+EMBED_BATCH = 64
+SAMPLE = 2000  # derived probes `somna exam` asks by default (all of them with --all)
 MAX_PER_MEMORY = 2  # probes derived from one memory: its most distinctive details
+RARE = 3  # memories that may hold a detail (or two details together) for it to be an answer
 MAX_QUERY_WORDS = 16
 MIN_WORD = 6  # letters of a word that may stand for a memory's detail when it has no other
 EXAMS = "exams"
@@ -97,9 +100,12 @@ class Regression:
 
 
 # -- probes ----------------------------------------------------------------------------------------------
-def _question(text: str, detail: str) -> str:
-    """The memory's words without the detail (nor any other detail), as a search an agent would make."""
-    without = re.sub(re.escape(detail), " ", text, flags=re.IGNORECASE)
+def _question(text: str, *expected: str) -> str:
+    """The memory's words without the details it must answer with (nor any other detail), as a search an
+    agent would make."""
+    without = text
+    for detail in expected:
+        without = re.sub(re.escape(detail), " ", without, flags=re.IGNORECASE)
     for other in details(without).all():
         if other.strip():
             without = without.replace(other, " ")
@@ -109,30 +115,46 @@ def _question(text: str, detail: str) -> str:
 
 def derived(rows: Iterable[Row], *, only: set[str] | None = None) -> list[Probe]:
     """Probes from the store's active memories (of `only`, when given): each memory's rarest details, at most
-    MAX_PER_MEMORY, a detail found in many memories being no answer to anything. A memory with no number,
-    path, flag or identifier is asked for its rarest word instead ("before investigating a prod alert")."""
+    MAX_PER_MEMORY, a detail found in many memories being no answer to anything. A memory whose details are
+    each common is asked for two of them together, when few memories hold both; one with no number, path,
+    flag or identifier is asked for its rarest word ("before investigating a prod alert")."""
     active = [r for r in rows if r.kind == "memory" and r.status not in notes.INACTIVE]
     texts = {r.id: text_of(r) for r in active}
     found = {rid: distinctive(text) for rid, text in texts.items()}
     spread = Counter(d for ds in found.values() for d in set(ds))
+    pairs = {rid: _rarest_pair(ds, spread) for rid, ds in found.items()}
+    pair_spread = Counter(p for p in pairs.values() if p)
     vocabulary = {rid: _content_words(text) for rid, text in texts.items()}
     word_spread = Counter(w for ws in vocabulary.values() for w in ws)
     probes = []
     for rid, ds in found.items():
         if only is not None and rid not in only:
             continue
-        rare = sorted((d for d in ds if spread[d] <= 3), key=lambda d: (spread[d], -len(d)))[:MAX_PER_MEMORY]
-        if not rare:
+        rare = sorted((d for d in ds if spread[d] <= RARE), key=lambda d: (spread[d], -len(d)))[
+            :MAX_PER_MEMORY
+        ]
+        expectations: list[tuple[str, ...]] = [(d,) for d in rare]
+        pair = pairs[rid]
+        if not expectations and pair and pair_spread[pair] <= RARE:
+            expectations = [pair]
+        if not expectations:
             words = sorted(
                 (w for w in vocabulary[rid] if word_spread[w] <= 2),
                 key=lambda w: (word_spread[w], -len(w), w),
             )
-            rare = words[:1]
-        for detail in rare:
-            query = _question(texts[rid], detail)
+            expectations = [(w,) for w in words[:1]]
+        for expect in expectations:
+            query = _question(texts[rid], *expect)
             if len(query.split()) >= 2:
-                probes.append(Probe(query, (detail,), "store", rid))
+                probes.append(Probe(query, expect, "store", rid))
     return probes
+
+
+def _rarest_pair(details_of: list[str], spread: Counter[str]) -> tuple[str, str] | None:
+    if len(details_of) < 2:
+        return None
+    first, second = sorted(details_of, key=lambda d: (spread[d], -len(d), d))[:2]
+    return (first, second) if first < second else (second, first)
 
 
 def _content_words(text: str) -> set[str]:
@@ -223,10 +245,11 @@ def holds(text: str, expect: tuple[str, ...]) -> bool:
 
 def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
     """Ask every probe of the store; a probe passes when one of its first k active hits holds its details."""
+    vectors = _embedded(store, [p.query for p in probes])
     out = []
     texts: dict[str, str] = {}  # a memory's text, read once for all probes (bodies are not in a hit)
-    for probe in probes:
-        ids = [h["id"] for h in store.search(probe.query, limit=k)["hits"]]
+    for i, probe in enumerate(probes):
+        ids = [h["id"] for h in store.search(probe.query, limit=k, vector=vectors[i])["hits"]]
         outcome = Outcome(probe, False, hits=ids)
         for rank, hid in enumerate(ids, start=1):
             if hid not in texts:
@@ -236,6 +259,25 @@ def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
                 break
         out.append(outcome)
     return out
+
+
+def _embedded(store: Store, queries: list[str]) -> list[list[float] | None]:
+    """The queries' vectors in batches (one model call per EMBED_BATCH, not one per probe), or Nones when no
+    model is loaded (search then runs on words, as it would for an agent)."""
+    embedder = store.embedder
+    if embedder is None or not embedder.ready or not queries:
+        return [None] * len(queries)
+    out: list[list[float] | None] = []
+    for start in range(0, len(queries), EMBED_BATCH):
+        out += embedder.embed(queries[start : start + EMBED_BATCH])
+    return out
+
+
+def sample(probes: list[Probe], size: int) -> list[Probe]:
+    """At most `size` of the derived probes (every learned and written one): the same ones for the same store,
+    chosen by probe id, so that two runs of the exam ask the same questions."""
+    derived_probes = sorted((p for p in probes if p.source == "store"), key=lambda p: p.id)
+    return [p for p in probes if p.source != "store"] + derived_probes[:size]
 
 
 def score(outcomes: list[Outcome]) -> float:
