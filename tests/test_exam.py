@@ -14,6 +14,8 @@ from conftest import git, mcp_client, somna
 
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
+from somna.errors import InvalidInput
+from somna.proposals import sleep_proposal
 from somna.sleep import exam, gate
 from somna.sleep.actions import Action
 from somna.sleep.cycle import Cycle
@@ -142,6 +144,8 @@ import os, signal, sys
 from pathlib import Path
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
+from somna.errors import InvalidInput
+from somna.proposals import sleep_proposal
 from somna.sleep import exam
 from somna.sleep.cycle import Cycle
 from somna.sleep.actions import Action
@@ -211,3 +215,17 @@ def test_somna_exam_adds_a_persons_probe_runs_them_and_says_what_fails(tmp_path:
     (Path(root) / "exams" / "broken.yaml").write_text("- query: [unclosed\n")
     broken = somna("--store", root, "exam")
     assert broken.returncode == 1 and "exams/broken.yaml cannot be read" in broken.stderr
+
+
+def test_a_persons_accept_asks_the_exam_first_and_may_be_forced(store: Store) -> None:
+    deploy = store.write("Deploy with `make deploy ENV=prod` from the release branch.", author="agent")
+    other = store.write("Deploys go out from the release branch after review.", author="agent", force=True)
+    versions = {deploy["id"]: deploy["version"], other["id"]: other["version"]}
+    merge = Action("merge", "planted: a merge that drops the command", versions, {},
+                   {"text": "Deploys go out from the release branch after review.\n"})  # fmt: skip
+    pid = store.queue.add(sleep_proposal(merge.to_json(), author="somna-sleep"), "sleep proposes merge")
+    with pytest.raises(InvalidInput, match="would lose an answer.*make deploy"):
+        store.accept(pid, author="human")
+    assert store.read(deploy["id"])["meta"].get("status") is None and store.proposals()
+    store.accept(pid, author="human", force=True)
+    assert store.read(deploy["id"])["meta"]["status"] == "archived" and store.proposals() == []

@@ -18,12 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from somna import history
 from somna.db import connect
-from somna.errors import SomnaError
+from somna.errors import InvalidInput, SomnaError
+from somna.proposals import Proposal
 from somna.sleep import exam
-from somna.sleep.actions import ACTIONS, AUTHOR, Action
+from somna.sleep.actions import ACTIONS, AUTHOR, Action, queued
 from somna.store import Store
 
 log = logging.getLogger("somna.sleep.gate")
@@ -156,3 +158,20 @@ def _culprits(lost: list[exam.Regression], trying: list[Action]) -> list[tuple[A
         return out
     why = f"the exam: {lost[0].why()}"
     return [(a, why) for a in trying if a.kind in NEW_MEMORIES]
+
+
+def accept(store: Store, proposal: Proposal, author: str, force: bool = False) -> dict[str, Any]:
+    """A person accepts a queued sleep action: the exam is asked first. A merge or supersede that would lose
+    an answer is refused with the probe it fails, unless `force`; for an archive (taking a memory out of
+    view is its purpose) the answers it takes away are said, not refused. The store's accept commits."""
+    action = queued(store, proposal)
+    breaks = [why for _, why in check(store, [action]).dropped] if action.kind in GATED else []
+    if breaks and not force and action.kind != "archive":
+        raise InvalidInput(f"accepting {proposal.id} would lose an answer: {breaks[0]}; accept it with force "
+                           "to apply it anyway")  # fmt: skip
+    ACTIONS[action.kind](store, action)
+    return {"status": "accepted", "kind": action.kind} | ({"breaks": breaks} if breaks else {})
+
+
+def register(store: Store) -> None:
+    store.register_kind("sleep", accept)
