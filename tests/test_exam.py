@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -172,6 +173,7 @@ def test_a_cycle_killed_between_staging_and_landing_changes_nothing(store: Store
     head = git(store.root, "rev-parse", "HEAD")
     before = {p.name: p.read_text() for p in (store.root / "memory").glob("*.md")}
     store.close()
+    staged = set(Path(tempfile.gettempdir()).glob("somna-staging-*"))
     proc = subprocess.run([sys.executable, "-c", KILLED_CYCLE, str(store.root), old["id"], new["id"]], capture_output=True, text=True,
                           timeout=120, env={**os.environ})  # fmt: skip
     assert proc.returncode == -9, proc.stderr
@@ -179,6 +181,13 @@ def test_a_cycle_killed_between_staging_and_landing_changes_nothing(store: Store
     assert git(after.root, "rev-parse", "HEAD") == head
     assert {p.name: p.read_text() for p in (after.root / "memory").glob("*.md")} == before
     assert git(after.root, "status", "--porcelain") == ""
+    left = [p for p in set(Path(tempfile.gettempdir()).glob("somna-staging-*")) - staged if p.is_dir()]
+    assert left  # the killed cycle's staging copy; the next trial sweeps it once it is old
+    for folder in left:
+        os.utime(folder, (time.time() - gate.STALE - 60,) * 2)
+    with gate.staging(after):
+        pass
+    assert not [p for p in left if p.exists()]
 
 
 @pytest.mark.anyio

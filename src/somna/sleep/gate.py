@@ -14,6 +14,7 @@ import copy
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from somna.store import Store
 
 log = logging.getLogger("somna.sleep.gate")
 
+STAGING_PREFIX = "somna-staging-"
+STALE = 6 * 3600  # seconds after which a staging folder is one that a killed cycle left behind
 MAX_ROUNDS = 3  # tries of a shrinking plan before the gate gives up and lets no gated change through
 GATED = ("merge", "supersede", "archive", "split", "extract", "compress")  # they change what a search finds
 NEW_MEMORIES = ("merge", "split", "extract", "compress")  # they write memories that may outrank an answer
@@ -53,8 +56,10 @@ class Verdict:
 
 @contextmanager
 def staging(store: Store) -> Iterator[Store]:
-    """A private copy of the store, as it is now, for a trial; removed on exit."""
-    tmp = Path(tempfile.mkdtemp(prefix="somna-staging-"))
+    """A private copy of the store, as it is now, for a trial; removed on exit (and, if a kill -9 left one
+    behind, by a later trial: see `_sweep`)."""
+    _sweep()
+    tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
     root = tmp / "store"
     try:
         with store.locked():  # no write half-done in the copy
@@ -82,6 +87,16 @@ def staging(store: Store) -> Iterator[Store]:
             stage.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep() -> None:
+    """Remove staging folders that killed cycles left behind: none is in use for hours."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime > STALE:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None = None) -> Verdict:
