@@ -14,13 +14,14 @@ duplicate   neither gives a value the other lacks on both sides, and the newer c
 
 from __future__ import annotations
 
+import difflib
 import re
 
-from somna.text import FILLER, STOP, WORD, details, people, sentences, updated
+from somna.text import FILLER, STOP, WORD, details, distinctive, people, replaced, sentences, updated
 
 # words with which a newer memory says that what an older one said changed
 CUE = re.compile(
-    r"\b(?:now|no longer|moved|switched|migrated|renamed|raised|lowered|bumped|changed|since|extended|"
+    r"(?<![.\w])(?:now|no longer|moved|switched|migrated|renamed|raised|lowered|bumped|changed|since|extended|"
     r"upgraded|downgraded|replaced|instead|anymore|any more|deprecated|from [^\s;]+ to)\b",
     re.I,
 )
@@ -143,14 +144,52 @@ def other_subject(a: str, b: str) -> str | None:
 
 
 def replaces(new: str, old: str) -> list[str]:
-    """The values of `old` that `new` gives another value for (the same place in the sentence or the same
-    shape: "3.11.9" -> "3.12.4", "port 3001" -> "port 3030")."""
-    shapes = {re.sub(r"\d", "9", v) for v in exclusive(new, old)}
-    return sorted(
+    """The values of `old` that `new` gives another value for: a value with a digit, in the same place of
+    the sentence or of the same shape ("3.11.9" -> "3.12.4", "port 3001" -> "port 3030"), or holding a number
+    that `new` gives another of ("http://localhost:3001" -> "3030"); a setting written key=value only by a
+    value of the same key ("max_connections=50" is not replaced by "--timeout=120"). And the keys to which
+    `new` gives another value ("LOG_LEVEL=warn" of "reads LOG_LEVEL; default is info")."""
+    fresh = exclusive(new, old)
+    shapes = {re.sub(r"\d", "9", v) for v in fresh}
+    numbers = {_number_shape(v) for v in fresh if NUMERIC.fullmatch(v)}
+    keys = {v.split("=", 1)[0] for v in fresh if "=" in v}
+    keyed = {_key(new, v) for v in fresh} - {""}  # the settings the newer gives values of, written key=value
+    out = {
         d
         for d in exclusive(old, new)
-        if updated(old, new, d) or (re.sub(r"\d", "9", d) in shapes and len(d) > 1)
+        if (re.search(r"\d", d) or (cue(new) and _renamed(d, fresh)))
+        and ("=" not in d or d.split("=", 1)[0] in keys)
+        and (not keyed or _key(old, d) in keyed | {""})
+        and (
+            updated(old, new, d)
+            or (re.sub(r"\d", "9", d) in shapes and len(d) > 1)
+            or any(_number_shape(x) in numbers for x in re.findall(r"\d+(?:\.\d+)*", d) if len(x) > 1)
+        )
+    }
+    for key, value in KEYED.findall(new):
+        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", old) and f"{key}={value}" not in old:
+            out.add(key)
+    return sorted(out)
+
+
+def _renamed(value: str, fresh: set[str]) -> bool:
+    """Whether a path or a command has a close variant among the newer's values ("docker-compose.dev.yml" ->
+    "compose.dev.yaml"): the same thing renamed, not another thing."""
+    return bool(re.search(r"[/. ]", value)) and any(
+        difflib.SequenceMatcher(None, value, other).ratio() >= RENAMED for other in fresh
     )
+
+
+RENAMED = 0.7
+
+
+def _key(text: str, value: str) -> str:
+    """The setting a value is written for ("timeout-minutes: 30", "--timeout=120"), or ""."""
+    found = re.search(rf"([A-Za-z][\w.-]*)\s*[:=]\s*`?{re.escape(value)}(?!\w|\.\d)", text)
+    return found.group(1).lstrip("-").lower() if found else ""
+
+
+KEYED = re.compile(r"\b([A-Za-z_][\w.-]*[A-Za-z_])=([^\s,;)]+)")
 
 
 def relation(new: str, old: str) -> tuple[str, str]:
@@ -178,4 +217,87 @@ def relation(new: str, old: str) -> tuple[str, str]:
         return "update", f"another value for {moved[:3]}, said so"
     if said and names_former(new, old):
         return "update", "a change said with a cue word, of what the older says"
+    if said and (came or gone) and identifiers_shared(new, old):
+        return "update", "a change said with a cue word, of a thing both name"
     return "unclear", f"other values: {sorted(came)[:3]} vs {sorted(gone)[:3]}"
+
+
+NUMERIC = re.compile(r"[\d.,:]+(?:\s?[a-z%]+)?", re.I)
+
+
+def holds(text: str, detail: str) -> bool:
+    """Whether `text` carries `detail`; a number only as a whole number ("100" is not in "1000")."""
+    if NUMERIC.fullmatch(detail):
+        return re.search(rf"(?<![\w.]){re.escape(detail)}(?!\w|\.\d)", text, re.I) is not None
+    return detail.lower() in text.lower()
+
+
+def _number_shape(number: str) -> str:
+    """A number's shape, each digit blurred, a version's parts after the second left out: "1.21" and "1.22.5"
+    are alike, "6379" and "86400" are not."""
+    head = re.match(r"\d+(?:\.\d+)?", number)
+    return re.sub(r"\d", "9", head.group(0) if head else number)
+
+
+def renewed(old: str, new: str, detail: str) -> bool:
+    """Whether `new`, an update of `old` (a pair already judged to be about one setting), gives another value
+    for `detail`: `text.replaced`, or a number inside it ("http://localhost:3001", "go 1.21") has a new value
+    of its shape in `new` ("3030", "1.22.5"), or `new` names it as what it replaces ("from 30 to 45")."""
+    if replaced(old, new, detail):
+        return True
+    strip = {UNIT.sub("", n).strip() for n in details(old).numbers}
+    fresh = {
+        _number_shape(n) for n in (UNIT.sub("", x).strip() for x in details(new).numbers) if n not in strip
+    }
+    if any(_number_shape(x) in fresh for x in re.findall(r"\d+(?:\.\d+)*", detail)):
+        return True
+    if re.search(r"\d", detail) and shape(detail) in {shape(v) for v in exclusive(new, old)}:
+        return True  # "invoices.v1" -> "invoices.v2", "stg-db-2" -> "stg-db-4"
+    return any(
+        re.fullmatch(rf"(?:from|instead of)\s+`?{re.escape(detail)}`?", m, re.I)
+        for m in re.findall(r"\b(?:from|instead of)\s+\S+", new, re.I)
+    )
+
+
+def carried(old: str, new: str) -> list[str]:
+    """What a supersede must carry into the newer memory so that nothing is hidden: each clause of `old`
+    holding details that `new` lacks and does not renew, whole ("Frontend builds now use Node 22." keeps
+    "run `nvm use` first" of "The frontend builds use Node 20; run `nvm use` first.", not "Node 20"); of a
+    clause that `new` updates (it renews one of its values), only the details it lacks, in code style
+    ("`.github/workflows/ci.yml`" of "the `integration` job in .github/workflows/ci.yml has timeout-minutes:
+    30" raised "from 30 to 45"), never the outdated value."""
+    out: list[str] = []
+    for sentence in sentences(old):
+        for clause in (c.strip(" ;") for c in sentence.split(";")):
+            found = distinctive(clause)
+            lost = [d for d in found if not holds(new, d)]
+            if not lost:
+                continue
+            gone = [d for d in found if renewed(old, new, d)]
+            if not gone:
+                if clause not in out:
+                    out.append(clause)
+                continue
+            rest = [f"`{d}`" for d in lost if d not in gone and not NUMERIC.fullmatch(d)]
+            if rest and ", ".join(rest) not in out:
+                out.append(", ".join(rest))
+    return out
+
+
+def updates_any(old: str, new: str) -> bool:
+    """Whether `new` renews any value that `old` states: an update of it, not a memory about something else."""
+    return any(renewed(old, new, d) for d in distinctive(old))
+
+
+def identifiers_shared(a: str, b: str) -> set[str]:
+    """The identifiers and code of `a` (with an underscore, a dot or a capital inside: `new_checkout`) that `b`
+    names too: the same thing, whatever else differs."""
+    d = details(a)
+    return {x for x in d.code if re.search(r"[_.]|[a-z][A-Z]", x) and len(x) >= 4 and x.lower() in b.lower()}
+
+
+def adds_unrelated(new: str, old: str) -> bool:
+    """Whether the newer pins down values the older does not have and none of them replaces one of the older's,
+    with no cue of change: a fact about something else ("Prod deploys only Tuesday to Thursday, before 15:00"
+    is no correction of "Check #deploys before investigating a prod alert")."""
+    return bool(exclusive(new, old)) and not replaces(new, old) and not cue(new)

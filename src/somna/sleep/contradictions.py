@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from somna.relations import relation
+from somna.relations import adds_unrelated, relation
 from somna.sleep.actions import Action
 from somna.sleep.planning import Planning, newer
 from somna.text import Claim, Disagreement, details, disagreement, edit_ratio, people
@@ -127,7 +127,7 @@ def find_contradictions(context: Planning) -> Findings:
     return findings
 
 
-UPDATE_FLOOR = 0.45  # cosine at which an update said in other words may still be paired with what it updates
+UPDATE_FLOOR = 0.35  # cosine at which an update said in other words may still be paired with what it updates
 APART_VETO = True  # a pick about another subject or attribute is dropped
 
 
@@ -145,11 +145,14 @@ def find_updates(context: Planning, findings: Findings) -> None:
         n, o = (j, i) if later is rows[j] else (i, j)
         if not (active[n] and active[o]):
             continue
-        kind, why = relation(context.snapshot.text(n), context.snapshot.text(o))
+        new_text, old_text = context.snapshot.text(n), context.snapshot.text(o)
+        if context.claim(n).names and context.claim(o).names:
+            continue  # facts about people: who does what is the contradiction pass's to judge (`disagreement`)
+        kind, why = relation(new_text, old_text)
         key = frozenset((n, o))
         if kind == "update" and similarity > best.get(n, (-1.0, -1, ""))[0]:
             best[n] = (similarity, o, why)
-        elif kind == "apart" and APART_VETO:
+        elif (kind == "apart" and APART_VETO) or (kind != "update" and adds_unrelated(new_text, old_text)):
             findings.contradictions.pop(key, None)
             findings.questions.pop(key, None)
     for n, (similarity, o, why) in sorted(best.items()):

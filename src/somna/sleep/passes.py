@@ -97,6 +97,8 @@ def reworded(context: Planning, i: int, j: int, similarity: float) -> bool:
     a value that the other lacks on both sides, the newer says nothing changed, and they share a path, a flag,
     code or an identifier (or, sharing none, are nearly as similar as duplicates and agree in tone)."""
     a, b = context.snapshot.text(i), context.snapshot.text(j)
+    if context.claim(i).names and context.claim(j).names:
+        return False  # facts about people said in other words are more often other facts about them
     later = newer(context.rows[i], context.rows[j])
     new, old = (b, a) if later is context.rows[j] else (a, b)
     if relation(new, old)[0] != "duplicate":
