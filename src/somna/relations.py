@@ -66,7 +66,9 @@ def identifiers(a: str, b: str) -> set[str]:
     """The code spans, identifiers and terms of `a` that `b` does not carry: what names a thing ("`pnpm dev`",
     "test_webhook_retry_backoff", "session.timeout.ms"), not a value of it."""
     d = details(a)
-    names = {x.lower() for x in d.code} | {t.lower() for t in TERM.findall(a) if re.search(r"[_.@]", t)}
+    names = {x.lower() for x in d.code | d.paths} | {
+        t.lower() for t in TERM.findall(a) if re.search(r"[_.@]", t)
+    }
     names = {x for x in names if not re.fullmatch(r"[\d.,:\s]+[a-z%]*", x) and not x.startswith("@")}
     return {x for x in names if x not in b.lower()}
 
@@ -192,6 +194,17 @@ def _key(text: str, value: str) -> str:
 KEYED = re.compile(r"\b([A-Za-z_][\w.-]*[A-Za-z_])=([^\s,;)]+)")
 
 
+def former(new: str, old: str) -> list[str]:
+    """Values both say that the newer gives a fresh value of the same shape beside ("pins golangci-lint
+    v1.59.1 (v1.55.2 panics ...)"): a weaker sign of an update, the older value named as the former one."""
+    shapes = {re.sub(r"\d", "9", v) for v in exclusive(new, old)}
+    both = values(old) - exclusive(old, new)
+    return sorted(d for d in both if re.search(r"\d", d) and len(d) > 2 and re.sub(r"\d", "9", d) in shapes)
+
+
+FORMER_NAMED = "the older value named as the former"
+
+
 def relation(new: str, old: str) -> tuple[str, str]:
     """How a newer memory relates to an older similar one: ("apart", why) about another subject or another
     attribute, ("update", why) a new value or a change said with a cue word, ("duplicate", why) the same
@@ -215,6 +228,8 @@ def relation(new: str, old: str) -> tuple[str, str]:
         return "apart", why
     if said and moved:
         return "update", f"another value for {moved[:3]}, said so"
+    if said and former(new, old):
+        return "update", f"{FORMER_NAMED}: {former(new, old)[:3]}"
     if said and names_former(new, old):
         return "update", "a change said with a cue word, of what the older says"
     if said and (came or gone) and identifiers_shared(new, old):
@@ -271,17 +286,31 @@ def carried(old: str, new: str) -> list[str]:
         for clause in (c.strip(" ;") for c in sentence.split(";")):
             found = distinctive(clause)
             lost = [d for d in found if not holds(new, d)]
-            if not lost:
+            named = [n for n in product_names(clause) if not holds(new, n)]
+            if not lost and not (named and not found):
+                if named:  # the claim the newer restates: only the names it drops
+                    item = ", ".join(f"`{n}`" for n in named)
+                    out += [item] if item not in out else []
                 continue
             gone = [d for d in found if renewed(old, new, d)]
             if not gone:
                 if clause not in out:
                     out.append(clause)
                 continue
-            rest = [f"`{d}`" for d in lost if d not in gone and not NUMERIC.fullmatch(d)]
+            named = [n for n in named if not renewed(old, new, n)]
+            rest = [f"`{d}`" for d in lost + named if d not in gone and not NUMERIC.fullmatch(d)]
             if rest and ", ".join(rest) not in out:
                 out.append(", ".join(rest))
     return out
+
+
+def product_names(text: str) -> list[str]:
+    """The names of tools, services and places a clause mentions: a capitalised word that does not open it
+    with a capital inside ("MinIO", "LaunchDarkly") and a term with a digit ("stg-eu1")."""
+    words = re.findall(
+        r"(?<![\w`/.-])(?:[A-Za-z][\w-]*\d[\w-]*|[A-Z][a-z]+[A-Z][A-Za-z]*)(?![\w-]|\.\w)", text
+    )
+    return list(dict.fromkeys(w for w in words if not NAME_TERM.fullmatch(w) or re.search(r"\d", w)))
 
 
 def updates_any(old: str, new: str) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from somna.relations import adds_unrelated, relation
+from somna.relations import FORMER_NAMED, adds_unrelated, exclusive, relation
 from somna.sleep.actions import Action
 from somna.sleep.planning import Planning, newer
 from somna.text import Claim, Disagreement, details, disagreement, edit_ratio, people
@@ -128,6 +128,7 @@ def find_contradictions(context: Planning) -> Findings:
 
 
 UPDATE_FLOOR = 0.35  # cosine at which an update said in other words may still be paired with what it updates
+WEAK_UPDATE = 0.6  # cosine an update needs when the older's value is only named as the former one
 APART_VETO = True  # a pick about another subject or attribute is dropped
 
 
@@ -150,9 +151,14 @@ def find_updates(context: Planning, findings: Findings) -> None:
             continue  # facts about people: who does what is the contradiction pass's to judge (`disagreement`)
         kind, why = relation(new_text, old_text)
         key = frozenset((n, o))
-        if kind == "update" and similarity > best.get(n, (-1.0, -1, ""))[0]:
+        weak = why.startswith(FORMER_NAMED) and similarity < WEAK_UPDATE
+        if kind == "update" and not weak and similarity > best.get(n, (-1.0, -1, ""))[0]:
             best[n] = (similarity, o, why)
-        elif (kind == "apart" and APART_VETO) or (kind != "update" and adds_unrelated(new_text, old_text)):
+        elif (
+            (kind == "apart" and APART_VETO)
+            or (kind == "duplicate" and exclusive(old_text, new_text))  # a value of the older, dropped
+            or (kind != "update" and adds_unrelated(new_text, old_text))
+        ):
             findings.contradictions.pop(key, None)
             findings.questions.pop(key, None)
     for n, (similarity, o, why) in sorted(best.items()):
