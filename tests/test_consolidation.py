@@ -43,8 +43,8 @@ def test_look_alikes_about_another_subject_or_attribute_stay_apart() -> None:
     assert relation("tidewatch keeps its dedup keys in Redis db 2 on localhost:6379.",
                     "ledger-api uses Redis on localhost:6379, db 0.")[0] == "apart"  # fmt: skip
     # a new value that the older already has is no update: the analytics port is no update of the api's
-    assert relation("The analytics container's Postgres listens on port 5432.",
-                    "Local Postgres for ledger-api is on 5433 (5432 is used by the analytics container).")[0] != "update"  # fmt: skip
+    api = "Local Postgres for ledger-api is on 5433 (5432 is used by the analytics container)."
+    assert relation("The analytics container's Postgres listens on port 5432.", api)[0] != "update"
 
 
 def test_an_update_carries_what_it_does_not_renew_never_the_outdated_value() -> None:
