@@ -310,7 +310,12 @@ def product_names(text: str) -> list[str]:
     words = re.findall(
         r"(?<![\w`/.-])(?:[A-Za-z][\w-]*\d[\w-]*|[A-Z][a-z]+[A-Z][A-Za-z]*)(?![\w-]|\.\w)", text
     )
-    return list(dict.fromkeys(w for w in words if not NAME_TERM.fullmatch(w) or re.search(r"\d", w)))
+    persons = {w for n in people(text) for w in n.split()}  # "Diana McKinleigh" is a person, not a tool
+    return list(
+        dict.fromkeys(
+            w for w in words if (not NAME_TERM.fullmatch(w) or re.search(r"\d", w)) and w not in persons
+        )
+    )
 
 
 def updates_any(old: str, new: str) -> bool:
