@@ -282,25 +282,27 @@ def carried(old: str, new: str) -> list[str]:
     ("`.github/workflows/ci.yml`" of "the `integration` job in .github/workflows/ci.yml has timeout-minutes:
     30" raised "from 30 to 45"), never the outdated value."""
     out: list[str] = []
-    for sentence in sentences(old):
-        for clause in (c.strip(" ;") for c in sentence.split(";")):
-            found = distinctive(clause)
-            lost = [d for d in found if not holds(new, d)]
-            named = [n for n in product_names(clause) if not holds(new, n)]
-            if not lost and not (named and not found):
-                if named:  # the claim the newer restates: only the names it drops
-                    item = ", ".join(f"`{n}`" for n in named)
-                    out += [item] if item not in out else []
-                continue
-            gone = [d for d in found if renewed(old, new, d)]
-            if not gone:
-                if clause not in out:
-                    out.append(clause)
-                continue
-            named = [n for n in named if not renewed(old, new, n)]
-            rest = [f"`{d}`" for d in lost + named if d not in gone and not NUMERIC.fullmatch(d)]
-            if rest and ", ".join(rest) not in out:
-                out.append(", ".join(rest))
+    clauses = [c.strip(" ;") for sentence in sentences(old) for c in sentence.split(";")]
+    for at, clause in enumerate(clauses):
+        found = distinctive(clause)
+        lost = [d for d in found if not holds(new, d)]
+        # the names of the first clause, the claim, are what the newer restates or renews ("ArtConnect" ->
+        # "Creative Horizons"); a later clause's are details it may drop ("brings up Redis and MinIO")
+        named = [n for n in product_names(clause) if not holds(new, n) and (at or found)]
+        if not lost and not (named and not found):
+            if named:  # the claim the newer restates: only the names it drops
+                item = ", ".join(f"`{n}`" for n in named)
+                out += [item] if item not in out else []
+            continue
+        gone = [d for d in found if renewed(old, new, d)]
+        if not gone:
+            if clause not in out:
+                out.append(clause)
+            continue
+        named = [n for n in named if not renewed(old, new, n)]
+        rest = [f"`{d}`" for d in lost + named if d not in gone and not NUMERIC.fullmatch(d)]
+        if rest and ", ".join(rest) not in out:
+            out.append(", ".join(rest))
     return out
 
 
