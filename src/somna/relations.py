@@ -284,6 +284,8 @@ def carried(old: str, new: str) -> list[str]:
     out: list[str] = []
     clauses = [c.strip(" ;") for sentence in sentences(old) for c in sentence.split(";")]
     for at, clause in enumerate(clauses):
+        if clause in clauses[:at]:
+            continue  # the title said again as the body's first line
         found = distinctive(clause)
         lost = [d for d in found if not holds(new, d)]
         # the names of the first clause, the claim, are what the newer restates or renews ("ArtConnect" ->
