@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from conftest import git, mcp_client, somna
 
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
+from somna.errors import InvalidInput
+from somna.proposals import sleep_proposal
 from somna.sleep import exam, gate
 from somna.sleep.actions import Action
 from somna.sleep.cycle import Cycle
@@ -142,6 +145,8 @@ import os, signal, sys
 from pathlib import Path
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
+from somna.errors import InvalidInput
+from somna.proposals import sleep_proposal
 from somna.sleep import exam
 from somna.sleep.cycle import Cycle
 from somna.sleep.actions import Action
@@ -168,6 +173,7 @@ def test_a_cycle_killed_between_staging_and_landing_changes_nothing(store: Store
     head = git(store.root, "rev-parse", "HEAD")
     before = {p.name: p.read_text() for p in (store.root / "memory").glob("*.md")}
     store.close()
+    staged = set(Path(tempfile.gettempdir()).glob("somna-staging-*"))
     proc = subprocess.run([sys.executable, "-c", KILLED_CYCLE, str(store.root), old["id"], new["id"]], capture_output=True, text=True,
                           timeout=120, env={**os.environ})  # fmt: skip
     assert proc.returncode == -9, proc.stderr
@@ -175,6 +181,13 @@ def test_a_cycle_killed_between_staging_and_landing_changes_nothing(store: Store
     assert git(after.root, "rev-parse", "HEAD") == head
     assert {p.name: p.read_text() for p in (after.root / "memory").glob("*.md")} == before
     assert git(after.root, "status", "--porcelain") == ""
+    left = [p for p in set(Path(tempfile.gettempdir()).glob("somna-staging-*")) - staged if p.is_dir()]
+    assert left  # the killed cycle's staging copy; the next trial sweeps it once it is old
+    for folder in left:
+        os.utime(folder, (time.time() - gate.STALE - 60,) * 2)
+    with gate.staging(after):
+        pass
+    assert not [p for p in left if p.exists()]
 
 
 @pytest.mark.anyio
@@ -211,3 +224,17 @@ def test_somna_exam_adds_a_persons_probe_runs_them_and_says_what_fails(tmp_path:
     (Path(root) / "exams" / "broken.yaml").write_text("- query: [unclosed\n")
     broken = somna("--store", root, "exam")
     assert broken.returncode == 1 and "exams/broken.yaml cannot be read" in broken.stderr
+
+
+def test_a_persons_accept_asks_the_exam_first_and_may_be_forced(store: Store) -> None:
+    deploy = store.write("Deploy with `make deploy ENV=prod` from the release branch.", author="agent")
+    other = store.write("Deploys go out from the release branch after review.", author="agent", force=True)
+    versions = {deploy["id"]: deploy["version"], other["id"]: other["version"]}
+    merge = Action("merge", "planted: a merge that drops the command", versions, {},
+                   {"text": "Deploys go out from the release branch after review.\n"})  # fmt: skip
+    pid = store.queue.add(sleep_proposal(merge.to_json(), author="somna-sleep"), "sleep proposes merge")
+    with pytest.raises(InvalidInput, match="would lose an answer.*make deploy"):
+        store.accept(pid, author="human")
+    assert store.read(deploy["id"])["meta"].get("status") is None and store.proposals()
+    store.accept(pid, author="human", force=True)
+    assert store.read(deploy["id"])["meta"]["status"] == "archived" and store.proposals() == []

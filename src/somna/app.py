@@ -17,7 +17,7 @@ from somna.embeddings import Embedder, HashEmbedder, LazyEmbedder, make_embedder
 from somna.errors import StoreNotFound
 from somna.scopes import Memory
 from somna.skills import Catalog, budget_from_env, mounts_from_env
-from somna.sleep import actions
+from somna.sleep import gate
 from somna.store import Store
 
 
@@ -37,7 +37,7 @@ def open_store(
             raise
         store = Store.init(root, scope=scope, embedder=embedder)
     skill_store.register(store)
-    actions.register(store)
+    gate.register(store)
     return store
 
 

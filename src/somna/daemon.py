@@ -192,8 +192,8 @@ class Daemon:
         self.observer.stop()
         self.observer.join(timeout=5)
         self.observer = self._observe()
-        self.restarts += 1
         self.store.sync()  # what changed while nobody watched
+        self.restarts += 1  # counted once caught up, so whoever waits on it sees the catch-up done
 
     def _quiet_transcripts(self, now: float) -> list[Path]:
         with self._lock:

@@ -184,7 +184,7 @@ def _apply(
     }
 
 
-def accept(store: Store, proposal: Proposal, author: str) -> dict[str, Any]:
+def accept(store: Store, proposal: Proposal, author: str, force: bool = False) -> dict[str, Any]:
     """Write the proposed SKILL.md, its base version checked again (the store's accept commits)."""
     name = proposal.target[len("skill:") :]
     text = str(proposal.fields.get("text") or "")

@@ -34,8 +34,9 @@ from somna.writes import Writer
 log = logging.getLogger("somna.store")
 
 
-# What accepting a proposal of a kind does: (store, proposal, who accepts) -> a result for the caller.
-Acceptor = Callable[["Store", Proposal, str], dict[str, Any]]
+# What accepting a proposal of a kind does: (store, proposal, who accepts, forced) -> a result for the caller;
+# `forced`: the person accepts it even though the exam says what it would break (sleep-time's kind).
+Acceptor = Callable[["Store", Proposal, str, bool], dict[str, Any]]
 
 
 class Store:
@@ -335,7 +336,7 @@ class Store:
     def proposals(self) -> list[ProposalSummary]:
         return self.queue.list()
 
-    def accept(self, pid: str, *, author: str) -> dict[str, Any]:
+    def accept(self, pid: str, *, author: str, force: bool = False) -> dict[str, Any]:
         """Apply a proposal, whatever its kind, and remove it, in one commit by `author`."""
         proposal = self.queue.get(pid)
         accept = self.kinds.get(proposal.kind)
@@ -345,12 +346,12 @@ class Store:
             )
         message = f"accept proposal {pid}: {proposal.title} (proposed by {proposal.author})"
         with self.batch(message, author) as paths:
-            out = accept(self, proposal, author)
+            out = accept(self, proposal, author, force)
             self.queue.remove(proposal)
             paths.append(proposal.path)
         return out | {"proposal": pid, "commit": self.batch_commit}
 
-    def _accept_edit(self, proposal: Proposal, author: str) -> dict[str, Any]:
+    def _accept_edit(self, proposal: Proposal, author: str, force: bool = False) -> dict[str, Any]:
         change = Edit.from_args(str(proposal.fields.get("op")), proposal.fields)
         _, rel = self.locate(proposal.target)
         base = str(proposal.fields.get("base_version"))

@@ -92,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("id", nargs="?")
     sp.add_argument("--reason")
     sp.add_argument("-v", "--verbose", action="store_true", help="show each proposal's diff")
+    sp.add_argument(
+        "--force", action="store_true", help="accept even what the exam says would lose an answer"
+    )
     sp = cmd("reindex", cmd_reindex, "bring the index in line with the files (--full: rebuild from scratch)")
     sp.add_argument("--full", action="store_true")
     sp.add_argument("--words", action="store_true", help="do not load the embedding model")

@@ -102,13 +102,15 @@ def cmd_proposals(args: argparse.Namespace) -> int:
         print(f"somna proposals {args.action} needs a proposal id", file=sys.stderr)
         return EXIT_USAGE
     if args.action == "accept":
-        out = store.accept(args.id, author="human")
+        out = store.accept(args.id, author="human", force=args.force)
         done = (
             f"{out['id']} is now version {out['version']}"
             if "version" in out
             else f"{out.get('kind')} applied"
         )
         print(f"accepted {args.id}: {done}")
+        for why in out.get("breaks", []):
+            print(f"  it takes away what the exam asked: {why}")
     else:
         store.reject(args.id, author="human", reason=args.reason)
         print(f"rejected {args.id}")

@@ -9,7 +9,7 @@ archived or marked superseded.
     extract inbox compress skill                 the LLM passes (llm.py)
 
 An action the store's policy queues for review becomes a proposal of kind `sleep` (proposals.py);
-`register` tells a store how to accept one.
+gate.register tells a store how to accept one (the exam is asked first).
 """
 
 from __future__ import annotations
@@ -289,8 +289,9 @@ ACTIONS: dict[str, ApplyAction] = {
 REBASABLE = ("archive", "link", "supersede")  # they change status or links, not text
 
 
-def accept(store: Store, proposal: Proposal, author: str) -> dict[str, Any]:
-    """Apply a queued sleep action now, its targets' versions checked again (the store's accept commits)."""
+def queued(store: Store, proposal: Proposal) -> Action:
+    """The action a sleep proposal holds, its targets' versions checked again (or taken as they are now, for
+    a change of status or links)."""
     fields = proposal.fields
     kind = str(fields.get("action"))
     if kind not in ACTIONS:
@@ -299,9 +300,4 @@ def accept(store: Store, proposal: Proposal, author: str) -> dict[str, Any]:
                     fields.get("data") or {}, True)  # fmt: skip
     if kind in REBASABLE:  # apply to the text as it is now
         action.targets = {ref: store.read(ref)["version"] for ref in action.targets}
-    ACTIONS[kind](store, action)
-    return {"status": "accepted", "kind": kind}
-
-
-def register(store: Store) -> None:
-    store.register_kind("sleep", accept)
+    return action

@@ -14,20 +14,25 @@ import copy
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from somna import history
 from somna.db import connect
-from somna.errors import SomnaError
+from somna.errors import InvalidInput, SomnaError
+from somna.proposals import Proposal
 from somna.sleep import exam
-from somna.sleep.actions import ACTIONS, AUTHOR, Action
+from somna.sleep.actions import ACTIONS, AUTHOR, Action, queued
 from somna.store import Store
 
 log = logging.getLogger("somna.sleep.gate")
 
+STAGING_PREFIX = "somna-staging-"
+STALE = 6 * 3600  # seconds after which a staging folder is one that a killed cycle left behind
 MAX_ROUNDS = 3  # tries of a shrinking plan before the gate gives up and lets no gated change through
 GATED = ("merge", "supersede", "archive", "split", "extract", "compress")  # they change what a search finds
 NEW_MEMORIES = ("merge", "split", "extract", "compress")  # they write memories that may outrank an answer
@@ -51,8 +56,10 @@ class Verdict:
 
 @contextmanager
 def staging(store: Store) -> Iterator[Store]:
-    """A private copy of the store, as it is now, for a trial; removed on exit."""
-    tmp = Path(tempfile.mkdtemp(prefix="somna-staging-"))
+    """A private copy of the store, as it is now, for a trial; removed on exit (and, if a kill -9 left one
+    behind, by a later trial: see `_sweep`)."""
+    _sweep()
+    tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
     root = tmp / "store"
     try:
         with store.locked():  # no write half-done in the copy
@@ -80,6 +87,16 @@ def staging(store: Store) -> Iterator[Store]:
             stage.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep() -> None:
+    """Remove staging folders that killed cycles left behind: none is in use for hours."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime > STALE:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None = None) -> Verdict:
@@ -156,3 +173,20 @@ def _culprits(lost: list[exam.Regression], trying: list[Action]) -> list[tuple[A
         return out
     why = f"the exam: {lost[0].why()}"
     return [(a, why) for a in trying if a.kind in NEW_MEMORIES]
+
+
+def accept(store: Store, proposal: Proposal, author: str, force: bool = False) -> dict[str, Any]:
+    """A person accepts a queued sleep action: the exam is asked first. A merge or supersede that would lose
+    an answer is refused with the probe it fails, unless `force`; for an archive (taking a memory out of
+    view is its purpose) the answers it takes away are said, not refused. The store's accept commits."""
+    action = queued(store, proposal)
+    breaks = [why for _, why in check(store, [action]).dropped] if action.kind in GATED else []
+    if breaks and not force and action.kind != "archive":
+        raise InvalidInput(f"accepting {proposal.id} would lose an answer: {breaks[0]}; accept it with force "
+                           "to apply it anyway")  # fmt: skip
+    ACTIONS[action.kind](store, action)
+    return {"status": "accepted", "kind": action.kind} | ({"breaks": breaks} if breaks else {})
+
+
+def register(store: Store) -> None:
+    store.register_kind("sleep", accept)
