@@ -32,6 +32,7 @@ import yaml
 from somna import notes
 from somna.errors import InvalidInput
 from somna.index import Row
+from somna.relations import renewed
 from somna.store import Store
 from somna.text import NUMBER, STOP, WORD, details, distinctive, updated
 
@@ -316,7 +317,10 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
     if not old_text or not new_text:
         return False
     return all(
-        holds(new_text, (d,)) or updated(old_text, new_text, d) or _word_updated(old_text, new_text, d)
+        holds(new_text, (d,))
+        or updated(old_text, new_text, d)
+        or renewed(old_text, new_text, d)
+        or _word_updated(old_text, new_text, d)
         for d in b.probe.expect
     )
 
