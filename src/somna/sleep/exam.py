@@ -14,7 +14,11 @@ from use: an intended update. When the memory a probe is about was superseded (o
 successor answers the same query with a new value of the same kind in the same place of the sentence
 ("Node 20" -> "Node 22", "port 5433" -> "port 5434"), the question is still answered, with the new value.
 A successor about another subject ("the analytics container's Postgres listens on 5432" in place of "the
-api's Postgres is on 5433") does not answer it: that is a loss.
+api's Postgres is on 5433", `relations.relation` says "apart") does not answer it: that is a loss. A fact
+about a person that a later fact about the same person contradicts ("speaks English, Spanish and
+Portuguese" -> "only speaks English") is answered by it, whatever its words: the exam cannot tell a true
+correction of a person's fact from a wrong one, so those are the contradiction pass's (and a person's
+probes') to judge.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ import yaml
 from somna import notes
 from somna.errors import InvalidInput
 from somna.index import Row
-from somna.relations import renewed
+from somna.relations import relation, renewed
 from somna.store import Store
-from somna.text import NUMBER, STOP, WORD, details, distinctive, updated
+from somna.text import NUMBER, STOP, WORD, details, distinctive, people, updated
 
 K = 5  # hits a probe's answer must be among
 EMBED_BATCH = 64
@@ -316,6 +320,11 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
     old_text, new_text = _text_of(store, b.probe.about), _text_of(store, heir)
     if not old_text or not new_text:
         return False
+    who = people(old_text)
+    if who and who[0] in people(new_text):
+        return True  # the same person's fact, corrected (see the module docstring)
+    if relation(new_text, old_text)[0] == "apart":
+        return False  # another subject or attribute, however alike its value
     return all(
         holds(new_text, (d,))
         or updated(old_text, new_text, d)
