@@ -339,3 +339,20 @@ def adds_unrelated(new: str, old: str) -> bool:
     with no cue of change: a fact about something else ("Prod deploys only Tuesday to Thursday, before 15:00"
     is no correction of "Check #deploys before investigating a prod alert")."""
     return bool(exclusive(new, old)) and not replaces(new, old) and not cue(new)
+
+
+def differ(a: str, b: str) -> str | None:
+    """Why two alike texts are two memories, or None: one pins down a value the other lacks (a number, a
+    version, a path, a flag, an identifier: "port 5432" vs "port 5433"), or they give the same numbers in
+    another order ("writer 1 item 3" vs "writer 3 item 1"). The one measure of "not a duplicate" that a
+    write's duplicate check and sleep-time share."""
+    only_a, only_b = exclusive(a, b), exclusive(b, a)
+    if only_a or only_b:
+        return f"other values: {sorted(only_a)[:3]} vs {sorted(only_b)[:3]}"
+    seq_a, seq_b = NUMBERS.findall(a), NUMBERS.findall(b)
+    if sorted(seq_a) == sorted(seq_b) and seq_a != seq_b:
+        return f"the same values in another order: {seq_a[:4]} vs {seq_b[:4]}"
+    return None
+
+
+NUMBERS = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?![\w.]\d)")

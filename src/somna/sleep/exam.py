@@ -244,8 +244,19 @@ def probes_of(store: Store, *, only: set[str] | None = None) -> list[Probe]:
 
 # -- running ---------------------------------------------------------------------------------------------
 def holds(text: str, expect: tuple[str, ...]) -> bool:
-    low = text.lower()
-    return all(e.lower() in low for e in expect)
+    """Whether `text` carries every detail of `expect`, a number as a whole number ("--timeout=10" is not in
+    "--timeout=120", "100" not in "1000" or "2100")."""
+    return all(
+        re.search(
+            (r"(?<![\d.])" if e[:1].isdigit() else "")
+            + re.escape(e)
+            + (r"(?!\.?\d)" if e[-1:].isdigit() else ""),
+            text,
+            re.I,
+        )
+        is not None
+        for e in expect
+    )
 
 
 def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
@@ -320,11 +331,13 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
     old_text, new_text = _text_of(store, b.probe.about), _text_of(store, heir)
     if not old_text or not new_text:
         return False
-    who = people(old_text)
-    if who and who[0] in people(new_text):
-        return True  # the same person's fact, corrected (see the module docstring)
-    if relation(new_text, old_text)[0] == "apart":
+    kind = relation(new_text, old_text)[0]
+    if kind == "apart":
         return False  # another subject or attribute, however alike its value
+    if set(people(old_text)) & set(people(new_text)):
+        return True  # a fact about the same person, corrected (see the module docstring)
+    if kind == "update":
+        return True  # says it changed what the older says ("now wants rebase merges instead of squash")
     return all(
         holds(new_text, (d,))
         or updated(old_text, new_text, d)
