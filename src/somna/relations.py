@@ -136,6 +136,11 @@ def other_subject(a: str, b: str) -> str | None:
     first_b = next((w for w in pb if _content(w)), "")
     if first_a and first_b and first_a not in wb and first_b not in wa and not {first_a, first_b} & names:
         return f"about {first_a!r} vs {first_b!r}"
+    tools_a, tools_b = _tools(a), _tools(b)
+    if tools_a and tools_b and not tools_a & tools_b and not (cue(a) or cue(b)):
+        only_a, only_b = tools_a - wb, tools_b - wa
+        if only_a and only_b:  # "Redis" vs "Postgres": a change of tool would say so ("moved to", "now")
+            return f"about {sorted(only_a)[0]!r} vs {sorted(only_b)[0]!r}"
     before_a = {w: p for p, w in zip(pa, pa[1:], strict=False) if _content(p) and _content(w)}
     before_b = {w: p for p, w in zip(pb, pb[1:], strict=False) if _content(p) and _content(w)}
     for w in sorted(set(before_a) & set(before_b)):
@@ -143,6 +148,16 @@ def other_subject(a: str, b: str) -> str | None:
         if x != y and x not in wb and y not in wa and not {x, y} & names:
             return f"{x} {w} vs {y} {w}"
     return None
+
+
+def _tools(text: str) -> set[str]:
+    """The names of tools and services a text uses, lower case: a capitalised word that does not open a
+    sentence ("Redis", "Postgres", "Metabase")."""
+    out = set()
+    for sentence in sentences(text.strip()):
+        words = TOKEN.findall(sentence)
+        out |= {w.lower() for w in words[1:] if re.fullmatch(r"[A-Z][A-Za-z0-9]{2,}", w)}
+    return out - STOP
 
 
 def replaces(new: str, old: str) -> list[str]:
