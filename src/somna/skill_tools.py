@@ -6,6 +6,8 @@ Skills are resources too (`somna://skills/<name>`: the SKILL.md). A poll of the 
 (a stat per folder and SKILL.md) keeps the catalog current; when it changes, `load_skill` is rebuilt and
 clients hear `notifications/tools/list_changed` (when the enum changed) and `resources/list_changed`:
 handshake-era sessions directly, 2026-era ones through their `subscriptions/listen` streams on the bus.
+Once a client speaks the Skills extension (skill_extension.py), the poll also stats every skill file, so
+an edited reference file (a changed digest) is heard too.
 """
 
 from __future__ import annotations
