@@ -327,7 +327,7 @@ def test_dropped_edited_removed_and_accepted_skills_are_heard(tmp_path: Path) ->
         raw.drain()  # an edit of a supporting file: the catalog's scan does not see it, the digests do
         guide = store / "skills" / "squash-migrations" / "references" / "guide.md"
         guide.write_text("the guide, now with the squash command\n", encoding="utf-8")
-        assert raw.wait_note("notifications/resources/list_changed") < 3
+        assert raw.wait_note("notifications/resources/list_changed", timeout=5) < 3
         got = raw.result("skills/get", {"uri": entry["uri"]})["skill"]
         assert got["resources"][1]["digest"] == digest(guide.read_bytes()) != entry["resources"][1]["digest"]
 

@@ -54,26 +54,38 @@ class File:
 
 
 def skill_files(folder: Path) -> list[File]:
-    """Every file a skill serves, sorted by path: hidden files, __pycache__ and escaping links left out."""
+    """Every file a skill serves, sorted by path: hidden files, __pycache__ and escaping links left out.
+    A stat per file; a path is resolved only when it is a link (the watcher runs this for every skill)."""
     real = os.path.realpath(folder)
     out: list[File] = []
-    for dirpath, dirs, names in os.walk(real):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        for name in sorted(names):
-            if name.startswith("."):
+
+    def walk(path: str, rel: str) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or name == "__pycache__":
                 continue
-            path = os.path.join(dirpath, name)
-            resolved = os.path.realpath(path)
-            if os.path.commonpath([resolved, real]) != real:
-                continue  # a link out of the skill's folder is never served
+            sub = f"{rel}{name}"
             try:
-                st = os.stat(resolved)
-            except OSError:
-                continue
-            if not os.path.isfile(resolved):
-                continue
-            rel = os.path.relpath(path, real).replace(os.sep, "/")
-            out.append(File(rel, resolved, (st.st_ino, st.st_mtime_ns, st.st_size)))
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([target, real]) != real:
+                        continue  # a link out of the skill's folder is never served
+                    if os.path.isfile(target):
+                        st = os.stat(target)
+                        out.append(File(sub, target, (st.st_ino, st.st_mtime_ns, st.st_size)))
+                elif entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, sub + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    out.append(File(sub, entry.path, (st.st_ino, st.st_mtime_ns, st.st_size)))
+            except (OSError, ValueError):
+                continue  # gone meanwhile, or on another drive
+
+    walk(real, "")
     return sorted(out, key=lambda f: f.rel)
 
 
