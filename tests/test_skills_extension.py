@@ -167,6 +167,11 @@ def all_skills(raw: Raw) -> list[dict[str, Any]]:
             return out
 
 
+def load_skill_names(raw: Raw) -> list[str] | None:
+    (tool,) = [t for t in raw.result("tools/list")["tools"] if t["name"] == "load_skill"]
+    return tool["inputSchema"]["properties"]["name"].get("enum")
+
+
 @pytest.fixture
 def dropped(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A store with one rich skill, and a mounted folder of 60 more: (store, the skill, the mount)."""
@@ -230,11 +235,13 @@ def test_raw_session_lists_gets_reads_and_refuses(dropped: tuple[Path, Path, Pat
 
         root = raw.result("resources/directory/read", {"uri": "skill://git-flow"})["resources"]
         assert [(r["name"], r["mimeType"]) for r in root] == [
-            ("SKILL.md", "text/markdown"),
+            ("git-flow", "text/markdown"),  # SKILL.md, named from its front matter
             ("assets", "inode/directory"),
             ("references", "inode/directory"),
             ("scripts", "inode/directory"),
         ]
+        assert root[0]["uri"] == "skill://git-flow/SKILL.md"
+        assert root[0]["description"] == "Branch, commit and merge the team's way."
         refs = raw.result("resources/directory/read", {"uri": "skill://git-flow/references"})["resources"]
         assert [r["uri"] for r in refs] == ["skill://git-flow/references/guide.md"]  # the link is not there
 
@@ -279,6 +286,7 @@ def test_catalog_in_instructions_only_for_hosts_without_the_extension(tmp_path: 
     try:
         instructions = plain.initialize(extension=False)["instructions"]
         assert "rotate-keys: Rotate the signing keys" in instructions
+        assert load_skill_names(plain) == ["rotate-keys"]
     finally:
         plain.close()
     host = Raw(store)
@@ -287,6 +295,7 @@ def test_catalog_in_instructions_only_for_hosts_without_the_extension(tmp_path: 
         assert "rotate-keys" not in lean and "Skills extension" in lean
         assert len(lean) < len(instructions)
         assert lean.split("\nSkills:")[0] == instructions.split("\nSkills:")[0]  # the rest is the same
+        assert load_skill_names(host) is None  # nor are the names repeated in load_skill's schema
     finally:
         host.close()
     modern = Raw(store)  # a 2026-era host: no handshake, the extension declared in each request's envelope

@@ -16,7 +16,8 @@ sends when a skill folder is added, edited or removed. Once a client speaks the 
 also compares every skill file's stat (`poll`), so an edited reference file is heard too.
 
 Tokens once: a client that declares the extension at `initialize` (or on a 2026-era request) gets
-instructions without the skills catalog, since its host lists the skills itself.
+instructions without the skills catalog, and a `load_skill` without the enum of names, since its host
+lists the skills itself.
 """
 
 from __future__ import annotations
@@ -220,6 +221,12 @@ class SkillsExtension(Extension):
                 self.active = True
                 if self.instructions is not None and "instructions" in result:
                     result["instructions"] = self.instructions[1]  # the host lists the skills: tokens once
+        elif ctx.method == "tools/list" and declares(ctx):
+            for tool in result.get("tools") or []:  # load_skill's enum is the catalog's names once more
+                if isinstance(tool, dict) and tool.get("name") == "load_skill":
+                    name = ((tool.get("inputSchema") or {}).get("properties") or {}).get("name")
+                    if isinstance(name, dict) and name.pop("enum", None) is not None:
+                        name["description"] = "a skill name from your host's list of somna's skills"
         elif ctx.method == "resources/read":
             for item in result.get("contents") or []:
                 uri = item.get("uri") if isinstance(item, dict) else None

@@ -264,6 +264,14 @@ class Manifests:
             base = f"{SCHEME}{skill.name}/{prefix}{child}"
             if rest:
                 children.setdefault(child, {"uri": base, "name": child, "mimeType": DIRECTORY})
+            elif child == "SKILL.md" and not prefix:  # the skill's own resource: named as the skill
+                children[child] = {
+                    "uri": base,
+                    "name": skill.name,
+                    "description": skill.description,
+                    "mimeType": "text/markdown",
+                    "size": f.size,
+                }
             else:
                 children[child] = {"uri": base, "name": child, "mimeType": mime_type(child), "size": f.size}
         if not children and rel:
