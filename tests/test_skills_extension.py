@@ -37,12 +37,16 @@ SECRET = "the-secret-outside-every-skill"
 class Raw:
     """A JSON-RPC peer on the server's stdin/stdout: requests by id, notifications kept in order."""
 
-    def __init__(self, store: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, store: Path | None, env: dict[str, str] | None = None, errlog: Path | None = None
+    ) -> None:
+        where = ["--store", str(store)] if store is not None else []  # none: the user store or shared server
+        self.err = open(errlog, "wb") if errlog else None  # noqa: SIM115 (closed by close())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "somna", "--store", str(store), "serve"],
+            [sys.executable, "-m", "somna", *where, "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.err if self.err else subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
         )
         self.answers: dict[int, dict[str, Any]] = {}
@@ -122,6 +126,8 @@ class Raw:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.err:
+            self.err.close()
         self.reader.join(timeout=10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
@@ -361,6 +367,35 @@ def test_dropped_edited_removed_and_accepted_skills_are_heard(tmp_path: Path) ->
         assert learned["frontmatter"]["description"] == "Learned from three tasks."
     finally:
         raw.close()
+
+
+def test_a_host_attached_to_the_shared_server_gets_the_extension_through_the_relay(somna_env: Path) -> None:
+    """`somna serve` attached to the shared HTTP server (the relay, no SDK): the same extension, and the
+    list-changed notification comes back through the relay's GET stream."""
+    from test_http import http_server
+
+    with http_server(somna_env) as server:
+        log = somna_env.parent / "attached.log"
+        raw = Raw(None, {"SOMNA_LOG_LEVEL": "INFO"}, errlog=log)
+        try:
+            assert raw.initialize()["capabilities"]["extensions"][EXT] == {"directoryRead": True}
+            assert "attached to the shared somna server" in log.read_text(encoding="utf-8")
+            raw.result("tools/list")
+            time.sleep(0.5)  # the relay opens the GET stream after `initialized`
+            raw.drain()
+            skill = make_skill(
+                somna_env / "skills", "rotate-keys", "Rotate the API keys. Use when one leaked."
+            )
+            raw.wait_note("notifications/resources/list_changed", timeout=10)
+            (entry,) = raw.result("skills/list")["skills"]
+            assert entry == expected_entry(skill, ["SKILL.md", "references/guide.md"])
+            for resource in entry["resources"]:
+                (item,) = raw.result("resources/read", {"uri": resource["uri"]})["contents"]
+                assert digest(content_bytes(item)) == resource["digest"]
+            assert "refused" in raw.error("resources/read", {"uri": "skill://rotate-keys/%2e%2e/%2e%2e/x"})
+        finally:
+            raw.close()
+        assert server.proc.poll() is None
 
 
 # -- in process: what a session cannot reach cheaply ------------------------------------------------
