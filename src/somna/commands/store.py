@@ -9,12 +9,15 @@ from pathlib import Path
 
 from somna import doctor, portable, progress
 from somna.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, load_embedder, open_stores, print_json
+from somna.commands.sync import init_shared
 from somna.config import Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.store import Store
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.project or args.remote:
+        return init_shared(args)
     settings = Settings.from_env()
     path = Path(args.path) if args.path else (Path(args.store) if args.store else settings.user_store)
     existed = (path / ".git").exists() and (path / "memory").is_dir()
