@@ -154,6 +154,19 @@ def merge_tree(root: Path, ours: str, theirs: str) -> tuple[str, list[Conflict]]
     return tree, list(found.values())
 
 
+def changed_on_both(root: Path, ours: str, theirs: str) -> tuple[str | None, list[str]]:
+    """The merge base of two commits, and the files each side changed since it (None: unrelated)."""
+    base = history.git(root, "merge-base", ours, theirs, check=False).strip() or None
+    if base is None:
+        return None, []
+
+    def changed(commit: str) -> set[str]:
+        out = history.git(root, "diff", "--no-renames", "--name-only", "-z", base, commit)
+        return {p for p in out.split("\x00") if p}
+
+    return base, sorted(changed(ours) & changed(theirs))
+
+
 def blob_text(root: Path, blob: str | None) -> str | None:
     if blob is None:
         return None

@@ -79,6 +79,8 @@ def target_of(path: str, note: Note) -> str:
 def resolve(path: str, base: str | None, ours: Side, theirs: Side) -> Resolution:
     """The merge of one file both sides changed."""
     later, earlier = (theirs, ours) if theirs.time > ours.time else (ours, theirs)
+    if ours.text == theirs.text:
+        return Resolution(ours.text, note=f"{path}: the same on both sides")
     if ours.text is None or theirs.text is None:
         kept = ours if ours.text is not None else theirs
         return Resolution(kept.text, note=f"{path}: deleted on one side, changed on the other: kept")
@@ -193,4 +195,9 @@ def _merge_body(path: str, b: str, o: str, t: str, theirs_later: bool) -> tuple[
         merged, clean = history.merge_file(o, b, t)
         if clean:
             return merged, "lines"
+        if o.startswith(b.rstrip("\n")) and t.startswith(b.rstrip("\n")):  # both added at the end: both kept
+            head = b.rstrip("\n")
+            return head + "\n" + o[len(head) :].strip("\n") + "\n" + t[len(head) :].strip(
+                "\n"
+            ) + "\n", "both added"
     return (t if theirs_later else o), "conflict"

@@ -119,23 +119,34 @@ def _integrate(store: Store, theirs: str, out: SyncResult) -> None:
         gitsync.move_to(root, store.layout.somna, theirs)
         return
     tree, conflicts = gitsync.merge_tree(root, head, theirs)
+    base, both = gitsync.changed_on_both(root, head, theirs)
+    # every file git could not merge, and every note both sides changed even where git could (the same
+    # second's `updated:` line lets an archive and an edit merge as text): somna's rules decide
+    todo = {c.path: c.stages for c in conflicts}
+    for path in both:
+        if path not in todo and path.endswith(".md") and path.startswith(("memory/", "blocks/")):
+            todo[path] = {}
     files: dict[str, str | None] = {}
-    for c in conflicts:
-        ours = merging.Side(
-            gitsync.blob_text(root, c.stages.get(2)), gitsync.last_change(root, head, c.path), "this machine"
-        )
-        other = merging.Side(
-            gitsync.blob_text(root, c.stages.get(3)), gitsync.last_change(root, theirs, c.path), "the remote"
-        )
-        resolution = merging.resolve(c.path, gitsync.blob_text(root, c.stages.get(1)), ours, other)
-        files[c.path] = resolution.text
+    for path, stages in sorted(todo.items()):
+
+        def text(
+            stage: int, commit: str | None, path: str = path, stages: dict[int, str] = stages
+        ) -> str | None:
+            if stages:
+                return gitsync.blob_text(root, stages.get(stage))
+            return history.show(root, commit, path) if commit else None
+
+        ours = merging.Side(text(2, head), gitsync.last_change(root, head, path), "this machine")
+        other = merging.Side(text(3, theirs), gitsync.last_change(root, theirs, path), "the remote")
+        resolution = merging.resolve(path, text(1, base), ours, other)
+        files[path] = resolution.text
         files.update(resolution.extra)
         out["merged"].append(resolution.note)
         for loser in resolution.losers:
-            proposal = _proposal(c.path, resolution.text or "", loser)
+            proposal = _proposal(path, resolution.text or "", loser)
             files[proposal.path] = render(proposal)
             out["proposals"].append(proposal.id)
-    message = f"sync: merge the remote's memories ({len(conflicts)} file(s) changed on both sides)"
+    message = f"sync: merge the remote's memories ({len(todo)} file(s) changed on both sides)"
     commit = gitsync.build_commit(root, tree, files, [head, theirs], message, AUTHOR)
     gitsync.move_to(root, store.layout.somna, commit)
 
