@@ -12,7 +12,7 @@ from somna.app import open_store
 from somna.embeddings import HashEmbedder
 from somna.store import Store
 from somna.sync import sync_store
-from tests.conftest import git, somna
+from conftest import git, somna
 
 
 def bare(tmp_path: Path, name: str = "remote.git") -> Path:
@@ -209,3 +209,31 @@ def test_a_teammates_malformed_note_and_a_huge_binary_are_quarantined(two: tuple
     assert result["status"] == "synced"
     assert b.search("good note neighbour")["hits"]
     assert {"memory/broken.md", "memory/blob.md"} <= b.indexer.problems()
+
+
+def test_a_sync_killed_while_it_moved_the_files_is_finished_when_the_store_opens(
+    two: tuple[Store, Store], tmp_path: Path
+) -> None:
+    a, b = two
+    a.write("Feature flags are read from flags.yaml at start-up.", title="flags", author="t")
+    sync_store(a)
+    b.write("Logs go to journald, not files.", title="logs", author="t")
+    theirs = gitsync.fetch(b.root, gitsync.remote_of(b.root))  # type: ignore[arg-type]
+    assert theirs is not None
+    tree, conflicts = gitsync.merge_tree(b.root, history.head(b.root) or "", theirs)
+    assert not conflicts
+    target = gitsync.build_commit(b.root, tree, {}, [history.head(b.root) or "", theirs], "merge", "t")
+    # the state a kill -9 inside `git merge --ff-only` leaves: the marker, files and index moved, HEAD not
+    (b.layout.somna / gitsync.TARGET).write_text(target + "\n")
+    history.git(b.root, "read-tree", "-m", "-u", "HEAD", target)
+    assert not doctor.check(b)["consistent"]
+    b.close()
+    reopened = open_store(tmp_path / "b", embedder=HashEmbedder())
+    try:
+        reopened.sync()
+        assert history.head(reopened.root) == target
+        assert doctor.check(reopened)["consistent"]
+        assert {"flags", "logs"} <= {r.title for r in reopened.index.all_rows("memory")}
+        assert sync_store(reopened)["pushed"]
+    finally:
+        reopened.close()

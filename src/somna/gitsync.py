@@ -223,6 +223,11 @@ def move_to(root: Path, somna_dir: Path, target: str) -> None:
     marker.unlink(missing_ok=True)
 
 
+def interrupted(somna_dir: Path) -> bool:
+    """Whether a sync was killed while it moved the store onto a merged commit (`recover` finishes it)."""
+    return (somna_dir / TARGET).exists()
+
+
 def recover(root: Path, somna_dir: Path) -> bool:
     """Finish a sync that was killed while it moved the store (call under the store lock). True if it did."""
     marker = somna_dir / TARGET
@@ -242,10 +247,17 @@ def push(root: Path, remote: Remote) -> None:
     forward says so: the caller fetches and merges again)."""
     with history.running(root):
         try:
-            history.git(root, "push", "-q", "--porcelain", remote.name, f"HEAD:refs/heads/{remote.branch}")
+            history.git(root, "push", "-q", remote.name, f"HEAD:refs/heads/{remote.branch}")
         except GitError as exc:
             text = str(exc)
-            if "non-fast-forward" in text or "fetch first" in text or "[rejected]" in text:
+            raced = (
+                "non-fast-forward",
+                "fetch first",
+                "[rejected]",
+                "failed to update ref",
+                "cannot lock ref",
+            )
+            if any(words in text for words in raced):  # someone pushed in between: fetch, merge, try again
                 raise PushRejected("non-fast-forward") from None
             if "Could not read from remote" in text or "unable to access" in text or "resolve host" in text:
                 raise RemoteUnreachable(_first_line(text)) from None
