@@ -6,13 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git, somna
 
 from somna import doctor, gitsync, history
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
 from somna.store import Store
 from somna.sync import sync_store
-from conftest import git, somna
 
 
 def bare(tmp_path: Path, name: str = "remote.git") -> Path:
