@@ -32,9 +32,8 @@ Deliberately *not* secrets:
 
 There is no free-standing high-entropy rule: a random-looking string is only a secret when a name or a format
 says so, which keeps git SHAs, UUIDs, digests and base64 data out of the way. A *word* says so too: a long
-machine-made token (letters and digits, 20 characters or more, not a UUID, not part of a path or a snake_case
-name) at most three words after "secret", "password", "token", "api key" or "credentials" is redacted
-("staging creds ... with secret Qm8vT2xZ...") since a store may leave the machine (`somna sync`). Findings carry a kind and
+machine-made token a few words after "secret", "password" or "token" (secret_words.py), since a store may
+leave the machine (`somna sync`). Findings carry a kind and
 offsets, never the value, so they may be logged.
 """
 
@@ -46,6 +45,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from somna.errors import InvalidInput
+from somna.secret_words import near_words
 
 log = logging.getLogger("somna.redaction")
 
@@ -188,15 +188,6 @@ _TOKEN_PREFIXES = frozenset(  # tokens that are no credentials: paging, idempote
     " action update lock verification cancel resume pagination cursor".split()
 )
 _KEY_QUALIFIERS = frozenset("api access private auth secret".split())
-_NEAR_TOKEN = re.compile(r"(?<![\w/.\-+=@:])[A-Za-z0-9+/_\-]{20,300}={0,2}(?![\w/.\-+=@])")
-_NEAR_WORD = re.compile(  # the secret word, then at most three words before the token (on its line)
-    r"(?i:\b(secrets?|pass(?:word|wd|phrase)s?|tokens?|api[ _\-]?keys?|access[ _\-]?keys?|credentials?|creds)\b)"
-    r"[\\\"'`]?[ \t]*(?:[:=]|\bis\b|\bwas\b)?(?:[ \t]+[^\s]{1,24}){0,3}?[ \t]*[:=]?[ \t]*[\"'`]?$"
-)
-_HEX = re.compile(r"[0-9a-fA-F]+")
-_HASH_WORDS = re.compile(r"(?i:\b(?:sha\d*|md5|commit|digest|hash|checksum|uuid|id)\b)")
-_PATH_PART = re.compile(r"(?:^|/)[a-z]{3,}(?:/|$)")
-_SNAKE = re.compile(r"[a-z0-9]+(?:[_\-][a-z0-9]+)+|[A-Z0-9]+(?:_[A-Z0-9]+)+")
 
 
 def _is_placeholder(value: str) -> bool:
@@ -254,42 +245,6 @@ def _bare_is_code(value: str, after: str, op: str, loose: bool, named: str) -> b
         if loose and ("_" in value or not _looks_random(value)):  # password = new_password
             return not (op == ":" and named == "password" and value.islower())  # YAML password: hunter
     return False
-
-
-def _machine_made(token: str) -> bool:
-    """A token a machine made: letters and digits in a mix no name has (not a UUID, not snake_case)."""
-    if _UUID.fullmatch(token) or _SNAKE.fullmatch(token) or _is_placeholder(token):
-        return False
-    if token.startswith(("/", "~")) or "//" in token or _PATH_PART.search(token):
-        return False  # a path: /var/lib/app/5f0c...
-    has_digit = any(c.isdigit() for c in token)
-    if not has_digit or not any(c.isalpha() for c in token):
-        return False
-    mixed = any(c.isupper() for c in token) and any(c.islower() for c in token)
-    return (mixed and len(set(token)) >= 12) or (len(token) >= 32 and len(set(token)) >= 10)
-
-
-def _near_words(text: str) -> list[tuple[int, int, str]]:
-    """Machine-made tokens a few words after a secret word: "with secret Qm8vT2xZrW4pLk9s..."."""
-    found: list[tuple[int, int, str]] = []
-    for m in _NEAR_TOKEN.finditer(text):
-        token = m.group().rstrip("=")
-        if not _machine_made(token):
-            continue
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        before = text[max(line_start, m.start() - 80) : m.start()]
-        word = _NEAR_WORD.search(before)
-        between = before[word.end(1) :] if word is not None else ""
-        if (
-            word is not None
-            and _HEX.fullmatch(token)
-            and re.search(r"\w", re.sub(r"\b(?:is|was)\b", "", between))
-        ):
-            continue  # a hex string is a secret only right after the word ("token: 9f2c..."), not a digest
-        if word is not None and not _HASH_WORDS.search(between):
-            kind = "password" if word.group(1).lower().startswith("pass") else "secret"
-            found.append((m.start(), m.end(), kind))
-    return found
 
 
 def _assignments(text: str) -> list[tuple[int, int, str]]:
@@ -376,7 +331,7 @@ def scan(text: str) -> list[Finding]:
     if any(word in low for word in ("pass", "secret", "token", "key")):
         candidates.extend((6, start, end, kind) for start, end, kind in _assignments(text))
     if any(word in low for word in ("pass", "secret", "token", "key", "cred")):
-        candidates.extend((7, start, end, kind) for start, end, kind in _near_words(text))
+        candidates.extend((7, start, end, kind) for start, end, kind in near_words(text))
     return _select(candidates)
 
 
