@@ -237,3 +237,23 @@ def test_a_sync_killed_while_it_moved_the_files_is_finished_when_the_store_opens
         assert sync_store(reopened)["pushed"]
     finally:
         reopened.close()
+
+
+def test_a_remote_that_refuses_the_push_is_a_clear_message_and_loses_nothing(
+    two: tuple[Store, Store], tmp_path: Path
+) -> None:
+    a, _ = two
+    sync_store(a)
+    hook = tmp_path / "remote.git/hooks/pre-receive"
+    hook.write_text("#!/bin/sh\necho 'permission denied: read-only mirror' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    mid = a.write("The mirror is read-only on Fridays.", title="mirror", author="t")["id"]
+    result = sync_store(a)
+    assert result["status"] == "rejected" and not result["pushed"]
+    assert "refused the push" in result["message"] and "read-only mirror" in result["message"]
+    proc = somna("--store", str(a.root), "sync")
+    assert proc.returncode == 1 and "refused the push" in proc.stderr
+    assert a.read(mid)["content"].startswith("The mirror")
+    assert doctor.check(a)["consistent"]
+    hook.unlink()
+    assert sync_store(a)["pushed"]

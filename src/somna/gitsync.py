@@ -107,11 +107,13 @@ def fetch(root: Path, remote: Remote) -> str | None:
 
 
 def _first_line(text: str) -> str:
+    """What a failed git command says, in a line: the server's own words first (`remote: ...`)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    wanted = [
-        ln for ln in lines if ln.startswith(("fatal:", "git fetch failed: fatal:", "remote:", "error:"))
-    ]
-    return (wanted or lines or ["git failed"])[0][:300]
+    for prefix in ("remote:", "fatal:", "error:"):
+        wanted = [ln.split(prefix, 1)[1].strip() for ln in lines if prefix in ln]
+        if any(wanted):
+            return next(w for w in wanted if w)[:300]
+    return (lines or ["git failed"])[0][:300]
 
 
 def is_ancestor(root: Path, a: str, b: str) -> bool:
