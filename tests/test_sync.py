@@ -179,8 +179,10 @@ def test_a_store_is_pushed_only_to_its_configured_remote(two: tuple[Store, Store
     a, _ = two
     other = bare(tmp_path, "elsewhere.git")
     history.git(a.root, "remote", "set-url", "origin", str(other))
-    with pytest.raises(Exception, match="configured to sync with"):
-        sync_store(a)
+    result = sync_store(a)
+    assert result["status"] == "refused" and "configured to sync with" in result["message"]
+    proc = somna("--store", str(a.root), "sync")
+    assert proc.returncode == 1 and "configured to sync with" in proc.stderr
     assert git(other, "for-each-ref") == ""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from somna import gitsync, history, merging, notes, redaction
+from somna.errors import InvalidInput
 from somna.gitsync import PushRejected, Remote, RemoteUnreachable
 from somna.proposals import Proposal, diff_body, render
 from somna.store import Store
@@ -25,7 +26,7 @@ AUTHOR = "somna-sync"
 
 class SyncResult(TypedDict):
     scope: str
-    status: str  # synced | up to date | offline | blocked | rejected | no remote
+    status: str  # synced | up to date | offline | blocked | rejected | refused (not its remote) | no remote
     message: str
     received: bool  # the remote brought something new
     merged: list[str]  # what the merge of files changed on both sides did
@@ -54,7 +55,11 @@ def sync_store(store: Store, *, push: bool = True, squash: bool = False) -> Sync
         )
         return out
     store.sync()  # hand edits and pending group commits are committed first (and a killed sync finished)
-    gitsync.check_url(store.root, remote)
+    try:
+        gitsync.check_url(store.root, remote)
+    except InvalidInput as exc:
+        out["status"], out["message"] = "refused", str(exc)
+        return out
     for attempt in range(gitsync.MAX_PUSH_TRIES):
         try:
             if _round(store, remote, out, push=push, squash=squash):
