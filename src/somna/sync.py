@@ -62,8 +62,8 @@ def sync_store(store: Store, *, push: bool = True, squash: bool = False) -> Sync
         return out
     for attempt in range(gitsync.MAX_PUSH_TRIES):
         try:
-            if _round(store, remote, out, push=push, squash=squash):
-                break
+            _round(store, remote, out, push=push, squash=squash)
+            break
         except RemoteUnreachable as exc:
             out["status"] = "offline"
             out["message"] = (
@@ -85,8 +85,8 @@ def sync_store(store: Store, *, push: bool = True, squash: bool = False) -> Sync
     return out
 
 
-def _round(store: Store, remote: Remote, out: SyncResult, *, push: bool, squash: bool) -> bool:
-    """Fetch, merge and push once; False when the remote moved in between (a non-fast-forward)."""
+def _round(store: Store, remote: Remote, out: SyncResult, *, push: bool, squash: bool) -> None:
+    """Fetch, merge and push once (PushRejected "non-fast-forward": the remote moved in between; again)."""
     root = store.root
     with store.locked():
         store.flush_commits()
@@ -95,11 +95,11 @@ def _round(store: Store, remote: Remote, out: SyncResult, *, push: bool, squash:
             _integrate(store, theirs, out)
         if not push:
             out["status"], out["message"] = "synced", "fetched and merged; nothing pushed (--no-push)"
-            return True
+            return
         if theirs is not None and history.head(root) == theirs:
             out["status"] = "up to date" if not out["received"] else "synced"
             out["message"] = out["message"] or "nothing new to push"
-            return True
+            return
         found = secrets_outgoing(root, theirs)
         if found and squash:
             squash_local(root, theirs)
@@ -107,10 +107,9 @@ def _round(store: Store, remote: Remote, out: SyncResult, *, push: bool, squash:
         if found:
             out["status"] = "blocked"
             out["message"] = blocked_message(found)
-            return True
+            return
         gitsync.push(root, remote)
         out["status"], out["pushed"] = "synced", True
-        return True
 
 
 def _integrate(store: Store, theirs: str, out: SyncResult) -> None:
