@@ -259,3 +259,26 @@ def test_a_remote_that_refuses_the_push_is_a_clear_message_and_loses_nothing(
     assert doctor.check(a)["consistent"]
     hook.unlink()
     assert sync_store(a)["pushed"]
+
+
+def test_a_project_store_given_another_remote_leaves_the_projects_origin_alone(tmp_path: Path) -> None:
+    from somna import project
+
+    origin, other = bare(tmp_path, "code.git"), bare(tmp_path, "memory.git")
+    app = tmp_path / "app"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(app)], check=True)
+    history.git(app, "remote", "add", "origin", str(origin))
+    root, done = project.setup(app)
+    assert done == "created store at" and gitsync.remote_of(root) == gitsync.Remote(
+        "origin", project.BRANCH, str(origin)
+    )
+    gitsync.configure(root, str(other), name="origin", branch=project.BRANCH)
+    assert git(app, "remote", "get-url", "origin").strip() == str(origin)
+    assert gitsync.remote_of(root) == gitsync.Remote("somna", project.BRANCH, str(other))
+    store = open_store(root, embedder=HashEmbedder(), scope="project")
+    try:
+        assert sync_store(store)["pushed"]
+    finally:
+        store.close()
+    assert git(other, "branch", "--list").split() == [project.BRANCH]
+    assert git(origin, "branch", "--list") == ""

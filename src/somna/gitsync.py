@@ -59,6 +59,9 @@ def configure(root: Path, url: str, *, name: str = "origin", branch: str = "main
             "it, and let git's credential helper or your ssh key answer"
         )
     current = config(root, f"remote.{name}.url")
+    if current is not None and current != url and history.git_dir(root) != history.common_dir(root):
+        name = "somna"  # a project store shares its project's remotes: it gets one of its own, origin stays
+        current = config(root, f"remote.{name}.url")
     if current is None:
         history.git(root, "remote", "add", name, url)
     elif current != url:

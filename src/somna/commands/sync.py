@@ -61,7 +61,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         for result in results:
             print(
                 describe(result),
-                file=sys.stdout if result["status"] in ("synced", "up to date") else sys.stderr,
+                file=sys.stdout if result["status"] in ("synced", "up to date", "no remote") else sys.stderr,
             )
     bad = [r for r in results if r["status"] not in ("synced", "up to date", "no remote")]
     return EXIT_ERROR if bad else EXIT_OK
