@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from somna import edits, history, layout, notes, untrusted
+from somna import edits, gitsync, history, layout, notes, untrusted
 from somna.config import StoreConfig
 from somna.edits import Edit, kind_of
 from somna.embeddings import Embedder
@@ -190,6 +190,7 @@ class Store:
     def sync(self, *, commit_as: str = "human", commit: bool = True) -> SyncReport:
         """Bring the index in line with the files, and commit edits made outside somna."""
         with self.locked():
+            gitsync.recover(self.root, self.layout.somna)  # a sync killed while it moved the files
             if commit:  # deferred commits first: their files are not edits made outside somna
                 self.flush_commits()
             report = self.indexer.sync_files()
@@ -312,6 +313,8 @@ class Store:
                     current_version=version,
                     current_text=note.body,
                 )
+            if kind_of(rel) == "memory":
+                note.meta["id"] = ref  # a note whose id came from its path (a-x) now says so in the file
             edits.apply(note, change, kind_of(rel), writer or author)
             new_text = notes.serialize(note)
             # archive and meta leave the text as it was: its vector comes from the cache, not the model

@@ -23,6 +23,7 @@ from somna.commands.memory import (
 )
 from somna.commands.sleep import cmd_daemon, cmd_exam, cmd_sleep
 from somna.commands.store import cmd_doctor, cmd_export, cmd_import, cmd_init, cmd_model
+from somna.commands.sync import cmd_sync
 from somna.config import Settings
 from somna.errors import Conflict, SomnaError
 from somna.install import HARNESSES, SCOPES
@@ -44,6 +45,22 @@ def parser() -> argparse.ArgumentParser:
 
     sp = cmd("init", cmd_init, "create a store (default: the user store, ~/.somna or $SOMNA_HOME)")
     sp.add_argument("path", nargs="?")
+    sp.add_argument(
+        "--project",
+        action="store_true",
+        help="the project's store, on its own branch of the project's repository (joins the team's if any)",
+    )
+    sp.add_argument("--remote", metavar="URL", help="share the store through this git remote (somna sync)")
+    sp = cmd(
+        "sync", cmd_sync, "commit, fetch, merge (losing no memory) and push the stores with their remotes"
+    )
+    sp.add_argument("--no-push", action="store_true", help="fetch and merge only")
+    sp.add_argument("--remote", metavar="URL", help="set (or change on purpose) the URL the store syncs with")
+    sp.add_argument(
+        "--squash",
+        action="store_true",
+        help="replace this machine's unpushed commits by one (a secret removed from a file is then not sent)",
+    )
     sp = cmd(
         "serve",
         cmd_serve,
