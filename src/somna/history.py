@@ -269,6 +269,30 @@ def diff(root: Path, old: str, new: str, relpath: str) -> str:
     return git(root, "diff", "--no-color", "-U2", old, new, "--", relpath, check=False)
 
 
+def show_commit(root: Path, sha: str, limit: int = 400_000) -> str:
+    """A commit as a person reads it: its message, the files it touched and its diff (cut at `limit`)."""
+    if not re.fullmatch(r"[0-9a-f]{4,40}", sha):
+        raise InvalidInput("a commit is 4 to 40 hex digits")
+    out = git(
+        root, "show", "--no-color", "--stat", "-p", "-U2", "--format=%H%n%an%n%aI%n%B", sha, check=False
+    )
+    return out[:limit]
+
+
+def sizes_by_day(root: Path, folder: str, days: int = 60) -> list[tuple[str, int, int]]:
+    """(day, files, bytes) under `folder` as each of the last `days` days with a commit ended, oldest first."""
+    last: dict[str, str] = {}
+    for line in git(root, "log", "--format=%H %aI", "--", folder, check=False).splitlines():
+        sha, _, stamp = line.partition(" ")
+        last.setdefault(stamp[:10], sha)  # newest first: the day's last commit comes first
+    out = []
+    for day in sorted(last)[-days:]:
+        listing = git(root, "ls-tree", "-r", "-l", last[day], "--", folder, check=False).splitlines()
+        sizes = [int(f[3]) for f in (x.split(None, 4) for x in listing) if len(f) > 3 and f[3].isdigit()]
+        out.append((day, len(sizes), sum(sizes)))
+    return out
+
+
 def parent_of(root: Path, sha: str) -> str:
     out = git(root, "rev-parse", "--verify", "-q", f"{sha}^", check=False).strip()
     return out or EMPTY_TREE

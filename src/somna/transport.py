@@ -6,10 +6,11 @@ MAX_BODY, and its Host/Origin checks (`TransportSecuritySettings`). In front of 
 - answers GET /health with the server's pid (how a stdio `somna serve` makes sure http.json is not stale);
 - refuses a request whose Origin header is not allowed (403): none, or a loopback origin, by default;
   more with --allow-origin or $SOMNA_HTTP_ORIGINS (comma-separated; ``https://host:*`` for any port);
-- refuses a request without the bearer token, when there is one (401), comparing in constant time.
+- refuses a request without the bearer token (401), comparing in constant time, on loopback as well: on a
+  machine with other accounts, or containers that share its network, loopback is not only its owner's.
 
-A token is required to bind any address other than loopback; on loopback it is optional, and enforced when
-set ($SOMNA_HTTP_TOKEN, or the token file `--new-token` creates; see `somna.attach`).
+The token is $SOMNA_HTTP_TOKEN, or the token file of the user store, made at the first start (mode 0600;
+see `somna.attach`), which the owner's attaching relays and `somna ui` read.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -230,9 +231,11 @@ def serve(
         path = attach.new_token(settings)
         print(f"somna: bearer token in {path} (mode 0600; clients on this machine read it)", file=sys.stderr)
     token = attach.load_token(settings, env)
+    if token is None and is_loopback(host):  # made for the owner; another address wants a deliberate one
+        token = attach.ensure_token(settings, env)
     check_bind(host, token)
     origins = allowed_origins(extra_origins, env)
-    sock = _bind(host, port)
+    sock = bind(host, port)
     port = sock.getsockname()[1]
     pid = os.getpid()
     app = build_app(settings, host=host, token=token, origins=origins, environ=env)
@@ -266,8 +269,8 @@ def serve(
             await anyio.sleep(0.02)
         path = attach.write_info(settings, info)
         print(
-            f"somna: serving {info['url']} ({'bearer token required' if token else 'no token'}; "
-            f"{path}); Ctrl-C stops it",
+            f"somna: serving {info['url']} (bearer token required: {attach.TOKEN_ENV} or "
+            f"{attach.token_path(settings)}; {path}); Ctrl-C stops it",
             file=sys.stderr,
         )
 

@@ -1,0 +1,88 @@
+"""Browsing the index as a person does on the page: a page of memories by filters, newest change first, and
+the feedback of each day. SQL on the index's connection, like index.py; the store offers it (`Store.browse`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from somna import untrusted
+from somna.index import Index, Row
+from somna.notes import INACTIVE
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a list of memories is narrowed to; None (or False) leaves that field free."""
+
+    type: str | None = None
+    status: str | None = None  # active, archived, superseded (or any other status a file names)
+    source: str | None = None
+    trust: str | None = None
+    flagged: bool = False  # only memories whose text reads like instructions to an agent
+
+
+def _where(f: Filters) -> tuple[str, list[Any]]:
+    clauses, args = ["kind = 'memory'"], []
+    if f.type:
+        clauses.append("type = ?")
+        args.append(f.type)
+    if f.status == "active":
+        clauses.append(f"status NOT IN ({', '.join('?' * len(INACTIVE))})")
+        args += list(INACTIVE)
+    elif f.status:
+        clauses.append("status = ?")
+        args.append(f.status)
+    if f.source:
+        clauses.append("source = ?")
+        args.append(f.source)
+    if f.trust:
+        clauses.append("trust = ?")
+        args.append(f.trust)
+    return " AND ".join(clauses), args
+
+
+def page(index: Index, filters: Filters, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Row]]:
+    """(how many match, the rows of this page without their bodies), the most recently updated first."""
+    where, args = _where(filters)
+    order = f"SELECT id FROM notes WHERE {where} ORDER BY updated DESC, id"
+    if filters.flagged:  # the flag is a reading of the text, not a column: read the texts, narrowed first
+        rows = index.conn.execute(
+            f"SELECT id, title, body FROM notes WHERE {where} ORDER BY updated DESC, id", args
+        )
+        ids = [i for i, title, body in rows if untrusted.flags(f"{title}\n{body}")]
+        total, ids = len(ids), ids[offset : offset + limit]
+    else:
+        total = int(index.conn.execute(f"SELECT count(*) FROM notes WHERE {where}", args).fetchone()[0])
+        ids = [r[0] for r in index.conn.execute(f"{order} LIMIT ? OFFSET ?", [*args, limit, offset])]
+    found = index.by_ids(ids)
+    return total, [found[i] for i in ids if i in found]
+
+
+def choices(index: Index) -> dict[str, list[str]]:
+    """The values each filter can take in this store (types, statuses, sources, trust levels)."""
+    out = {}
+    for col in ("type", "status", "source", "trust"):
+        sql = f"SELECT DISTINCT {col} FROM notes WHERE kind = 'memory' AND {col} != '' ORDER BY 1 LIMIT 200"
+        out[col] = [r[0] for r in index.conn.execute(sql)]
+    return out
+
+
+def feedback_by_day(index: Index) -> list[tuple[str, int, int]]:
+    """(day, helpful, harmful) of the feedback agents gave, oldest day first."""
+    sql = (
+        "SELECT substr(at, 1, 10), sum(signal = 'helpful'), sum(signal = 'harmful') FROM state.feedback "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    return [(d, int(h or 0), int(x or 0)) for d, h, x in index.conn.execute(sql)]
+
+
+def active_size(index: Index) -> tuple[int, int]:
+    """(active memories, their characters): what an agent can still be shown."""
+    sql = (
+        f"SELECT count(*), coalesce(sum(length(body) + length(title)), 0) FROM notes WHERE kind = 'memory' "
+        f"AND status NOT IN ({', '.join('?' * len(INACTIVE))})"
+    )
+    n, chars = index.conn.execute(sql, list(INACTIVE)).fetchone()
+    return int(n), int(chars)
