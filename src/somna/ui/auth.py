@@ -11,7 +11,7 @@ On top of that, `Guard`:
 - refuses a state-changing request (anything but GET and HEAD) whose Origin is not the page's own (403),
   or that has no Origin and no `Sec-Fetch-Site: same-origin` (cross-site request forgery);
 - sets a strict Content-Security-Policy (scripts from the page's own static file only, nothing inline),
-  no framing, no referrer, no caching, on every answer.
+  no framing, no referrer to other sites, no caching, on every answer.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make a form post send `Origin: null`
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }

@@ -41,6 +41,7 @@ def serve(
         )
     sock = bind(host, port)
     port = sock.getsockname()[1]
+    sock.listen(128)  # a browser that opens the link before uvicorn runs waits instead of being refused
     codes = auth.Codes(token)
     app = build_app(memory, token=token, codes=codes, hosts=sorted(auth.allowed_hosts(host, port)))
     config = uvicorn.Config(
