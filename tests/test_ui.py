@@ -56,12 +56,24 @@ class Seeded:
 
 
 @pytest.fixture
-def seeded(somna_env: Path) -> Iterator[Seeded]:
-    """A user store with memories, two agents' edit proposals, and a sleep cycle that queued a change."""
+def seeded(somna_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
+    """A user store with a week of memories and feedback, two agents' edit proposals, and a sleep cycle that
+    queued a change."""
     Store.init(somna_env).close()
     (somna_env / "somna.toml").write_text(TOML, encoding="utf-8")
     store = open_store(somna_env, embedder=HashEmbedder())
     try:
+        for day in range(1, 8):  # a week of learning: commits dated on earlier days, feedback on them
+            stamp = f"2026-11-{20 + day:02d}T10:00:00Z"
+            monkeypatch.setenv("GIT_AUTHOR_DATE", stamp)
+            monkeypatch.setenv("GIT_COMMITTER_DATE", stamp)
+            for k in range(day):
+                out = store.write(f"Lesson {k} of day {day}: pin tool {chr(97 + k)}{day} to version {day}.{k}.",
+                                  author="agent-a", force=True)  # fmt: skip
+                store.flush_commits()
+                store.index.add_feedback([out["id"]], "helpful" if k % 3 else "harmful", "agent-a", stamp)
+        monkeypatch.delenv("GIT_AUTHOR_DATE")
+        monkeypatch.delenv("GIT_COMMITTER_DATE")
         ids = {
             "rate": store.write(RATE, title="Rate limits", author="agent-a", tags=["http"])["id"],
             "hostile": store.write(HOSTILE, title="A hostile memory", author="agent-b")["id"],
@@ -147,8 +159,18 @@ def by(kind: str) -> str:
 
 
 def shot(driver: object, name: str) -> None:
+    """The whole page, not only the window (DevTools' capture beyond the viewport)."""
+    import base64
+
     SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))  # type: ignore[attr-defined]
+    height = driver.execute_script(  # type: ignore[attr-defined]
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
+    )
+    clip = {"x": 0, "y": 0, "width": 1280, "height": min(max(int(height), 600), 3000), "scale": 1}
+    data = driver.execute_cdp_cmd(  # type: ignore[attr-defined]
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    (SHOTS / f"{name}.png").write_bytes(base64.b64decode(data["data"]))
 
 
 def log_of(root: Path, n: int = 1) -> list[str]:
@@ -162,7 +184,9 @@ def test_search_open_edit_see_history_revert_and_a_stale_page_conflicts(
     rate = seeded.ids["rate"]
     path = seeded.root / "memory" / f"{rate}.md"
     d.get(ui.login)  # type: ignore[attr-defined]
-    assert d.find_element(by("id"), "summary").text.startswith("6 memories") or "memories" in d.title  # type: ignore[attr-defined]
+    files = len(list((seeded.root / "memory").glob("*.md")))
+    assert d.find_element(by("id"), "summary").text.startswith(f"{files} memories,")  # type: ignore[attr-defined]
+    assert len(d.find_elements(by("css"), "tr.hit")) == min(files, 50)  # type: ignore[attr-defined]
     shot(d, "memories")
 
     # search and open a memory
@@ -297,7 +321,9 @@ def test_a_sleep_report_and_the_learning_chart(ui: Running, seeded: Seeded, brow
     d.get(f"{ui.base}/learning")  # type: ignore[attr-defined]
     charts = d.find_elements(by("css"), "#charts svg.chart")  # type: ignore[attr-defined]
     assert len(charts) == 5
-    assert d.find_elements(by("css"), "#charts svg.chart circle")  # type: ignore[attr-defined]
+    lines = d.find_elements(by("css"), "#charts svg.chart polyline")  # type: ignore[attr-defined]
+    assert len(lines) == 4  # size, tokens and both feedback series span 8 days; the exam has one cycle
+    assert len(d.find_elements(by("css"), "#charts figure:first-child circle")) == 8  # type: ignore[attr-defined]
     assert "active memories" in d.find_element(by("id"), "active").text  # type: ignore[attr-defined]
     shot(d, "learning")
 

@@ -194,10 +194,13 @@ class Store:
         self.ensure_synced()
         return browse.page(self.index, filters, limit=limit, offset=offset)
 
+    def filter_values(self) -> dict[str, list[str]]:
+        """The values each filter of a list can take here (types, statuses, sources, trust levels)."""
+        return browse.choices(self.index)
+
     def stats(self) -> dict[str, Any]:
-        """What the page's filters and chart need: each filter's values, the active size, feedback by day."""
-        return {"choices": browse.choices(self.index), "active": browse.active_size(self.index),
-                "feedback": browse.feedback_by_day(self.index)}  # fmt: skip
+        """What a chart of learning needs now: the active memories and their size, the feedback by day."""
+        return {"active": browse.active_size(self.index), "feedback": browse.feedback_by_day(self.index)}
 
     # -- the index follows the files ----------------------------------------------------------
     def sync(self, *, commit_as: str = "human", commit: bool = True) -> SyncReport:

@@ -83,7 +83,7 @@ def _list(ui: UI, q: dict[str, str], offset: int) -> dict[str, Any]:
 def _choices(ui: UI) -> dict[str, list[str]]:
     out: dict[str, set[str]] = {}
     for store in ui.memory.stores.values():
-        for key, values in store.stats()["choices"].items():
+        for key, values in store.filter_values().items():
             out.setdefault(key, set()).update(values)
     out["status"] = {"active", *INACTIVE, *out.get("status", set())}
     return {k: sorted(v) for k, v in out.items()}

@@ -52,12 +52,14 @@ def _proposal(ui: UI, scope: str, pid: str) -> dict[str, Any]:
     body = p.body
     fence = re.search(r"```diff\n(.*?)```", body, re.S)
     evidence = p.fields.get("evidence")
+    data = p.fields.get("data") if p.kind == "sleep" else None
     return {
         "p": p,
         "diff": render.diff_lines(fence.group(1)) if fence else [],
-        "text": body if not fence else "",
+        "text": body if not fence and p.kind != "sleep" else "",  # sleep's body is its rationale and evidence
+        "targets": list(p.fields.get("targets") or {}) if p.kind == "sleep" else [],
+        "data": json.dumps(data, indent=2, ensure_ascii=False) if data else "",
         "evidence": json.dumps(evidence, indent=2, ensure_ascii=False) if evidence else "",
-        "fields": {k: v for k, v in p.fields.items() if k not in ("evidence",)},
     }
 
 
