@@ -46,27 +46,35 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
 def page(index: Index, filters: Filters, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Row]]:
     """(how many match, the rows of this page without their bodies), the most recently updated first."""
     where, args = _where(filters)
-    order = f"SELECT id FROM notes WHERE {where} ORDER BY updated DESC, id"
     if filters.flagged:  # the flag is a reading of the text, not a column: read the texts, narrowed first
         rows = index.conn.execute(
             f"SELECT id, title, body FROM notes WHERE {where} ORDER BY updated DESC, id", args
         )
         ids = [i for i, title, body in rows if untrusted.flags(f"{title}\n{body}")]
         total, ids = len(ids), ids[offset : offset + limit]
-    else:
-        total = int(index.conn.execute(f"SELECT count(*) FROM notes WHERE {where}", args).fetchone()[0])
-        ids = [r[0] for r in index.conn.execute(f"{order} LIMIT ? OFFSET ?", [*args, limit, offset])]
+    else:  # one pass over the table: the page and, beside each row, how many match
+        sql = (
+            f"SELECT id, count(*) OVER () FROM notes WHERE {where} ORDER BY updated DESC, id LIMIT ? OFFSET ?"
+        )
+        found_rows = index.conn.execute(sql, [*args, limit, offset]).fetchall()
+        ids = [r[0] for r in found_rows]
+        if found_rows:
+            total = int(found_rows[0][1])
+        else:  # past the last page
+            total = int(index.conn.execute(f"SELECT count(*) FROM notes WHERE {where}", args).fetchone()[0])
     found = index.by_ids(ids)
     return total, [found[i] for i in ids if i in found]
 
 
 def choices(index: Index) -> dict[str, list[str]]:
-    """The values each filter can take in this store (types, statuses, sources, trust levels)."""
-    out = {}
-    for col in ("type", "status", "source", "trust"):
-        sql = f"SELECT DISTINCT {col} FROM notes WHERE kind = 'memory' AND {col} != '' ORDER BY 1 LIMIT 200"
-        out[col] = [r[0] for r in index.conn.execute(sql)]
-    return out
+    """The values each filter can take in this store (types, statuses, sources, trust levels): one pass."""
+    cols = ("type", "status", "source", "trust")
+    out: dict[str, set[str]] = {col: set() for col in cols}
+    for combo in index.conn.execute(f"SELECT DISTINCT {', '.join(cols)} FROM notes WHERE kind = 'memory'"):
+        for col, value in zip(cols, combo, strict=True):
+            if value and len(out[col]) < 200:
+                out[col].add(value)
+    return {col: sorted(values) for col, values in out.items()}
 
 
 def feedback_by_day(index: Index) -> list[tuple[str, int, int]]:
