@@ -77,12 +77,14 @@ def seeded(somna_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]
         ids = {
             "rate": store.write(RATE, title="Rate limits", author="agent-a", tags=["http"])["id"],
             "hostile": store.write(HOSTILE, title="A hostile memory", author="agent-b")["id"],
-            "deploy": store.write("Deploy with make release from a clean tree.", title="Deploy", author="agent-a")[
-                "id"
-            ],
+            "deploy": store.write(
+                "Deploy with make release from a clean tree.", title="Deploy", author="agent-a"
+            )["id"],
             "docs": store.write("Docs build with mkdocs.", title="Docs", author="agent-a")["id"],
         }
-        old = store.write("The cache TTL for the catalog service is 300 seconds.", title="TTL", author="agent-a")
+        old = store.write(
+            "The cache TTL for the catalog service is 300 seconds.", title="TTL", author="agent-a"
+        )
         time.sleep(1.1)
         store.write("The cache TTL for the catalog service is 900 seconds.", author="agent-b", force=True)
         props = {}
@@ -263,7 +265,9 @@ def test_accept_one_proposal_and_reject_another(ui: Running, seeded: Seeded, bro
     d.get(ui.login)  # type: ignore[attr-defined]
     d.get(f"{ui.base}/review")  # type: ignore[attr-defined]
     listed = [e.get_attribute("href") for e in d.find_elements(by("css"), "a.proposal-link")]  # type: ignore[attr-defined]
-    assert any(seeded.proposals["accept"] in h for h in listed) and any(seeded.proposals["reject"] in h for h in listed)
+    assert any(seeded.proposals["accept"] in h for h in listed) and any(
+        seeded.proposals["reject"] in h for h in listed
+    )
     sleep_links = [h for h in listed if "/sleep-" in h or "supersede" in h]
     shot(d, "review")
 
@@ -355,7 +359,11 @@ def request(
     try:
         conn.request(method, path, body=body.encode() if body else None, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode("utf-8", "replace")
+        return (
+            resp.status,
+            {k.lower(): v for k, v in resp.getheaders()},
+            resp.read().decode("utf-8", "replace"),
+        )
     finally:
         conn.close()
 
@@ -368,7 +376,9 @@ def test_no_token_another_origin_another_host_or_a_used_link_is_refused_and_noth
     before_text, before_log = path.read_text(encoding="utf-8"), log_of(seeded.root, 50)
     login = urlsplit(ui.login)
     status, headers, _ = request(ui.base, "GET", f"{login.path}?{login.query}")
-    assert status == 303 and "HttpOnly" in headers["set-cookie"] and "SameSite=strict" in headers["set-cookie"]
+    assert (
+        status == 303 and "HttpOnly" in headers["set-cookie"] and "SameSite=strict" in headers["set-cookie"]
+    )
     cookie = headers["set-cookie"].split(";")[0]
     assert request(ui.base, "GET", f"{login.path}?{login.query}")[0] == 403  # the link works once
     forged = login.query[:-4] + ("0000" if not login.query.endswith("0000") else "1111")
@@ -401,13 +411,17 @@ def test_no_token_another_origin_another_host_or_a_used_link_is_refused_and_noth
     for headers_, expected in refusals:
         got = request(ui.base, "POST", f"/m/user/{rate}/edit", headers=headers_, body=form)[0]
         assert got == expected, (headers_, got)
-        got = request(ui.base, "POST", f"/review/user/{seeded.proposals['accept']}/accept", headers=headers_)[0]
+        got = request(ui.base, "POST", f"/review/user/{seeded.proposals['accept']}/accept", headers=headers_)[
+            0
+        ]
         assert got == expected, (headers_, got)
     assert path.read_text(encoding="utf-8") == before_text
     assert log_of(seeded.root, 50) == before_log
     assert (seeded.root / "proposals" / f"{seeded.proposals['accept']}.md").exists()
     # the same request from the page's own origin goes through: the refusals were the checks, not a bug
-    ok = request(ui.base, "POST", f"/m/user/{rate}/edit", headers={**post, "Cookie": cookie, **own}, body=form)
+    ok = request(
+        ui.base, "POST", f"/m/user/{rate}/edit", headers={**post, "Cookie": cookie, **own}, body=form
+    )
     assert ok[0] == 303 and "Overwritten." in path.read_text(encoding="utf-8")
     # the bearer token of the store works too, as for serve --http
     token = (seeded.root / ".somna" / "http-token").read_text().strip()
@@ -460,3 +474,40 @@ def test_a_cross_site_form_in_the_browser_is_refused(ui: Running, seeded: Seeded
         evil.server_close()
     assert path.read_text(encoding="utf-8") == before_text
     assert log_of(seeded.root, 50) == before_log
+
+
+def test_the_shared_server_serves_the_page_at_ui_behind_the_same_token(seeded: Seeded) -> None:
+    from conftest import somna
+    from test_http import http_server
+
+    rate = seeded.ids["rate"]
+    path = seeded.root / "memory" / f"{rate}.md"
+    before = path.read_text(encoding="utf-8")
+    with http_server(seeded.root) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        assert request(base, "GET", "/ui/")[0] == 401  # no token, no cookie: refused on loopback too
+        assert request(base, "GET", "/ui/", headers={"Authorization": "Bearer wrong"})[0] == 401
+        link = somna("ui", "--link")
+        assert link.returncode == 0, link.stderr
+        login = urlsplit(link.stdout.strip())
+        assert f"{login.scheme}://{login.netloc}" == base and login.path == "/ui/login"
+        status, headers, _ = request(base, "GET", f"{login.path}?{login.query}")
+        assert status == 303 and headers["location"] == "/ui/" and "Path=/ui" in headers["set-cookie"]
+        cookie = headers["set-cookie"].split(";")[0]
+        assert request(base, "GET", f"{login.path}?{login.query}")[0] == 403  # once
+        page = request(base, "GET", f"/ui/m/user/{rate}", headers={"Cookie": cookie})
+        assert page[0] == 200 and "Rate limits" in page[2] and 'href="/ui/static/ui.css"' in page[2]
+        assert request(base, "GET", "/ui/static/ui.js")[0] == 200
+        assert request(base, "GET", "/ui/", headers={"Authorization": f"Bearer {server.token}"})[0] == 200
+        version = re.search(r'name="base_version" value="([^"]+)"', page[2])
+        assert version
+        form = urlencode({"body": "Rewritten from elsewhere.", "base_version": version.group(1)})
+        post = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie}
+        assert request(base, "POST", f"/ui/m/user/{rate}/edit", headers={**post, "Origin": "http://evil.example"},
+                       body=form)[0] == 403  # fmt: skip
+        assert path.read_text(encoding="utf-8") == before
+        ok = request(base, "POST", f"/ui/m/user/{rate}/edit", headers={**post, "Origin": base}, body=form)
+        assert ok[0] == 303 and ok[1]["location"] == f"/ui/m/user/{rate}"
+        assert "Rewritten from elsewhere." in path.read_text(encoding="utf-8")
+        assert log_of(seeded.root)[0].startswith(f"human|replace {rate}")
+    assert somna("ui", "--link").returncode == 1  # no shared server any more

@@ -30,7 +30,7 @@ import anyio
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from somna import __version__, attach
@@ -114,8 +114,11 @@ def security(host: str, origins: Sequence[str], environ: Mapping[str, str]) -> T
 class Guard:
     """ASGI middleware in front of the MCP app: /health, the Origin check (403), the bearer token (401)."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, origins: Sequence[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, origins: Sequence[str], ui: ASGIApp | None = None
+    ) -> None:
         self.app = app
+        self.ui = ui  # the page (`somna ui`) at /ui: its own guard checks the token, Host and Origin
         self.token = token.encode("utf-8") if token else None
         self.origins = list(origins)
         self.pid = os.getpid()
@@ -130,6 +133,12 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan: the MCP app's session manager and somna's stores
             await self.app(scope, receive, send)
+            return
+        if self.ui is not None and (scope["path"] + "/").startswith("/ui/"):
+            if scope["path"] == "/ui":
+                await RedirectResponse("/ui/", status_code=307)(scope, receive, send)
+                return
+            await self.ui({**scope, "root_path": scope.get("root_path", "") + "/ui"}, receive, send)
             return
         headers = Headers(scope=scope)
         response: Any = None
@@ -203,6 +212,7 @@ def build_app(
     origins: Sequence[str],
     environ: Mapping[str, str],
     max_body: int = MAX_BODY,
+    ui: ASGIApp | None = None,
 ) -> Guard:
     """The whole ASGI app: Guard in front of the SDK's streamable-HTTP app of `build_server(eager=True)`."""
     server = build_server(settings, eager=True)
@@ -213,7 +223,7 @@ def build_app(
         transport_security=security(host, origins, environ),
         host=host,
     )
-    return Guard(mcp_app, token=token, origins=origins)
+    return Guard(mcp_app, token=token, origins=origins, ui=ui)
 
 
 def serve(
@@ -238,7 +248,13 @@ def serve(
     sock = bind(host, port)
     port = sock.getsockname()[1]
     pid = os.getpid()
-    app = build_app(settings, host=host, token=token, origins=origins, environ=env)
+    ui = None
+    if token is not None:  # the page, behind the same token (`somna ui --link` prints a login link)
+        from somna.ui.serve import mounted  # Jinja2 and the page's views: for this server only
+
+        hosts = None if _wildcard(host) else [f"{n}:{port}" for n in {*LOOPBACK_NAMES, "::1", host}]
+        ui, _ = mounted(settings, token, hosts)
+    app = build_app(settings, host=host, token=token, origins=origins, environ=env, ui=ui)
     config = uvicorn.Config(
         app,
         log_config=None,

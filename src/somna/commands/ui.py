@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from somna.commands.common import EXIT_OK, open_stores
+from somna.commands.common import EXIT_ERROR, EXIT_OK, open_stores
 from somna.config import Settings
 
 
@@ -17,14 +18,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sp.add_argument("--port", type=int, default=8766, help="port (default 8766; 0: any free port)")
     sp.add_argument("--no-browser", action="store_true", help="print the login link, do not open a browser")
     sp.add_argument("--words", action="store_true", help="search on words alone: do not load the model")
+    sp.add_argument(
+        "--link",
+        action="store_true",
+        help="print a one-time login link to the page of the running `somna serve --http` (at /ui)",
+    )
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     # Deliberately lazy: Starlette, Jinja2 and uvicorn are for this command only.
     from somna import attach
-    from somna.ui.serve import serve
+    from somna.ui.serve import serve, shared_link
 
     settings = Settings.from_env(store=args.store)
+    if args.link:
+        link = shared_link(settings, os.environ)
+        if link is None:
+            print("somna: no `somna serve --http` runs for these stores; `somna ui` serves the page itself",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_ERROR
+        print(link)
+        return EXIT_OK
     token = attach.ensure_token(settings, os.environ)
     memory = open_stores(args, model=not args.words, wait=False)
     try:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 import uvicorn
 
 from somna import attach
+from somna.app import open_memory
+from somna.config import Settings
 from somna.scopes import Memory
 from somna.transport import DEFAULT_HOST, bind, is_loopback
 from somna.ui import auth
@@ -18,6 +20,7 @@ from somna.ui.app import build_app
 log = logging.getLogger("somna.ui")
 
 DEFAULT_PORT = 8766
+MOUNT = "/ui"  # where `somna serve --http` serves the page
 
 
 def login_url(host: str, port: int, codes: auth.Codes, prefix: str = "") -> str:
@@ -58,3 +61,20 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def mounted(settings: Settings, token: str, hosts: list[str] | None) -> tuple[auth.Guard, Memory]:
+    """The page as `somna serve --http` serves it at /ui, behind the same token: on stores of its own (the
+    shared server's are its MCP app's), searching on words (one model in the process is the server's)."""
+    memory = open_memory(settings, None, create_user=False)
+    app = build_app(memory, token=token, codes=auth.Codes(token), hosts=hosts, prefix=MOUNT)
+    return app, memory
+
+
+def shared_link(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """A one-time login link to the page of the shared server of these stores, if one runs."""
+    shared = attach.find_shared(settings, environ)
+    if shared is None or not shared.token:
+        return None
+    base = shared.url.rsplit("/", 1)[0]  # http://host:port
+    return f"{base}{MOUNT}{auth.LOGIN_PATH}?code={auth.Codes(shared.token).issue()}"
