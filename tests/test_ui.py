@@ -258,6 +258,9 @@ def test_search_open_edit_see_history_revert_and_a_stale_page_conflicts(
     assert any("sleep" in r and "somna-sleep" in r for r in rows)
     assert any("agent" in r and "agent-z" in r for r in rows)
     shot(d, "timeline")
+    d.find_element(by("css"), "tr.commit a").click()  # type: ignore[attr-defined]  # the newest: agent-z's append
+    assert "agent-z" in d.find_element(by("tag"), "main").text  # type: ignore[attr-defined]
+    assert any("Also on 503." in e.text for e in d.find_elements(by("css"), ".d-add"))  # type: ignore[attr-defined]
 
 
 def test_accept_one_proposal_and_reject_another(ui: Running, seeded: Seeded, browser: object) -> None:

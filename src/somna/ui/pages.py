@@ -214,12 +214,10 @@ async def commit(ui: UI, request: Request) -> Response:
     text = await ui.core(lambda: ui.store(scope).show_commit(sha))
     if not text.strip():
         raise InvalidInput(f"no commit {sha[:40]!r} in the {scope} store")
-    head, _, rest = text.partition("\n\n" if "\ndiff --git" not in text[:200] else "\ndiff --git")
-    lines = text.splitlines()
+    sha, author, date, *rest = text.splitlines() + ["", "", ""]  # git show --format=%H%n%an%n%aI%n%B
     return ui.page(
-        "commit.html", scope=scope, sha=lines[0], author=lines[1] if len(lines) > 1 else "",
-        who=who(lines[1] if len(lines) > 1 else "", "\n".join(lines[3:4])),
-        date=lines[2] if len(lines) > 2 else "", lines=render.diff_lines("\n".join(lines[3:])), view="history",
+        "commit.html", scope=scope, sha=sha, author=author, who=who(author, rest[0]), date=date,
+        lines=render.diff_lines("\n".join(rest)), view="history",
     )  # fmt: skip
 
 
