@@ -175,6 +175,17 @@ def shot(driver: object, name: str) -> None:
     (SHOTS / f"{name}.png").write_bytes(base64.b64decode(data["data"]))
 
 
+def go(driver: object, element: object) -> None:
+    """Click what leads to another page, and wait until that page has replaced this one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(by("tag"), "html")  # type: ignore[attr-defined]
+    element.click()  # type: ignore[attr-defined]
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def log_of(root: Path, n: int = 1) -> list[str]:
     return git(root, "log", f"-{n}", "--format=%an|%s").splitlines()
 
@@ -194,11 +205,11 @@ def test_search_open_edit_see_history_revert_and_a_stale_page_conflicts(
     # search and open a memory
     box = d.find_element(by("id"), "q")  # type: ignore[attr-defined]
     box.send_keys("idempotent retry 429")
-    d.find_element(by("id"), "search-button").click()  # type: ignore[attr-defined]
+    go(d, d.find_element(by("id"), "search-button"))
     titles = [e.text for e in d.find_elements(by("css"), "a.hit-title")]  # type: ignore[attr-defined]
     assert titles[0] == "Rate limits", titles
     shot(d, "search")
-    d.find_element(by("link"), "Rate limits").click()  # type: ignore[attr-defined]
+    go(d, d.find_element(by("link"), "Rate limits"))
     assert d.find_element(by("id"), "title").text == "Rate limits"  # type: ignore[attr-defined]
     assert "only for idempotent endpoints" in d.find_element(by("id"), "body").text  # type: ignore[attr-defined]
     assert d.find_element(by("id"), "source").text == "agent-a"  # type: ignore[attr-defined]
@@ -209,13 +220,13 @@ def test_search_open_edit_see_history_revert_and_a_stale_page_conflicts(
     area.clear()
     area.send_keys("Retry on HTTP 429: back off 5 s, and only for idempotent endpoints.")
     d.find_element(by("id"), "edit-reason").send_keys("the gateway asks for 5 s now")  # type: ignore[attr-defined]
-    d.find_element(by("id"), "save").click()  # type: ignore[attr-defined]
+    go(d, d.find_element(by("id"), "save"))
     assert "back off 5 s" in d.find_element(by("tag"), "main").text, d.page_source  # type: ignore[attr-defined]
     assert "back off 5 s" in path.read_text(encoding="utf-8")
     assert log_of(seeded.root) == [f"human|replace {rate}: the gateway asks for 5 s now"]
 
     # the edit in its history, with its diff
-    d.find_element(by("id"), "history-link").click()  # type: ignore[attr-defined]
+    go(d, d.find_element(by("id"), "history-link"))
     first = d.find_elements(by("css"), "li.version")[0]  # type: ignore[attr-defined]
     assert "person" in first.text and "human" in first.text
     added = [e.text for e in first.find_elements(by("css"), ".d-add")]
@@ -225,7 +236,7 @@ def test_search_open_edit_see_history_revert_and_a_stale_page_conflicts(
 
     # revert it from the page
     older = d.find_elements(by("css"), "li.version")[1]  # type: ignore[attr-defined]
-    older.find_element(by("css"), "button.revert").click()
+    go(d, older.find_element(by("css"), "button.revert"))
     top = d.find_elements(by("css"), "li.version")[0]  # type: ignore[attr-defined]
     assert f"revert {rate}" in top.text and "human" in top.text
     assert "back off 2 s" in path.read_text(encoding="utf-8")
@@ -242,7 +253,7 @@ def test_search_open_edit_see_history_revert_and_a_stale_page_conflicts(
     area = d.find_element(by("id"), "edit-body")  # type: ignore[attr-defined]
     area.clear()
     area.send_keys("A stale rewrite.")
-    d.find_element(by("id"), "save").click()  # type: ignore[attr-defined]
+    go(d, d.find_element(by("id"), "save"))
     assert "changed since" in d.find_element(by("id"), "conflict").text  # type: ignore[attr-defined]
     assert "Also on 503." in d.find_element(by("id"), "current").text  # type: ignore[attr-defined]
     assert "A stale rewrite." in d.find_element(by("id"), "mine").text  # type: ignore[attr-defined]
@@ -258,7 +269,7 @@ def test_search_open_edit_see_history_revert_and_a_stale_page_conflicts(
     assert any("sleep" in r and "somna-sleep" in r for r in rows)
     assert any("agent" in r and "agent-z" in r for r in rows)
     shot(d, "timeline")
-    d.find_element(by("css"), "tr.commit a").click()  # type: ignore[attr-defined]  # the newest: agent-z's append
+    go(d, d.find_element(by("css"), "tr.commit a"))  # the newest: agent-z's append
     assert "agent-z" in d.find_element(by("tag"), "main").text  # type: ignore[attr-defined]
     assert any("Also on 503." in e.text for e in d.find_elements(by("css"), ".d-add"))  # type: ignore[attr-defined]
 
@@ -277,7 +288,7 @@ def test_accept_one_proposal_and_reject_another(ui: Running, seeded: Seeded, bro
     accept, reject = seeded.proposals["accept"], seeded.proposals["reject"]
     d.get(f"{ui.base}/review/user/{accept}")  # type: ignore[attr-defined]
     assert any("Tag the release first." in e.text for e in d.find_elements(by("css"), ".d-add"))  # type: ignore[attr-defined]
-    d.find_element(by("id"), "accept").click()  # type: ignore[attr-defined]
+    go(d, d.find_element(by("id"), "accept"))
     assert f"accepted {accept}" in d.find_element(by("id"), "done").text  # type: ignore[attr-defined]
     deploy = (seeded.root / "memory" / f"{seeded.ids['deploy']}.md").read_text(encoding="utf-8")
     assert "Tag the release first." in deploy
@@ -286,7 +297,7 @@ def test_accept_one_proposal_and_reject_another(ui: Running, seeded: Seeded, bro
 
     d.get(f"{ui.base}/review/user/{reject}")  # type: ignore[attr-defined]
     d.find_element(by("id"), "reject-reason").send_keys("the docs use mkdocs")  # type: ignore[attr-defined]
-    d.find_element(by("id"), "reject").click()  # type: ignore[attr-defined]
+    go(d, d.find_element(by("id"), "reject"))
     assert f"rejected {reject}" in d.find_element(by("id"), "done").text  # type: ignore[attr-defined]
     docs = (seeded.root / "memory" / f"{seeded.ids['docs']}.md").read_text(encoding="utf-8")
     assert "hand-written" not in docs
@@ -300,7 +311,7 @@ def test_accept_one_proposal_and_reject_another(ui: Running, seeded: Seeded, bro
         d.get(sleep_links[0])  # type: ignore[attr-defined]
         assert d.find_element(by("id"), "rationale").text  # type: ignore[attr-defined]
         assert d.find_element(by("id"), "evidence").text.startswith("{")  # type: ignore[attr-defined]
-        d.find_element(by("id"), "ask-exam").click()  # type: ignore[attr-defined]
+        go(d, d.find_element(by("id"), "ask-exam"))
         assert d.find_element(by("id"), "breaks").text  # type: ignore[attr-defined]
         shot(d, "proposal")
 
@@ -313,7 +324,7 @@ def test_a_sleep_report_and_the_learning_chart(ui: Running, seeded: Seeded, brow
     assert len(reports) == 1
     link = d.find_element(by("css"), "a.report-link")  # type: ignore[attr-defined]
     shot(d, "sleep")
-    link.click()
+    go(d, link)
     assert d.find_element(by("id"), "report-title").text.startswith("Sleep cycle ")  # type: ignore[attr-defined]
     summary = d.find_element(by("id"), "report-summary").text  # type: ignore[attr-defined]
     import json

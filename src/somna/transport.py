@@ -248,13 +248,12 @@ def serve(
     sock = bind(host, port)
     port = sock.getsockname()[1]
     pid = os.getpid()
-    ui = None
+    app = build_app(settings, host=host, token=token, origins=origins, environ=env)  # creates the user store
     if token is not None:  # the page, behind the same token (`somna ui --link` prints a login link)
         from somna.ui.serve import mounted  # Jinja2 and the page's views: for this server only
 
         hosts = None if _wildcard(host) else [f"{n}:{port}" for n in {*LOOPBACK_NAMES, "::1", host}]
-        ui, _ = mounted(settings, token, hosts)
-    app = build_app(settings, host=host, token=token, origins=origins, environ=env, ui=ui)
+        app.ui, _ = mounted(settings, token, hosts)
     config = uvicorn.Config(
         app,
         log_config=None,
