@@ -16,11 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from somna import edits, gitsync, history, layout, notes, untrusted
+from somna import browse, edits, gitsync, history, layout, notes, untrusted
+from somna.browse import Filters
 from somna.config import StoreConfig
 from somna.edits import Edit, kind_of
 from somna.embeddings import Embedder
 from somna.errors import Conflict, InvalidInput, NotFound
+from somna.history import Commit
+from somna.index import Row
 from somna.indexer import Indexer, SyncReport
 from somna.journal import WINDOW, Journal
 from somna.layout import Layout
@@ -185,6 +188,19 @@ class Store:
     def search(self, query: str, **kwargs: Any) -> SearchResult:
         self.ensure_synced()
         return run_search(self.index, self.embedder, query, scope=self.scope, **kwargs)
+
+    def browse(self, filters: Filters, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Row]]:
+        """(how many match, a page of memories without bodies), the most recently updated first."""
+        self.ensure_synced()
+        return browse.page(self.index, filters, limit=limit, offset=offset)
+
+    def filter_values(self) -> dict[str, list[str]]:
+        """The values each filter of a list can take here (types, statuses, sources, trust levels)."""
+        return browse.choices(self.index)
+
+    def stats(self) -> dict[str, Any]:
+        """What a chart of learning needs now: the active memories and their size, the feedback by day."""
+        return {"active": browse.active_size(self.index), "feedback": browse.feedback_by_day(self.index)}
 
     # -- the index follows the files ----------------------------------------------------------
     def sync(self, *, commit_as: str = "human", commit: bool = True) -> SyncReport:
@@ -385,6 +401,20 @@ class Store:
             latest = history.resolve(self.root, out["versions"][0]["commit"]) or "HEAD"
             out["diff"] = history.diff(self.root, history.parent_of(self.root, latest), latest, rel)
         return out
+
+    def timeline(self, *, limit: int = 100) -> list[Commit]:
+        """The store's commits, newest first: who changed what, and why."""
+        self.flush_commits()
+        return history.log(self.root, ".", limit)
+
+    def growth(self, days: int = 60) -> list[tuple[str, int, int]]:
+        """(day, memories, bytes of memory/) at the end of each of the last `days` days that changed it."""
+        self.flush_commits()
+        return browse.sizes_by_day(self.root, "memory", days)
+
+    def show_commit(self, sha: str) -> str:
+        self.flush_commits()
+        return browse.show_commit(self.root, sha)
 
     def diff(self, ref: str, old: str, new: str = "HEAD") -> str:
         _, rel = self.locate(ref)

@@ -24,6 +24,7 @@ from somna.commands.memory import (
 from somna.commands.sleep import cmd_daemon, cmd_exam, cmd_sleep
 from somna.commands.store import cmd_doctor, cmd_export, cmd_import, cmd_init, cmd_model
 from somna.commands.sync import cmd_sync
+from somna.commands.ui import add_parser as add_ui_parser
 from somna.config import Settings
 from somna.errors import Conflict, SomnaError
 from somna.install import HARNESSES, SCOPES
@@ -209,6 +210,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")
+    add_ui_parser(sub)
     return p
 
 
