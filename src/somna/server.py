@@ -26,7 +26,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from somna import __version__
+from somna import __version__, background
 from somna.app import catalog_for, embedder_for, open_memory
 from somna.config import Settings
 from somna.context import compose_instructions
@@ -77,6 +77,8 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
     memory = open_memory(settings, embedder)
     for store in memory.stores.values():
         store.group_commits()  # a write returns once on disk and indexed; git follows within journal.WINDOW
+    if settings.daemon:  # one daemon per store, started on a thread of its own: see background.py
+        background.keep(store.layout for store in memory.stores.values())
     catalog = catalog_for(memory, settings, embedder=embedder)
     instructions = compose_instructions(memory, settings.instructions_budget, catalog.instructions())
     warm = threading.Event()

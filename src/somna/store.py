@@ -22,6 +22,7 @@ from somna.edits import Edit, kind_of
 from somna.embeddings import Embedder
 from somna.errors import Conflict, InvalidInput, NotFound
 from somna.indexer import Indexer, SyncReport
+from somna.intents import Intents
 from somna.journal import WINDOW, Journal
 from somna.layout import Layout
 from somna.locks import StoreLock
@@ -62,6 +63,7 @@ class Store:
             secrets=self.config.secrets,
         )
         self.kinds: dict[str, Acceptor] = {"edit": Store._accept_edit}
+        self.intents = Intents(self.root, self.layout.somna, layout.TRACKED, self.layout.recovered_dir)
         self._synced = threading.Event()
         self._batch: list[str] | None = None
         self.batch_commit: str | None = None  # the sha of the last batch's commit
@@ -135,6 +137,13 @@ class Store:
                     text = message() if callable(message) else message
                     self.batch_commit = history.commit(self.root, sorted(set(paths)), text, author)
 
+    @contextmanager
+    def all_or_nothing(self, name: str, author: str) -> Iterator[None]:
+        """What is done inside, in however many batches, is undone together by the next sync if this process
+        dies before the end (see intents.py)."""
+        with self.intents.hold(name, author):
+            yield
+
     # -- finding and reading ------------------------------------------------------------------
     def locate(self, ref: str) -> tuple[str, str]:
         """(kind, relative path) of a memory id or `block:<name>`; NotFound if the store has none."""
@@ -192,6 +201,7 @@ class Store:
         with self.locked():
             if commit:  # deferred commits first: their files are not edits made outside somna
                 self.flush_commits()
+                self.intents.undo()  # and an operation that died half-way is not a hand edit either
             report = self.indexer.sync_files()
             # A file somna cannot read stays out of git: quarantined where it is, for a person to fix
             # (git keeps its last good version, so `git diff` shows what broke it).
