@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from somna.layout import Layout
+from somna.layout import Layout, is_store
 from somna.locks import try_lock
 
 log = logging.getLogger("somna.background")
@@ -162,6 +162,8 @@ def live_servers(layout: Layout) -> int:
 # -- starting the daemon -------------------------------------------------------------------------
 def ensure(layout: Layout) -> str:
     """Make sure the store's daemon runs: "running", "started <pid>" or why not."""
+    if not is_store(layout.root):  # deleted or moved while this server ran: nothing to watch, nor to create
+        return "the store is gone"
     try:
         fd = try_lock(layout.daemon_lock)
     except OSError as exc:  # a read-only disk

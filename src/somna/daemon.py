@@ -95,6 +95,7 @@ class Daemon:
         self.linger = linger  # None: run until stopped (a daemon started by hand)
         self.why_stopped = "stopped"
         self._last_server = time.monotonic()
+        self._had_server = False
         self._identity: tuple[int, int] | None = None
         self._state_dir: int | None = None
         self.state: dict[str, Any] = {}
@@ -267,7 +268,9 @@ class Daemon:
         """Leave once no server has held a lease for `linger` seconds and nothing waits; a store that
         changed since its last cycle gets one first (it is idle now: nobody uses it)."""
         now = time.monotonic()  # a clock set forward or back does not count as time passing
-        if background.live_servers(self.store.layout):
+        live = background.live_servers(self.store.layout)
+        if live or self._had_server:  # the linger counts from the first check that found none
+            self._had_server = bool(live)
             self._last_server = now
             return
         if self.linger is None or now - self._last_server < self.linger or self.busy():
