@@ -101,9 +101,10 @@ def crashes(layout: Layout) -> list[tuple[float, str]]:
 
 
 def recent_crashes(layout: Layout, now: float | None = None) -> list[tuple[float, str]]:
-    """The crashes within the window (a clock set back makes them all recent: never more restarts)."""
+    """The crashes within the window. One "in the future" (the clock was set back since) is not counted:
+    a clock that jumps must not keep the daemon from ever starting again."""
     now = time.time() if now is None else now
-    return [c for c in crashes(layout) if now - c[0] < CRASH_WINDOW]
+    return [c for c in crashes(layout) if 0 <= now - c[0] < CRASH_WINDOW]
 
 
 def given_up(layout: Layout) -> bool:
