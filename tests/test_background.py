@@ -491,3 +491,27 @@ def test_fifty_sessions_in_a_minute_never_two_daemons_and_none_at_the_end(
         f"most at once {dict((k.name, v) for k, v in most.items())}; none left {gone:.1f} s after the last"
     )
     assert all(v == 1 for v in most.values()), most
+
+
+def test_status_without_a_daemon_and_with_proposals_waiting(tmp_path: Path) -> None:
+    """Point 5's quiet states: a store nobody serves is well (exit 0, no daemon, never slept); one whose
+    review queue holds a proposal exits 3 and says so; status starts no daemon and needs no model."""
+    root = tmp_path / "s"
+    (tmp_path / "s").mkdir()
+    store = open_store(root, embedder=HashEmbedder(), create=True)
+    try:
+        done = store.write("Releases are tagged vMAJOR.MINOR.PATCH.", title="Release tags", author="human")
+        out = somna("--store", str(root), "status")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "daemon: not running" in out.stdout and "last sleep: never" in out.stdout, out.stdout
+        (root / "somna.toml").write_text('[policy]\n"memory/**" = "propose"\n', encoding="utf-8")
+        store.config = type(store.config).load(root)
+        store.edit(
+            done["id"], "append", done["version"], text="Pre-releases add -rc.N.", author="claude-code"
+        )
+    finally:
+        store.close()
+    out = somna("--store", str(root), "status", "--json")
+    state = json.loads(out.stdout)
+    assert out.returncode == 3 and state["stores"][0]["review"] == 1 and state["ok"], out.stdout
+    assert not daemons(root)
