@@ -350,11 +350,16 @@ class Daemon:
             return fn()
         except SomnaError as exc:
             log.warning("%s", exc)
-            self._save_state(last_failure={"at": _iso(), "what": str(exc)[:300]})
+            self._failed(str(exc))
         except Exception as exc:
             log.exception("unexpected error (the daemon keeps running)")
-            self._save_state(last_failure={"at": _iso(), "what": f"{type(exc).__name__}: {exc}"[:300]})
+            self._failed(f"{type(exc).__name__}: {exc}")
         return None
+
+    def _failed(self, what: str) -> None:
+        """The last failure, for `somna status`: written once per new failure, not at every tick."""
+        if (self.state.get("last_failure") or {}).get("what") != what[:300]:
+            self._save_state(last_failure={"at": _iso(), "what": what[:300]})
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
