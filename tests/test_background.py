@@ -91,18 +91,20 @@ class Sessions:
             "SOMNA_HOME": str(home / ".somna"),
             "SOMNA_DAEMON": "on",
             "SOMNA_DAEMON_LINGER": str(LINGER),
+            "SOMNA_LOG_LEVEL": "INFO",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, cwd: Path, **env: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            self.command,
-            cwd=cwd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**self.env, **env},
-        )
+        with (self.home / f"serve-{len(self.procs)}.log").open("wb") as log:  # for a failure's post-mortem
+            proc = subprocess.Popen(
+                self.command,
+                cwd=cwd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env={**self.env, **env},
+            )
         self.procs.append(proc)
         return proc
 
@@ -278,11 +280,13 @@ def one_session(sessions: Sessions, store: Path, **env: str) -> subprocess.Popen
 def test_one_session_starts_one_daemon_that_leaves_after_the_linger(
     tmp_path: Path, home: Path, sessions: Sessions
 ) -> None:
-    """The light form of points 1 and 2 for the default suite: a session starts the daemon, status says
-    it runs (exit 0), a hand edit is committed as `human` by it, and it is gone after the linger."""
+    """The light form of points 1 and 2 for the default suite: two sessions, one naming the store through
+    a symlink, start one daemon; status says it runs (exit 0); a hand edit is committed as `human` by it;
+    it is gone after the linger."""
     store = tmp_path / "s"
     assert somna("init", str(store)).returncode == 0
-    proc = one_session(sessions, store)
+    (tmp_path / "link").symlink_to(store)
+    procs = [one_session(sessions, store), one_session(sessions, tmp_path / "link")]
     wait_for(lambda: watching(store), 30, "the daemon")
     code, state = status(sessions, tmp_path, store)
     assert code == 0 and state["stores"][0]["daemon"]["pid"] == daemons(store)[0], state
@@ -294,7 +298,9 @@ def test_one_session_starts_one_daemon_that_leaves_after_the_linger(
         20,
         "the hand edit committed as human",
     )
-    sessions.stop(proc)
+    assert len(daemons(store)) == 1 and not daemons(tmp_path / "link")
+    for proc in procs:
+        sessions.stop(proc)
     gone = wait_for(lambda: not somna_processes(tmp_path), LINGER + 20, "no somna process left")
     assert gone >= LINGER
     code, state = status(sessions, tmp_path, store)

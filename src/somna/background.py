@@ -81,7 +81,7 @@ def write_state(layout: Layout, state: dict[str, Any], *, dir_fd: int | None = N
 def note_crash(layout: Layout, pid: Any, why: str) -> None:
     layout.daemon_dir.mkdir(parents=True, exist_ok=True)
     with (layout.daemon_dir / "crashes").open("a", encoding="utf-8") as fh:
-        fh.write(f"{time.time():.0f} {pid} {why[:200]}\n")
+        fh.write(f"{int(time.time())} {pid} {why[:200]}\n")
 
 
 def crashes(layout: Layout) -> list[tuple[float, str]]:
@@ -101,10 +101,10 @@ def crashes(layout: Layout) -> list[tuple[float, str]]:
 
 
 def recent_crashes(layout: Layout, now: float | None = None) -> list[tuple[float, str]]:
-    """The crashes within the window. One "in the future" (the clock was set back since) is not counted:
-    a clock that jumps must not keep the daemon from ever starting again."""
+    """The crashes within the window. One more than a minute "in the future" (the clock was set back
+    since) is not counted: a clock that jumps must not keep the daemon from ever starting again."""
     now = time.time() if now is None else now
-    return [c for c in crashes(layout) if 0 <= now - c[0] < CRASH_WINDOW]
+    return [c for c in crashes(layout) if -60 <= now - c[0] < CRASH_WINDOW]
 
 
 def given_up(layout: Layout) -> bool:
