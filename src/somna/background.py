@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from somna.layout import Layout, is_store
+from somna.layout import Layout, is_store, private
 from somna.locks import try_lock
 
 log = logging.getLogger("somna.background")
@@ -40,6 +40,13 @@ CRASH_LIMIT = 3  # crashes within CRASH_WINDOW after which no server starts the 
 CRASH_WINDOW = 3600.0
 CHECK_EVERY = 5.0  # seconds between a server's checks that its stores' daemons run
 STDERR_CAP = 1_000_000
+
+
+def folder(path: Path) -> Path:
+    """A folder of .somna/, made if needed, the user's alone (0700) like the rest of .somna/."""
+    path.mkdir(parents=True, exist_ok=True)
+    private(path)
+    return path
 
 
 def _now_iso(t: float | None = None) -> str:
@@ -61,8 +68,7 @@ def write_state(layout: Layout, state: dict[str, Any], *, dir_fd: int | None = N
     data = json.dumps(state).encode()
     tmp = f".state-{os.getpid()}.tmp"
     if dir_fd is None:
-        layout.daemon_dir.mkdir(parents=True, exist_ok=True)
-        dir_fd = os.open(layout.daemon_dir, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(folder(layout.daemon_dir), os.O_RDONLY | os.O_DIRECTORY)
         own = True
     else:
         own = False
@@ -79,8 +85,7 @@ def write_state(layout: Layout, state: dict[str, Any], *, dir_fd: int | None = N
 
 
 def note_crash(layout: Layout, pid: Any, why: str) -> None:
-    layout.daemon_dir.mkdir(parents=True, exist_ok=True)
-    with (layout.daemon_dir / "crashes").open("a", encoding="utf-8") as fh:
+    with (folder(layout.daemon_dir) / "crashes").open("a", encoding="utf-8") as fh:
         fh.write(f"{int(time.time())} {pid} {why[:200]}\n")
 
 
@@ -129,22 +134,20 @@ class Lease:
         self.fd: int | None = None
 
     def take(self) -> None:
-        folder = self.layout.daemon_dir / "servers"
-        folder.mkdir(parents=True, exist_ok=True)
+        servers = folder(self.layout.daemon_dir / "servers")
         name = f"{os.getpid()}-{secrets.token_hex(4)}"
         # locked under a hidden name first: a daemon never sees an unlocked lease and takes it for dead
-        fd = try_lock(folder / f".{name}")
+        fd = try_lock(servers / f".{name}")
         if fd is None:
             return
-        os.replace(folder / f".{name}", folder / name)
+        os.replace(servers / f".{name}", servers / name)
         self.fd = fd
 
 
 def live_servers(layout: Layout) -> int:
     """How many servers hold a lease on the store; the leases of servers that died are removed."""
-    folder = layout.daemon_dir / "servers"
     try:
-        names = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        names = [p for p in (layout.daemon_dir / "servers").iterdir() if not p.name.startswith(".")]
     except OSError:
         return 0
     live = 0
@@ -187,9 +190,7 @@ def ensure(layout: Layout) -> str:
 
 def spawn(layout: Layout, lock_fd: int) -> subprocess.Popen[bytes]:
     """`somna daemon --background` for the store, in a session of its own, holding `lock_fd`."""
-    logs = layout.daemon_log.parent
-    logs.mkdir(parents=True, exist_ok=True)
-    err = logs / "daemon.stderr"
+    err = folder(layout.daemon_log.parent) / "daemon.stderr"
     mode = "wb" if err.exists() and err.stat().st_size > STDERR_CAP else "ab"
     command = [sys.executable, "-m", "somna", "--store", str(layout.root), "daemon", "--background"]
     with err.open(mode) as out:

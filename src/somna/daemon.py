@@ -159,9 +159,9 @@ class Daemon:
         self._lock_fd = fd
         st = self.store.root.stat()
         self._identity = (st.st_dev, st.st_ino)
-        folder = self.store.layout.daemon_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        self._state_dir = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        self._state_dir = os.open(
+            background.folder(self.store.layout.daemon_dir), os.O_RDONLY | os.O_DIRECTORY
+        )
         self.state = {
             "pid": os.getpid(),
             "since": _iso(),
@@ -379,7 +379,7 @@ LOG_CAP = 1_000_000  # bytes of daemon.log before it is rotated; 3 old ones are 
 
 def setup_logging(store: Store, level: int = logging.INFO, *, alone: bool = False) -> None:
     """The daemon's log file; `alone` (in the background): nothing to stderr, where nobody reads."""
-    store.layout.daemon_log.parent.mkdir(parents=True, exist_ok=True)
+    background.folder(store.layout.daemon_log.parent)
     handler = logging.handlers.RotatingFileHandler(
         store.layout.daemon_log, maxBytes=LOG_CAP, backupCount=3, encoding="utf-8"
     )
