@@ -502,7 +502,6 @@ def test_fifty_sessions_in_a_minute_never_two_daemons_and_none_at_the_end(
     finally:
         stop.set()
         sampler.join()
-    assert len(unanswered) < 10, f"{len(unanswered)} sessions got no answer to their handshake"
     print(
         f"50 sessions in {took:.0f} s; daemons seen {dict((k.name, len(v)) for k, v in seen.items())}; "
         f"most at once {dict((k.name, v) for k, v in most.items())}; none left {gone:.1f} s after the last; "
