@@ -208,9 +208,17 @@ def spawn(layout: Layout, lock_fd: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def keep(layouts: Iterable[Layout], *, every: float = CHECK_EVERY) -> threading.Thread:
-    """A server's thread: a lease on each store, then every `every` seconds a daemon for each (started
-    again after a crash, or after one that left just as this server came)."""
+def keep(
+    layouts: Iterable[Layout],
+    *,
+    after: threading.Event | None = None,
+    every: float = CHECK_EVERY,
+    wait: float = 30.0,
+) -> threading.Thread:
+    """A server's thread: a lease on each store at once; then, once `after` is set (the handshake is
+    answered: a daemon starting up must not take the CPU from it) or `wait` seconds have passed, every
+    `every` seconds a daemon for each store (started again after a crash, or after one that left just
+    as this server came)."""
     layouts = list(layouts)
 
     def run() -> None:
@@ -222,6 +230,8 @@ def keep(layouts: Iterable[Layout], *, every: float = CHECK_EVERY) -> threading.
             except OSError as exc:
                 log.warning("no lease on %s: %s", layout.root, exc)
             leases.append(lease)  # kept: the lease lasts while its descriptor is open
+        if after is not None:
+            after.wait(wait)
         said: dict[Path, str] = {}
         while True:
             for layout in layouts:

@@ -77,12 +77,12 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
     memory = open_memory(settings, embedder)
     for store in memory.stores.values():
         store.group_commits()  # a write returns once on disk and indexed; git follows within journal.WINDOW
-    if settings.daemon:  # one daemon per store, started on a thread of its own: see background.py
-        background.keep(store.layout for store in memory.stores.values())
     catalog = catalog_for(memory, settings, embedder=embedder)
     instructions = compose_instructions(memory, settings.instructions_budget, catalog.instructions())
     warm = threading.Event()
     busy = threading.Lock()  # one core call at a time on the stores' shared connections
+    if settings.daemon:  # one daemon per store, started once the handshake is answered: see background.py
+        background.keep((store.layout for store in memory.stores.values()), after=warm)
     app = App(memory, embedder, warm)
 
     def warm_up() -> None:
