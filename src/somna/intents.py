@@ -110,6 +110,7 @@ class Intents:
     def _undo(self, data: dict[str, Any]) -> dict[str, Any]:
         base, author = data.get("base"), str(data.get("author") or "")
         started = float(data.get("started") or 0)
+        history.clear_stale_lock(self.root)  # the operation may have died inside git, holding its locks
         aside = self.recovered()
         restored: list[str] = []
         for rel in history.dirty_paths(self.root, *self.tracked):
