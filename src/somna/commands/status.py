@@ -77,7 +77,8 @@ def store_status(path: Path, scope: str) -> dict[str, Any]:
         out["problems"].append(
             f"the daemon crashed {daemon['crashes_last_hour']} times within the hour and is not started "
             f"again; its log: {layout.daemon_log} (and logs/daemon.stderr). Run `somna daemon` by hand to "
-            "see the error; servers try again once the crashes are an hour old"
+            "see the error; servers try again once the crashes are an hour old (or once "
+            f"{layout.daemon_dir / 'crashes'} is removed)"
         )
     reports = last_reports(layout)
     if reports:
