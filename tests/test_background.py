@@ -55,11 +55,11 @@ def daemons(store: Path) -> list[int]:
 
 
 def watching(store: Path) -> bool:
-    """Whether a daemon has begun to watch the store (its log says so; its state is its own)."""
-    state = store / ".somna" / "daemon" / "state.json"
+    """Whether a daemon watches the store: its log says so."""
+    log = store / ".somna" / "logs" / "daemon.log"
     try:
-        return daemons(store) != [] and "store" in json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return daemons(store) != [] and "INFO watching" in log.read_text(encoding="utf-8")
+    except OSError:
         return False
 
 

@@ -217,11 +217,11 @@ class Daemon:
 
     def run(self) -> None:
         self.acquire()
-        self.observer = self._observe()
-        self.watching.set()
-        log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
         failed = False
         try:
+            self.observer = self._observe()
+            self.watching.set()
+            log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
             self._safe(self.store.sync)
             self._safe(self._inbox_waiting)
             checked = time.monotonic()
@@ -242,15 +242,21 @@ class Daemon:
                         # an emitter thread that died on an unexpected error would leave the daemon blind
                         log.warning("the file watcher stopped; starting it again and catching up")
                         self._safe(self._rewatch)  # if it fails, the next check tries again
-        except BaseException as exc:
-            failed = True
-            self.why_stopped = f"failed: {type(exc).__name__}: {exc}"[:300]
-            raise
+        except Exception as exc:
+            if not self.gone():  # a store moved away as the daemon began is no failure of the daemon
+                failed = True
+                self.why_stopped = f"failed: {type(exc).__name__}: {exc}"[:300]
+                raise
+            log.warning("the store %s is gone or has moved: stopping", self.store.root)
+            self.why_stopped = "the store is gone or has moved"
         finally:
-            self.observer.stop()
-            self.observer.join(timeout=5)
-            self.release(failed)
-            log.info("stopped")
+            try:
+                if self.observer is not None:
+                    self.observer.stop()
+                    self.observer.join(timeout=5)
+            finally:
+                self.release(failed)  # its state says when and why it stopped, whatever happened above
+                log.info("stopped")
 
     def _inbox_waiting(self) -> None:
         """A transcript that came into the inbox while no daemon ran gets its cycle too."""
