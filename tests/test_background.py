@@ -327,6 +327,9 @@ def test_a_cycle_killed_half_way_is_undone_before_anything_is_committed_as_human
                         "A note of the second part.", title="Part two", author="somna-sleep", force=True
                     )
                     (root / "memory" / "n0-0.md").write_text("half written\n", encoding="utf-8")
+                    (root / "memory" / ".tmp-abc123.md").write_text(
+                        "an atomic write cut short", encoding="utf-8"
+                    )
                     os.kill(os.getpid(), signal.SIGKILL)
         finally:
             os._exit(3)
@@ -345,6 +348,8 @@ def test_a_cycle_killed_half_way_is_undone_before_anything_is_committed_as_human
     authors = git(root, "log", f"{base}..HEAD", "--format=%an|%s").splitlines()
     assert not [a for a in authors if a.startswith("human")], authors
     assert authors[0].startswith("somna|undo the interrupted sleep cycle"), authors
+    assert not list((root / "memory").glob(".tmp-*"))  # the cut-short write is set aside too
+    assert list((root / ".somna" / "recovered").rglob(".tmp-abc123.md"))
     kept = list((root / ".somna" / "recovered").rglob("n0-0.md"))
     assert kept and kept[0].read_text(encoding="utf-8") == "half written\n"  # set aside, not lost
 

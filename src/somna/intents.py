@@ -130,6 +130,14 @@ class Intents:
             else:
                 os.replace(path, aside / rel)
             restored.append(rel)
+        for sub in self.tracked:  # the temp file of the write it was killed in (an atomic write's)
+            base_dir = self.root / sub
+            for tmp in base_dir.rglob(".tmp-*") if base_dir.is_dir() else []:
+                if tmp.is_file() and tmp.stat().st_mtime >= started - 1:
+                    rel = tmp.relative_to(self.root).as_posix()
+                    (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, aside / rel)
+                    restored.append(rel)
         out: dict[str, Any] = {"name": data.get("name"), "restored": restored, "reverted": []}
         if not base or not author:
             return out
