@@ -36,7 +36,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
             text=True,
             env={**os.environ, "SOMNA_EMBEDDER": "hash"},
         )
-        log = store / ".somna" / "daemon.log"
+        log = store / ".somna" / "logs" / "daemon.log"
         wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=20)
         yield store, proc
         if proc.poll() is None:

@@ -26,7 +26,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from somna import __version__
+from somna import __version__, background
 from somna.app import catalog_for, embedder_for, open_memory
 from somna.config import Settings
 from somna.context import compose_instructions
@@ -84,6 +84,8 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
     extension = SkillsExtension(catalog, (instructions, lean_instructions(instructions, skill_parts)))
     warm = threading.Event()
     busy = threading.Lock()  # one core call at a time on the stores' shared connections
+    if settings.daemon:  # one daemon per store, started once the handshake is answered: see background.py
+        background.keep((store.layout for store in memory.stores.values()), after=warm)
     app = App(memory, embedder, warm)
 
     def warm_up() -> None:

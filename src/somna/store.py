@@ -25,6 +25,7 @@ from somna.errors import Conflict, InvalidInput, NotFound
 from somna.history import Commit
 from somna.index import Row
 from somna.indexer import Indexer, SyncReport
+from somna.intents import Intents
 from somna.journal import WINDOW, Journal
 from somna.layout import Layout
 from somna.locks import StoreLock
@@ -65,6 +66,7 @@ class Store:
             secrets=self.config.secrets,
         )
         self.kinds: dict[str, Acceptor] = {"edit": Store._accept_edit}
+        self.intents = Intents(self.root, self.layout.somna, layout.TRACKED, self.layout.recovered_dir)
         self._synced = threading.Event()
         self._batch: list[str] | None = None
         self.batch_commit: str | None = None  # the sha of the last batch's commit
@@ -138,6 +140,13 @@ class Store:
                     text = message() if callable(message) else message
                     self.batch_commit = history.commit(self.root, sorted(set(paths)), text, author)
 
+    @contextmanager
+    def all_or_nothing(self, name: str, author: str) -> Iterator[None]:
+        """What is done inside, in however many batches, is undone together by the next sync if this process
+        dies before the end (see intents.py)."""
+        with self.intents.hold(name, author):
+            yield
+
     # -- finding and reading ------------------------------------------------------------------
     def locate(self, ref: str) -> tuple[str, str]:
         """(kind, relative path) of a memory id or `block:<name>`; NotFound if the store has none."""
@@ -209,6 +218,7 @@ class Store:
             gitsync.recover(self.root, self.layout.somna)  # a sync killed while it moved the files
             if commit:  # deferred commits first: their files are not edits made outside somna
                 self.flush_commits()
+                self.intents.undo()  # and an operation that died half-way is not a hand edit either
             report = self.indexer.sync_files()
             # A file somna cannot read stays out of git: quarantined where it is, for a person to fix
             # (git keeps its last good version, so `git diff` shows what broke it).

@@ -22,6 +22,7 @@ from somna.commands.memory import (
     cmd_show,
 )
 from somna.commands.sleep import cmd_daemon, cmd_exam, cmd_sleep
+from somna.commands.status import cmd_status
 from somna.commands.store import cmd_doctor, cmd_export, cmd_import, cmd_init, cmd_model
 from somna.commands.sync import cmd_sync
 from somna.commands.ui import add_parser as add_ui_parser
@@ -203,10 +204,23 @@ def parser() -> argparse.ArgumentParser:
         help="also capture harness transcripts (*.jsonl) that change under DIR (repeatable; "
         "or [daemon] watch in somna.toml)",
     )
+    sp.add_argument(
+        "--background",
+        action="store_true",
+        help="as `somna serve` starts it: log to the file only, leave SOMNA_DAEMON_LINGER seconds "
+        "after the last server",
+    )
+    sp.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the lock its starter took for it
     sp = cmd(
         "model",
         cmd_model,
         "load the embedding model and say how it runs (the first time, this prepares its fast ONNX form)",
+    )
+    cmd(
+        "status",
+        cmd_status,
+        "what runs in the background for each store and what it did; exit 1 when something needs "
+        "fixing, 3 when proposals wait for review",
     )
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")

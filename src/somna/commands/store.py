@@ -42,6 +42,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print("\n".join(doctor.human_lines(report)))
     if args.json:
         print_json(reports)
+    else:
+        print("the daemon, the last sleep, the inbox and what needs you: `somna status`")
     return EXIT_OK if ok else EXIT_ERROR
 
 
