@@ -282,3 +282,42 @@ def test_a_project_store_given_another_remote_leaves_the_projects_origin_alone(t
         store.close()
     assert git(other, "branch", "--list").split() == [project.BRANCH]
     assert git(origin, "branch", "--list") == ""
+
+
+def test_the_daemon_syncs_a_store_that_has_a_remote_by_itself(
+    two: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background daemon syncs as it starts and every SOMNA_SYNC_EVERY seconds: a memory written on A
+    while A's daemon runs reaches the remote, and B's next sync finds it; no command was typed on A."""
+    import threading
+    import time
+
+    from somna.daemon import Daemon
+
+    a, b = two
+    monkeypatch.setenv("SOMNA_SYNC_EVERY", "1")
+    daemon = Daemon(a, idle=3600)
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        assert daemon.watching.wait(30)
+        wrote = a.write("The nightly export runs at 02:30 UTC from cron on ops-1.", author="t")
+        deadline = time.monotonic() + 30
+        while not (sync_store(b)["received"] and wrote["id"] in ids(b)):
+            assert time.monotonic() < deadline, "A's daemon never pushed the memory"
+            time.sleep(0.5)
+        assert b.search("nightly export cron")["hits"][0]["id"] == wrote["id"]
+    finally:
+        daemon.stop_event.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
+def test_a_store_without_a_remote_is_never_synced_by_the_schedule(tmp_path: Path) -> None:
+    from somna.sync import Schedule
+
+    store = open_store(tmp_path / "alone", embedder=HashEmbedder(), create=True)
+    schedule = Schedule(store, every=0.01)
+    assert schedule.tick() is None and schedule.last is not None  # looked, found no remote, did nothing
+    assert Schedule(store, every=0).now() is None
+    store.close()

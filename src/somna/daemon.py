@@ -30,7 +30,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from somna import background
+from somna import background, sync
 from somna.capture import capture
 from somna.errors import SomnaError, StoreBusy
 from somna.layout import TRACKED
@@ -118,6 +118,9 @@ class Daemon:
         self.cycles = 0
         self.syncs = 0
         self._resync = False  # the last sync failed: try again at the next health check
+        self.team = sync.Schedule(
+            store
+        )  # with the store's remote, if it has one: at start, often, at the end
         self.restarts = 0  # the file watcher, restarted after it died
         self.observer: Any = None
 
@@ -233,6 +236,7 @@ class Daemon:
                         log.warning("the store %s is gone or has moved: stopping", self.store.root)
                         self.why_stopped = "the store is gone or has moved"
                         break
+                    self._safe(self.team.tick)
                     if self.linger is not None:
                         self._safe(self._maybe_leave)
                     if self._resync:
@@ -285,6 +289,7 @@ class Daemon:
             self.cycle("no session uses the store any more")
             return
         log.info("no server for %.0f s and nothing waits: leaving", self.linger)
+        self._safe(self.team.now)  # the last session ended: what was learned goes out
         self.why_stopped = f"no server for {self.linger:.0f} s and nothing waiting"
         self.stop_event.set()
 

@@ -10,6 +10,8 @@ an `edit` proposal whose reason says it came from a sync conflict.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 from typing import TypedDict
 
@@ -22,6 +24,7 @@ from somna.store import Store
 log = logging.getLogger("somna.sync")
 
 AUTHOR = "somna-sync"
+EVERY = 300.0  # seconds between the daemon's syncs of a store that has a remote (SOMNA_SYNC_EVERY; 0: never)
 
 
 class SyncResult(TypedDict):
@@ -219,3 +222,28 @@ def squash_local(root: Path, remote_head: str | None) -> str | None:
         new = history.git(root, *args).strip()
         history.git(root, "update-ref", "-m", "somna sync --squash", "HEAD", new, head)
     return new
+
+
+class Schedule:
+    """When the background daemon syncs its store with the store's remote: as it starts (a session began),
+    every `EVERY` seconds while it runs, and as it leaves (the last session ended). A store without a remote
+    is never synced; an offline remote or a refused push is logged, and the next turn tries again."""
+
+    def __init__(self, store: Store, every: float | None = None) -> None:
+        self.store = store
+        self.every = float(os.environ.get("SOMNA_SYNC_EVERY", EVERY)) if every is None else every
+        self.last: float | None = None
+
+    def tick(self) -> SyncResult | None:
+        now = time.monotonic()
+        if self.every <= 0 or (self.last is not None and now - self.last < self.every):
+            return None
+        return self.now()
+
+    def now(self) -> SyncResult | None:
+        self.last = time.monotonic()
+        if self.every <= 0 or gitsync.remote_of(self.store.root) is None:
+            return None
+        out = sync_store(self.store)
+        log.info("sync with the remote: %s%s", out["status"], f": {out['message']}" if out["message"] else "")
+        return out
