@@ -94,3 +94,46 @@ def test_a_cycle_merges_a_rewording_supersedes_an_update_and_leaves_a_look_alike
     for a, b, cos in ((0, 1, 0.8), (2, 3, 0.68), (4, 5, 0.93)):  # a rewording below 0.9; a look-alike above
         gram[a][b] = gram[b][a] = cos
     assert sorted(_plan(memories, gram)) == [("merge", ["m0", "m1"], True), ("supersede", ["m2", "m3"], True)]
+
+
+def test_an_update_replaces_one_memory_and_what_it_carried_is_not_its_own_words() -> None:
+    """A memory that already superseded one (and carries its details, "Kept from ...") is not chained onto
+    another in a later cycle: the carried words are not its own, and an update replaces one memory."""
+    d0, d1, d2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+    heir = "Raised the ledger-api integration job timeout from 30 to 45 minutes.\nKept from m2: `.github/workflows/ci.yml`."
+    texts = [
+        (heir, d2),
+        (
+            "ledger-api CI: the integration job retries flaky tests in .github/workflows/ci.yml up to 2 times.",
+            d1,
+        ),
+        ("ledger-api CI: the integration job has timeout-minutes: 30.", d0),
+    ]
+    rows = [
+        Row(
+            k,
+            f"m{k}",
+            "memory",
+            "",
+            text.splitlines()[0],
+            "note",
+            [],
+            "superseded" if k == 2 else "active",
+            "",
+            at,
+            at,
+            0,
+            0,
+            "v",
+            text + "\n",
+            [],
+            successor="m0" if k == 2 else "",
+        )  # fmt: skip
+        for k, (text, at) in enumerate(texts)
+    ]
+    gram = np.array([[1.0, 0.75, 0.8], [0.75, 1.0, 0.7], [0.8, 0.7, 1.0]])
+    vectors = np.linalg.cholesky(gram).astype(np.float32)
+    snap = Snapshot(None, rows, vectors, {0, 1}, {})
+    assert "Kept from" not in snap.text(0) and ".github/workflows/ci.yml" not in snap.text(0)
+    made = [a for a in plan(snap, Thresholds()) if a.kind == "supersede" and not a.data.get("judge_only")]
+    assert not [a for a in made if "m1" in a.targets]  # (a question for an LLM judge, at most)

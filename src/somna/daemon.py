@@ -118,9 +118,7 @@ class Daemon:
         self.cycles = 0
         self.syncs = 0
         self._resync = False  # the last sync failed: try again at the next health check
-        self.team = sync.Schedule(
-            store
-        )  # with the store's remote, if it has one: at start, often, at the end
+        self.team = sync.Schedule(store)  # syncs with the store's remote: at start, often, at the end
         self.restarts = 0  # the file watcher, restarted after it died
         self.observer: Any = None
 

@@ -139,6 +139,8 @@ def find_updates(context: Planning, findings: Findings) -> None:
     tests" vs "integration tests") is dropped."""
     rows, active = context.rows, context.active
     best: dict[int, tuple[float, int, str]] = {}
+    # an update replaces one memory: one that already replaced another is not made to replace more
+    heirs = {r.successor for r in rows if r.successor}
     for i, j, similarity in context.pairs(min(UPDATE_FLOOR, context.thresholds.contradiction)):
         later = newer(rows[i], rows[j])
         if (i, j) in context.duplicates or later is None:
@@ -151,6 +153,9 @@ def find_updates(context: Planning, findings: Findings) -> None:
             continue  # facts about people: who does what is the contradiction pass's to judge (`disagreement`)
         kind, why = relation(new_text, old_text)
         key = frozenset((n, o))
+        if kind == "update" and rows[n].id in heirs:  # (later cycles would chain it onto look-alikes)
+            findings.contradictions.pop(key, None), findings.questions.pop(key, None)
+            continue
         weak = why.startswith(FORMER_NAMED) and similarity < WEAK_UPDATE
         if kind == "update" and not weak and similarity > best.get(n, (-1.0, -1, ""))[0]:
             best[n] = (similarity, o, why)
