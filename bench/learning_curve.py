@@ -863,12 +863,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", default="coding,letta,lme")
     ap.add_argument("--quick", action="store_true", help="14 coding sessions, 2 letta rows, 2 lme questions")
-    ap.add_argument("--lme-questions", type=int, default=6)
+    ap.add_argument("--lme-questions", type=int, default=4)
     ap.add_argument("--embedder", default="minilm", help="minilm (default) or hash")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--out", default="learning_curve", help="file name (no suffix) in bench/results/")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "learning_curve.png")
+    ap.add_argument("--render", action="store_true", help="re-render the .md and the plot from the .json")
     args = ap.parse_args(argv)
+    if args.render:
+        result = json.loads((HERE / "results" / f"{args.out}.json").read_text(encoding="utf-8"))
+        return finish(result, [Run(**r) for r in result["runs"]], args.out, args.plot)
     names = [s for s in args.streams.split(",") if s]
     policies = [p for p in args.policies.split(",") if p]
     makers = {
@@ -900,7 +904,6 @@ def main(argv: list[str] | None = None) -> int:
             runs += run_stream(stream, policies, embedder, standin, log)
     finally:
         standin.close()
-    summ = summary(runs)
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": args.quick,
@@ -913,23 +916,28 @@ def main(argv: list[str] | None = None) -> int:
         },
         "streams": streams,
         "standin": {"calls": standin.calls, "verdicts": standin.verdicts},
-        "summary": summ,
-        "verdicts": verdicts(summ) if set(POLICIES) <= set(policies) else {},
-        "final_misses": {r.stream: {} for r in runs},
         "runs": [r.__dict__ for r in runs],
     }
+    return finish(result, runs, args.out, args.plot)
+
+
+def finish(result: dict[str, Any], runs: list[Run], out: str, plot_path: Path) -> int:
+    """The summary, the verdicts, the .json, the .md and the plot; the exit status."""
+    summ = summary(runs)
+    complete = all(set(POLICIES) <= set(pol) for pol in summ.values())
+    result |= {"summary": summ, "verdicts": verdicts(summ) if complete else {}, "final_misses": {}}
     for r in runs:
-        result["final_misses"][r.stream][r.policy] = {
+        result["final_misses"].setdefault(r.stream, {})[r.policy] = {
             "wrong_rank1": r.points[-1]["wrong_rank1"],
             "lost": r.points[-1]["lost"],
         }
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{args.out}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (HERE / "results" / f"{out}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     if result["verdicts"]:
         md = markdown(result)
-        (HERE / "results" / f"{args.out}.md").write_text(md, encoding="utf-8")
+        (HERE / "results" / f"{out}.md").write_text(md, encoding="utf-8")
         print(md)
-    plot(runs, args.plot)
+    plot(runs, plot_path)
     ok = all(
         v["rank1_not_worse"] and v["all_details"] and (v["rank1_better"] or v["tokens_better"])
         for pol in result["verdicts"].values()
