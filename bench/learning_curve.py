@@ -723,6 +723,29 @@ def verdicts(summ: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def losses(runs: list[Run]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """For each sleeping run, every session after whose cycle a planted detail stopped being found, with the
+    merges, supersedes and archives that cycle applied (the likely cause) and the probes it lost."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in runs:
+        if r.policy == "append-only":
+            continue
+        prev: set[tuple[str, str]] = set()
+        rows = []
+        for p in r.points:
+            lost = {(x["query"], x["expect"]) for x in p["lost"]}
+            new = sorted(lost - prev)
+            cycles = [c for c in r.cycles if c["session"] == p["session"]]
+            changes = [
+                f"{c['track']}: {ch['kind']} {ch['rationale']}" for c in cycles for ch in c.get("changes", [])
+            ]
+            if new and changes:
+                rows.append({"session": p["session"], "lost": [list(x) for x in new], "applied": changes})
+            prev = lost
+        out.setdefault(r.stream, {})[r.policy] = rows
+    return out
+
+
 def fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
@@ -801,6 +824,38 @@ def markdown(result: dict[str, Any]) -> str:
                 )
             )
     lines += ["", "![learning curve](../../docs/learning_curve.png)", ""]
+    failed = [
+        f"- {stream}, {name}: {f}"
+        for stream, pol in summ.items()
+        for name, p in pol.items()
+        for f in p.get("failed_cycles", [])
+    ]
+    if failed:
+        lines += [
+            "#### Cycles that failed (an exception; the run went on with the store as the cycle left it)",
+            "",
+        ]
+        lines += failed + [""]
+    harm = [
+        (stream, name, row)
+        for stream, pol in result.get("losses", {}).items()
+        for name, rows in pol.items()
+        for row in rows
+    ]
+    if harm:
+        lines += [
+            "#### Sessions after whose cycle a planted detail stopped being found",
+            "",
+            "What the cycle applied (merges, supersedes, archives), and the probes lost right after it. A probe "
+            "can also drop out of the top 5 because new memories of the same session outrank it; the append-only "
+            "column of the table shows how often that happens without sleep.",
+            "",
+        ]
+        for stream, name, row in harm:
+            lost = "; ".join(f"{q!r} -> {e!r}" for q, e in row["lost"])
+            lines.append(f"- {stream}, {name}, session {row['session']}: lost {lost}")
+            lines += [f"  - applied {a[:300]}" for a in row["applied"]]
+        lines.append("")
     misses = result.get("final_misses", {})
     if misses:
         lines += ["#### What is still wrong after the last session", ""]
@@ -852,7 +907,7 @@ def plot(runs: list[Run], path: Path) -> None:
         for row in range(3):
             axes[row][col].grid(alpha=0.3)
     axes[0][0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("somna learning curve: append-only vs sleep vs sleep + stand-in model", fontsize=11)
+    fig.suptitle("somna: append-only vs sleep vs sleep + stand-in model", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -925,7 +980,12 @@ def finish(result: dict[str, Any], runs: list[Run], out: str, plot_path: Path) -
     """The summary, the verdicts, the .json, the .md and the plot; the exit status."""
     summ = summary(runs)
     complete = all(set(POLICIES) <= set(pol) for pol in summ.values())
-    result |= {"summary": summ, "verdicts": verdicts(summ) if complete else {}, "final_misses": {}}
+    result |= {
+        "summary": summ,
+        "verdicts": verdicts(summ) if complete else {},
+        "final_misses": {},
+        "losses": losses(runs),
+    }
     for r in runs:
         result["final_misses"].setdefault(r.stream, {})[r.policy] = {
             "wrong_rank1": r.points[-1]["wrong_rank1"],
