@@ -948,6 +948,12 @@ def main(argv: list[str] | None = None) -> int:
         inner.wait()
     embedder = CachedEmbedder(inner)
     os.environ[KEY_ENV] = "not-a-real-key"
+    # The gate stages each trial in a `somna-staging-*` folder of the temp dir and sweeps the ones it takes for
+    # leftovers of killed cycles. On a machine shared with other runs (a test suite ages and sweeps such
+    # folders), a sweep in another process removed a live trial of this bench twice (the cycle failed with
+    # FileNotFoundError / "could not parse HEAD"); a private temp dir keeps the trials out of their reach.
+    private = Path(tempfile.mkdtemp(prefix="somna-curve-tmp-"))
+    tempfile.tempdir = str(private)
     standin = StandIn()
     runs: list[Run] = []
     streams = {}
@@ -959,6 +965,8 @@ def main(argv: list[str] | None = None) -> int:
             runs += run_stream(stream, policies, embedder, standin, log)
     finally:
         standin.close()
+        tempfile.tempdir = None
+        shutil.rmtree(private, ignore_errors=True)
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": args.quick,
