@@ -28,8 +28,9 @@ After each session, per policy:
                         may appear only where the newer memory itself mentions it, as in "raised from 30 to 45");
   details found         each planted detail (a probe: a query and an expected string) is in the text of an
                         active memory among the top 5 of a default search for the query;
-  active tokens         the tokens an agent would read of every active memory: (len(title + body) + 3) // 4,
-                        somna's own estimate (somna.skills.tokens).
+  active tokens         the tokens an agent would read of every active memory: (len(text) + 3) // 4, somna's
+                        own estimate (somna.skills.tokens); the text is the body, after the title when the
+                        body does not open with it.
 
 Writes bench/results/learning_curve.{json,md} (`--out` picks another name) and docs/learning_curve.png.
 Exit status 0 when, on every stream run, both sleep policies end at rank-1 accuracy and active tokens no worse
@@ -544,8 +545,15 @@ def sleep(store: Store, policy: str) -> dict[str, Any]:
 
 
 def active_memories(store: Store) -> dict[str, tuple[str, str]]:
-    """Every memory: id -> (title + body, status)."""
-    return {r.id: (f"{r.title}\n{r.body}", r.status or "active") for r in store.index.all_rows("memory")}
+    """Every memory: id -> (its text, status); the text is the body, after the title when the body does not
+    open with it (as somna.sleep.exam.text_of)."""
+    return {
+        r.id: (
+            r.body if r.body.lstrip().startswith(r.title.strip()) else f"{r.title}\n{r.body}",
+            r.status or "active",
+        )
+        for r in store.index.all_rows("memory")
+    }
 
 
 def top(store: Store, query: str) -> list[str]:
@@ -770,7 +778,8 @@ def markdown(result: dict[str, Any]) -> str:
         "- **rank-1**: updates planted so far whose question's top hit holds the newer value and not the older.",
         "- **details**: planted probes whose expected string is in an active memory in the top 5 "
         "(lowest share over the run in brackets).",
-        "- **tokens**: (len(title + body) + 3) // 4 summed over active memories (what an agent would read).",
+        "- **tokens**: (len(text) + 3) // 4 summed over active memories (what an agent would read; the text is "
+        "the body, after the title when the body does not open with it).",
         "",
     ]
     for stream, pol in summ.items():
@@ -1000,7 +1009,7 @@ def finish(result: dict[str, Any], runs: list[Run], out: str, plot_path: Path) -
             "lost": r.points[-1]["lost"],
         }
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{out}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (HERE / "results" / f"{out}.json").write_text(json.dumps(result, separators=(",", ":")), encoding="utf-8")
     if result["verdicts"]:
         md = markdown(result)
         (HERE / "results" / f"{out}.md").write_text(md, encoding="utf-8")
