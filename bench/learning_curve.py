@@ -775,6 +775,10 @@ def markdown(result: dict[str, Any]) -> str:
         "others with a word it lacks; everything else is answered with `{}` (rejected by somna). Its numbers "
         "show what somna does with sensible answers, not what a model would answer.",
         "",
+        "Runs are not exactly repeatable: `created` has one-second resolution and what a cycle takes as new "
+        "(written or edited since the last cycle started) depends on when it ran, so two runs can differ by a "
+        "few pairs.",
+        "",
         "- **rank-1**: updates planted so far whose question's top hit holds the newer value and not the older.",
         "- **details**: planted probes whose expected string is in an active memory in the top 5 "
         "(lowest share over the run in brackets).",
@@ -888,7 +892,7 @@ def plot(runs: list[Run], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     streams = list(dict.fromkeys(r.stream for r in runs))
-    fig, axes = plt.subplots(3, len(streams), figsize=(4.6 * len(streams), 9), squeeze=False)
+    fig, axes = plt.subplots(3, len(streams), figsize=(4.6 * len(streams), 9), squeeze=False, sharex="col")
     style = {
         "append-only": ("tab:gray", "--"),
         "sleep": ("tab:blue", "-"),
