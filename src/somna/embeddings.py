@@ -144,10 +144,13 @@ class LazyEmbedder:
     def _load_packaged(self) -> None:
         from somna import minilm
 
-        self._model = minilm.load(_cores())
+        self._model = encoder = minilm.load(_cores())
         self.dim = minilm.DIM
         self.backend = "onnx"
-        self.source = f"{minilm.describe()['file']} ({minilm.describe()['source']})"
+        info = minilm.describe()
+        self.source = f"{info['file']} ({info['source']})"
+        if str(encoder.path) != info["file"]:
+            self.source = f"{encoder.path}: onnxruntime's optimisation of {self.source}"
 
     def _load_onnx(self, model_dir: Path) -> bool:
         """The cached ONNX export of the model, if there is one: no torch at all."""
