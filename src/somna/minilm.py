@@ -14,7 +14,6 @@ the same model name, and nothing is re-embedded.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -49,6 +48,8 @@ def model_file() -> Path:
 
 
 def _version() -> str:
+    import importlib.metadata  # not on the handshake's path: `somna model`, doctor, the model's load
+
     try:
         return importlib.metadata.version(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
