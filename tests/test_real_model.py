@@ -47,7 +47,7 @@ def test_the_onnx_export_gives_torchs_vectors_and_later_starts_skip_torch(tmp_pa
     script = (
         "import json, sys\n"
         "from somna.embeddings import LazyEmbedder\n"
-        "e = LazyEmbedder(); assert e.wait(120), e.error\n"
+        "e = LazyEmbedder('minilm-torch'); assert e.wait(120), e.error\n"
         f"v = e.embed({texts!r})\n"
         "print(json.dumps({'backend': e.backend, 'torch': 'torch' in sys.modules, 'v': v}))\n"
     )
