@@ -405,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="letta_bench_gen_200.jsonl")
     ap.add_argument("--no-variants", action="store_true", help="only the three baseline rows")
-    ap.add_argument("--embedder", default="minilm", help="SOMNA_EMBEDDER spec (minilm-torch: the float weights)")
+    ap.add_argument(
+        "--embedder", default="minilm", help="SOMNA_EMBEDDER spec (minilm-torch: the float weights)"
+    )
     ap.add_argument("--name", default="letta_retrieval", help="results file stem")
     ap.add_argument("--keep-store", type=Path, help="build the store here and keep it (default: a temp dir)")
     ap.add_argument(

@@ -552,7 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--types", default="", help="comma-separated question types")
     ap.add_argument("--ids", default="", help="comma-separated question ids (overrides the other filters)")
     ap.add_argument(
-        "--embedder", default="minilm", help="SOMNA_EMBEDDER (minilm-torch: the float weights, the torch extra)"
+        "--embedder",
+        default="minilm",
+        help="SOMNA_EMBEDDER (minilm-torch: the float weights, the torch extra)",
     )
     ap.add_argument("--out", default="longmemeval", help="bench/results/<out>.json and .md")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the model")

@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_without_litellm_an_llm_pass_says_to_install_the_llm_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "somna.toml").write_text('[llm]\nmodel = "openai/gpt-4o-mini"\napi_base = "http://127.0.0.1:9"\n')
+    (tmp_path / "somna.toml").write_text(
+        '[llm]\nmodel = "openai/gpt-4o-mini"\napi_base = "http://127.0.0.1:9"\n'
+    )
     cfg = LLMConfig.load(tmp_path)
     assert cfg is not None
     monkeypatch.setitem(sys.modules, "litellm", None)  # as in a default install: `import litellm` fails

@@ -27,7 +27,11 @@ def test_the_default_model_finds_by_meaning(tmp_path: Path) -> None:
     hybrid = store.search("when do db credentials change")
     assert hybrid["mode"] == "hybrid" and hybrid["hits"][0]["id"] == target["id"]
     a, b = embedder.embed(["port 5433", "the database listens on port 5433"])
-    assert len(a) == 384 and abs(sum(x * x for x in a) - 1) < 1e-4 and sum(x * y for x, y in zip(a, b)) > 0.5
+    assert (
+        len(a) == 384
+        and abs(sum(x * x for x in a) - 1) < 1e-4
+        and sum(x * y for x, y in zip(a, b, strict=True)) > 0.5
+    )
 
 
 def test_somna_model_says_which_file_runs_and_loads_no_torch(tmp_path: Path) -> None:

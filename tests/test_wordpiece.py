@@ -8,12 +8,11 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from somna.wordpiece import MAX_TOKENS, WordPiece
-
-from conftest import SHARED
 
 HOSTILE = [
     "",
