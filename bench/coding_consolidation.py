@@ -47,8 +47,10 @@ AUTHOR = "claude-code"  # the memories are written as an agent would write them
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from somna.embeddings import make_embedder  # noqa: E402
+from somna.sleep import contradictions  # noqa: E402
 from somna.sleep.cycle import Cycle  # noqa: E402
 from somna.sleep.passes import plan  # noqa: E402
+from somna.sleep.planning import Thresholds  # noqa: E402
 from somna.store import Store  # noqa: E402
 
 
@@ -86,11 +88,20 @@ def somna_search(store: Any, query: str, k: int) -> list[str]:
     return [h["id"] for h in store.search(query, limit=k)["hits"]]
 
 
-def somna_sleep(store: Any) -> dict[str, Any]:
+# `--loosen`: passes made deliberately careless, to see what the gate stops (issue 14, point 2): a lower
+# duplicate threshold, a supersede made sure at a weak contradiction score, and look-alikes no longer vetoed
+LOOSE = {"duplicate": 0.8, "sure": 0.3, "maybe": 0.25, "margin": 0.0}
+
+
+def somna_sleep(store: Any, *, gate: bool = True, loosen: bool = False) -> dict[str, Any]:
     """One sleep cycle with the store's default policy and thresholds. Each action in applied/queued/dropped
     is {"kind", "ids": the memories it concerns, "old"/"new" for a supersede, "merged" (the new memory) for an
     applied merge, "text" the merged text, "rationale", "why"}."""
-    report = Cycle(store).run()
+    if loosen:
+        contradictions.APART_VETO = False
+        report = Cycle(store, gate=gate, thresholds=Thresholds(**LOOSE)).run()
+    else:
+        report = Cycle(store, gate=gate).run()
 
     def norm(a: dict[str, Any]) -> dict[str, Any]:
         d = a.get("data") or {}
@@ -436,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", default="coding_consolidation", help="file name (no suffix) in bench/results/")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store and print its path")
+    ap.add_argument("--no-gate", action="store_true", help="the cycle without the exam's gate")
+    ap.add_argument(
+        "--loosen", action="store_true", help=f"careless passes: thresholds {LOOSE}, no look-alike veto"
+    )
     args = ap.parse_args(argv)
     corpus, labels = load(args.data)
 
@@ -453,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     before = run_probes(store, labels["probes"], to_store)
     back = {v: k for k, v in to_store.items()}
     asked = {(back.get(o, o), back.get(n, n)) for o, n in somna_judge_questions(store)}
-    cycle = somna_sleep(store)
+    cycle = somna_sleep(store, gate=not args.no_gate, loosen=args.loosen)
     after = run_probes(store, labels["probes"], to_store)
     scored = score(corpus, labels, cycle, to_store, store)
     for u in scored["supersede"]["per_update"]:
@@ -478,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "embedder": emb_name,
         "seed": args.seed,
+        "gate": not args.no_gate,
+        "loosened": LOOSE if args.loosen else None,
         "corpus": {
             "memories": len(corpus),
             "sessions": len({m["t"] for m in corpus}),
@@ -517,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in lost
         ],
         "probes_gained_by_the_cycle": [r["query"] for r in gained],
+        "dropped_by_the_cycle": [{k: d[k] for k in ("kind", "ids", "why")} for d in cycle["dropped"]],
         "timing_s": {
             "open": round(t_open, 1),
             "write": round(t_write, 1),
@@ -554,7 +572,10 @@ def markdown(r: dict[str, Any], text: dict[str, str]) -> str:
     c, m, s, q, k = r["corpus"], r["merge"], r["supersede"], r["queue"], r["kept_apart"]
     pb, pa = r["probes_before"], r["probes_after"]
     lines = [
-        f"### Coding-agent memories: one sleep cycle ({r['embedder']}, seed {r['seed']})",
+        f"### Coding-agent memories: one sleep cycle ({r['embedder']}, seed {r['seed']}"
+        + ("" if r.get("gate", True) else ", no gate")
+        + (f", passes loosened: {r['loosened']} and no look-alike veto" if r.get("loosened") else "")
+        + ")",
         "",
         f"{c['memories']} hand-written memories in {c['sessions']} sessions (written in time order), "
         f"{c['duplicate_groups']} duplicate groups, {c['updates']} updates "

@@ -251,13 +251,16 @@ async def shared_setup(store: Path, clients: int, logs: Path, timeout: float) ->
             assert server.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")
             await anyio.sleep(0.1)
         url = json.loads(info_file.read_text(encoding="utf-8"))["url"]
+        token = (store / ".somna" / "http-token").read_text(encoding="utf-8").strip()  # made at the first start
         loaded = await wait_for(MODEL_READY, [log], timeout)
 
         async with AsyncExitStack() as stack:
             sessions = []
             for i in range(clients):
                 client = await stack.enter_async_context(
-                    httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=300))
+                    httpx2.AsyncClient(
+                        headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=300)
+                    )
                 )
                 read, write = await stack.enter_async_context(streamable_http_client(url, http_client=client))
                 s = await stack.enter_async_context(

@@ -26,6 +26,7 @@ def somna_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     home = tmp_path / "home-store"
     monkeypatch.setenv("SOMNA_HOME", str(home))
     monkeypatch.setenv("SOMNA_EMBEDDER", "hash")
+    monkeypatch.setenv("SOMNA_DAEMON", "off")  # a test that wants `somna serve` to start daemons says so
     monkeypatch.delenv("SOMNA_STORE", raising=False)
     monkeypatch.chdir(tmp_path)
     yield home

@@ -36,7 +36,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
             text=True,
             env={**os.environ, "SOMNA_EMBEDDER": "hash"},
         )
-        log = store / ".somna" / "daemon.log"
+        log = store / ".somna" / "logs" / "daemon.log"
         wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=20)
         yield store, proc
         if proc.poll() is None:
@@ -137,6 +137,7 @@ def test_a_hand_edit_is_committed_once_a_long_foreign_git_lock_goes(
         "Written while a person's git commit was open.\n", encoding="utf-8"
     )
     wait_for(lambda: rows(store, "person's") == ["held"], timeout=5)  # indexed at once, committed later
+    lock.touch()  # the person's git is still busy: a lock this fresh is not stale, however slow the machine
     time.sleep(history.LOCK_WAIT + 0.5)
     assert (
         "held.md"

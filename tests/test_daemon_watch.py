@@ -146,7 +146,7 @@ def test_somna_daemon_watch_starts_and_stops_cleanly(tmp_path: Path) -> None:
     ]
     proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env={**os.environ, "SOMNA_EMBEDDER": "hash"})
     try:
-        log = store / ".somna" / "daemon.log"
+        log = store / ".somna" / "logs" / "daemon.log"
         wait_for(lambda: log.exists() and "watching" in log.read_text(encoding="utf-8"), timeout=60)
         text = log.read_text(encoding="utf-8")
         assert f"capturing transcripts from {folder}" in text and "no such folder" in text

@@ -47,6 +47,7 @@ class Running:
     url: str
     info: dict[str, Any]
     log: Path
+    token: str  # $SOMNA_HTTP_TOKEN, or the token file the server made at its first start
 
 
 @contextmanager
@@ -75,7 +76,8 @@ def http_server(home: Path, *args: str, env: dict[str, str] | None = None) -> It
                 pass
             assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
             time.sleep(0.05)
-        yield Running(proc, info["port"], info["url"], info, log)
+        token = (env or {}).get("SOMNA_HTTP_TOKEN") or (home / ".somna" / "http-token").read_text().strip()
+        yield Running(proc, info["port"], info["url"], info, log, token)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -148,7 +150,7 @@ async def test_ten_concurrent_clients_write_and_search_through_one_server(somna_
     with http_server(somna_env) as server:
 
         async def client(i: int, found: dict[int, list[str]]) -> None:
-            async with http_session(server.url, name=f"agent-{i}") as s:
+            async with http_session(server.url, token=server.token, name=f"agent-{i}") as s:
                 topic = topics[i]
                 mine = await call(
                     s,
@@ -176,7 +178,7 @@ async def test_ten_concurrent_clients_write_and_search_through_one_server(somna_
             for i in range(10):
                 tg.start_soon(client, i, found)
 
-        async with http_session(server.url, name="checker") as s:  # everyone sees everyone's writes
+        async with http_session(server.url, token=server.token, name="checker") as s:  # everyone sees everyone's writes
             for topic in topics:
                 hits = (await call(s, "search", query=f"{topic} service port"))["hits"]
                 assert any(topic in h["title"].lower() or topic in h["snippet"].lower() for h in hits), topic
@@ -254,6 +256,31 @@ async def test_with_a_token_requests_without_it_or_with_a_wrong_one_get_401(somn
                     pass
 
 
+def test_on_loopback_too_the_token_is_made_at_the_first_start_and_required(somna_env: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SOMNA_HTTP_TOKEN"}
+    token_file = somna_env / ".somna" / "http-token"
+    assert not token_file.exists()
+    with http_server(somna_env, env=env) as server:
+        assert server.info["token"] is True and server.info["host"] == "127.0.0.1"
+        assert token_file.stat().st_mode & 0o777 == 0o600 and len(server.token) >= 40
+        before = history.git(somna_env, "log", "--format=%H")
+        write = json.dumps(
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+             "params": {"name": "write", "arguments": {"content": "Written without a token."}}}
+        ).encode()  # fmt: skip
+        assert status(server.port, body=INIT) == 401
+        assert status(server.port, body=write) == 401
+        assert status(server.port, body=write, headers={"Authorization": "Bearer "}) == 401
+        assert status(server.port, body=INIT, headers={"Authorization": f"Bearer {server.token}"}) == 200
+        assert "bearer token required" in server.log.read_text(encoding="utf-8")
+        assert "no token" not in server.log.read_text(encoding="utf-8")
+    assert history.git(somna_env, "log", "--format=%H") == before  # nothing changed
+    assert not list((somna_env / "memory").glob("*.md"))
+    first = server.token
+    with http_server(somna_env, env=env) as again:  # the same token on the next start
+        assert again.token == first
+
+
 def test_a_bad_origin_gets_403_and_an_oversized_body_413(somna_env: Path) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with http_server(
@@ -279,7 +306,7 @@ def test_a_bad_origin_gets_403_and_an_oversized_body_413(somna_env: Path) -> Non
 async def test_a_stdio_serve_attaches_to_the_running_server_and_writes_land_in_its_store(
     somna_env: Path, tmp_path: Path
 ) -> None:
-    with http_server(somna_env, "--new-token") as server:
+    with http_server(somna_env) as server:  # no setup: the token is made at the first start
         assert (
             server.info["token"] is True
             and (somna_env / ".somna" / "http-token").stat().st_mode & 0o777 == 0o600

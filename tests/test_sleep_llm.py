@@ -643,3 +643,53 @@ async def test_no_lost_write_while_a_slow_llm_cycle_runs(
     assert (root / "inbox" / "processed" / "session.jsonl").is_file()
     doctor = somna("--store", str(root), "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+
+
+@pytest.mark.slow  # ten gated cycles: about a minute
+def test_ten_cycles_with_a_model_that_answers_badly_lose_no_probe(
+    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that is wrong every time it is asked (the judge sides with the outdated value, a merge it
+    writes drops the details) and a new look-alike written before each cycle: after each of 10 cycles, every
+    probe that passed at the start still passes, a person's as written, a derived one by the memory or by
+    what took its place."""
+    from somna.sleep import exam
+
+    store = make_store(tmp_path / "s", stub, monkeypatch)
+    store.write("The catalog service cache TTL is 300 seconds.", author="agent")
+    time.sleep(1.1)
+    store.write("The catalog service cache TTL is now 900 seconds.", author="agent", force=True)
+    store.write("The dev database listens on port 5433; see config/db.toml.", author="agent")
+    store.write("The dev database listens on port 5433, not 5432; see config/db.toml.", author="agent", force=True)
+    store.write("Run `make lint` before pushing; it runs ruff with --fix.", author="agent")
+    store.write("Integration tests time out after 45 minutes in CI.", author="agent")
+    exam.add_probe(store, "which port does the dev database listen on", "5433", author="human")
+    exam.add_probe(store, "what is the catalog cache TTL", "900", author="human")
+
+    def wrong(body: dict[str, Any]) -> str:
+        text = user_text(body)
+        if "B (written" in text:  # the judge: the outdated value holds
+            a = text.split("\n\nB (written")[0]
+            return json.dumps({"holds": "A" if ("300" in a or "5432" in a) else "B", "reason": "older is right"})
+        if '"title"' in str(body["messages"][0]["content"]) or "merge" in text.lower():
+            return json.dumps({"title": "Notes", "content": "Some settings of the services."})  # drops it all
+        return json.dumps({"memories": []})
+
+    stub.reply = wrong
+    probes = exam.probes_of(store)
+    start = exam.run(store, probes)
+    assert {o.probe.expect for o in start if o.probe.source == "person" and o.passed} == {("5433",), ("900",)}
+    by_exam = []
+    for round_ in range(10):
+        store.write(f"The staging database listens on port {5500 + round_}.", author="agent", force=True)
+        report = cycle(store)
+        by_exam += [d for d in report.dropped if "the exam" in d.get("why", "")]
+        successors = {r.id: r.successor for r in store.index.all_rows("memory") if r.successor}
+        after = exam.run(store, probes)
+        lost = exam.regressions(start, after, store, successors)
+        assert not lost, f"cycle {round_ + 1} lost {[r.why() for r in lost]}"
+    assert len(stub.requests) >= 5  # the model was asked, and answered wrongly, cycle after cycle
+    assert any("what is the catalog cache TTL" in d["why"] for d in by_exam)  # the judge's wrong call, stopped
+    current = [r for r in store.index.all_rows("memory") if "900 seconds" in r.body]
+    assert current and all(r.status == "active" for r in current)  # the bad verdicts retired nothing true
+    store.close()

@@ -4,7 +4,8 @@ A running `somna serve --http` writes ``.somna/http.json`` (pid, url, the stores
 store it serves, and removes it when it stops. `find_shared` is what a stdio `somna serve` asks before
 opening anything: a server of exactly the same stores whose pid is alive and whose /health answers with
 that pid. The bearer token is ``SOMNA_HTTP_TOKEN``, or the file ``.somna/http-token`` (mode 0600) of the
-user store (or of ``--store``), which both sides read.
+user store (or of ``--store``), which both sides read: the server makes it at its first start (`ensure_token`),
+so a token is required on loopback too, and the owner's relays and `somna ui` read it with no setup.
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ def new_token(settings: Settings) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
     return path
+
+
+def ensure_token(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The bearer token, made (0600, in the store's .somna/) at the first start when there is none yet."""
+    token = load_token(settings, environ)
+    if token is None:
+        new_token(settings)
+        token = load_token(settings, environ)
+    assert token is not None
+    return token
 
 
 def write_info(settings: Settings, info: dict[str, Any]) -> Path:

@@ -6,6 +6,8 @@ Environment:
     SOMNA_EMBEDDER    minilm (default) | hash | none | a model path
     SOMNA_INSTRUCTIONS_BUDGET  tokens of core blocks in the server instructions (default 1500)
     SOMNA_LOG_LEVEL   DEBUG | INFO | WARNING (default WARNING)
+    SOMNA_DAEMON      on (default) | off: whether `somna serve` starts the daemon of its stores
+    SOMNA_DAEMON_LINGER  seconds a started daemon stays after the last server has gone (default 300)
 
 A store may carry `somna.toml` (committed, shared with the team):
 
@@ -43,6 +45,8 @@ class Settings:
     instructions_budget: int = 1500
     log_level: str = "WARNING"
     cwd: Path = field(default_factory=Path.cwd)
+    daemon: bool = True  # `somna serve` starts one daemon for each store it opens (background.py)
+    daemon_linger: float = 300.0
 
     @classmethod
     def from_env(cls, *, store: str | None = None, cwd: Path | None = None) -> Settings:
@@ -53,6 +57,10 @@ class Settings:
             budget = int(env.get("SOMNA_INSTRUCTIONS_BUDGET", "1500"))
         except ValueError:
             raise InvalidInput("SOMNA_INSTRUCTIONS_BUDGET must be a whole number of tokens") from None
+        try:
+            linger = max(0.0, float(env.get("SOMNA_DAEMON_LINGER", "300")))
+        except ValueError:
+            raise InvalidInput("SOMNA_DAEMON_LINGER must be a number of seconds") from None
         return cls(
             user_store=home,
             store=Path(chosen).expanduser() if chosen else None,
@@ -60,6 +68,8 @@ class Settings:
             instructions_budget=budget,
             log_level=env.get("SOMNA_LOG_LEVEL", "WARNING").upper(),
             cwd=cwd or Path.cwd(),
+            daemon=env.get("SOMNA_DAEMON", "on").strip().lower() not in ("off", "0", "false", "no"),
+            daemon_linger=linger,
         )
 
     def project_store(self) -> Path | None:

@@ -10,12 +10,16 @@
   harness appends to it turn by turn. Transcripts that do not change are left alone: `somna capture
   --transcript PATH` takes an older one by hand.
 - One daemon per store (a lock file); SIGTERM / SIGINT stop it cleanly; logs go to
-  .somna/daemon.log and stderr.
+  .somna/logs/daemon.log (rotated) and, unless it runs in the background, stderr.
+- Started by `somna serve` (`--background`, background.py), it leaves once no server has held a lease
+  on the store for `linger` seconds and nothing waits, after a last cycle if the store changed since
+  the one before. Any daemon leaves when its store is deleted or moved.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import signal
 import threading
@@ -26,11 +30,13 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from somna import background, sync
 from somna.capture import capture
 from somna.errors import SomnaError, StoreBusy
 from somna.layout import TRACKED
 from somna.locks import try_lock
 from somna.sleep.cycle import Cycle, ExtraPass
+from somna.sleep.transcripts import inbox_files
 from somna.store import Store
 
 log = logging.getLogger("somna.daemon")
@@ -81,8 +87,18 @@ class Daemon:
         extra_passes: list[ExtraPass] | None = None,
         watch: list[Path] | None = None,
         transcript_quiet: float = TRANSCRIPT_QUIET,
+        lock_fd: int | None = None,
+        linger: float | None = None,
     ) -> None:
         self.store = store
+        self.given_fd = lock_fd  # the daemon's lock, taken by the server that started this daemon
+        self.linger = linger  # None: run until stopped (a daemon started by hand)
+        self.why_stopped = "stopped"
+        self._last_server = time.monotonic()
+        self._had_server = False
+        self._identity: tuple[int, int] | None = None
+        self._state_dir: int | None = None
+        self.state: dict[str, Any] = {}
         self.watch = [Path(w).resolve() for w in watch or []]
         self.transcript_quiet = transcript_quiet
         self._transcripts: dict[Path, float] = {}  # changed transcript -> when it last changed
@@ -102,6 +118,7 @@ class Daemon:
         self.cycles = 0
         self.syncs = 0
         self._resync = False  # the last sync failed: try again at the next health check
+        self.team = sync.Schedule(store)  # syncs with the store's remote: at start, often, at the end
         self.restarts = 0  # the file watcher, restarted after it died
         self.observer: Any = None
 
@@ -131,7 +148,7 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------------------
     def acquire(self) -> None:
         path = self.store.layout.daemon_lock
-        fd = try_lock(path)
+        fd = self.given_fd if self.given_fd is not None else try_lock(path)
         if fd is None:
             try:
                 other = path.read_text(encoding="ascii", errors="replace").strip()[:32] or "?"
@@ -141,8 +158,44 @@ class Daemon:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        st = self.store.root.stat()
+        self._identity = (st.st_dev, st.st_ino)
+        self._state_dir = os.open(
+            background.folder(self.store.layout.daemon_dir), os.O_RDONLY | os.O_DIRECTORY
+        )
+        self.state = {
+            "pid": os.getpid(),
+            "since": _iso(),
+            "started": time.time(),
+            "store": str(self.store.root),
+        }
+        self._save_state()
 
-    def release(self) -> None:
+    def _save_state(self, **changes: Any) -> None:
+        self.state.update(changes)
+        if self._state_dir is not None:
+            try:
+                background.write_state(self.store.layout, self.state, dir_fd=self._state_dir)
+            except OSError as exc:  # a store deleted, or a disk gone read-only: status says what it can
+                log.warning("cannot write the daemon's state: %s", exc)
+
+    def gone(self) -> bool:
+        """Whether the store has been deleted or moved away from its path since the daemon began."""
+        try:
+            st = self.store.root.stat()
+        except OSError:
+            return True
+        if (st.st_dev, st.st_ino) != self._identity:
+            return True
+        return not (self.store.root / ".git").exists() or not (self.store.root / "memory").is_dir()
+
+    def release(self, failed: bool = False) -> None:
+        if self._state_dir is not None:
+            self._save_state(ended=_iso(), why=self.why_stopped, ok=not failed)
+            if failed:
+                self._safe(lambda: background.note_crash(self.store.layout, os.getpid(), self.why_stopped))
+            os.close(self._state_dir)
+            self._state_dir = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -165,16 +218,25 @@ class Daemon:
 
     def run(self) -> None:
         self.acquire()
-        self.observer = self._observe()
-        self.watching.set()
-        log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
+        failed = False
         try:
+            self.observer = self._observe()
+            self.watching.set()
+            log.info("watching %s (idle cycle after %.0f s)", self.store.root, self.idle)
             self._safe(self.store.sync)
+            self._safe(self._inbox_waiting)
             checked = time.monotonic()
             while not self.stop_event.wait(0.05):
                 self._safe(self.tick)  # nothing a tick throws stops the watching
                 if time.monotonic() - checked >= HEALTH_EVERY:
                     checked = time.monotonic()
+                    if self.gone():
+                        log.warning("the store %s is gone or has moved: stopping", self.store.root)
+                        self.why_stopped = "the store is gone or has moved"
+                        break
+                    self._safe(self.team.tick)
+                    if self.linger is not None:
+                        self._safe(self._maybe_leave)
                     if self._resync:
                         log.info("syncing again after a failed sync")
                         self._resync = self._safe(self.store.sync) is None
@@ -182,11 +244,52 @@ class Daemon:
                         # an emitter thread that died on an unexpected error would leave the daemon blind
                         log.warning("the file watcher stopped; starting it again and catching up")
                         self._safe(self._rewatch)  # if it fails, the next check tries again
+        except Exception as exc:
+            if not self.gone():  # a store moved away as the daemon began is no failure of the daemon
+                failed = True
+                self.why_stopped = f"failed: {type(exc).__name__}: {exc}"[:300]
+                raise
+            log.warning("the store %s is gone or has moved: stopping", self.store.root)
+            self.why_stopped = "the store is gone or has moved"
         finally:
-            self.observer.stop()
-            self.observer.join(timeout=5)
-            self.release()
-            log.info("stopped")
+            try:
+                if self.observer is not None:
+                    self.observer.stop()
+                    self.observer.join(timeout=5)
+            finally:
+                self.release(failed)  # its state says when and why it stopped, whatever happened above
+                log.info("stopped")
+
+    def _inbox_waiting(self) -> None:
+        """A transcript that came into the inbox while no daemon ran gets its cycle too."""
+        done = self.store.layout.sleep_dir / "state.json"
+        last = done.stat().st_mtime if done.exists() else 0.0
+        if any(p.stat().st_mtime > last for p in inbox_files(self.store.root)):
+            self._cycle_due = time.monotonic() + self.inbox_delay
+
+    def busy(self) -> bool:
+        """Whether work waits: changes not yet taken in, a cycle due, a transcript not yet captured."""
+        with self._lock:
+            return bool(self._pending or self._transcripts) or self._cycle_due is not None
+
+    def _maybe_leave(self) -> None:
+        """Leave once no server has held a lease for `linger` seconds and nothing waits; a store that
+        changed since its last cycle gets one first (it is idle now: nobody uses it)."""
+        now = time.monotonic()  # a clock set forward or back does not count as time passing
+        live = background.live_servers(self.store.layout)
+        if live or self._had_server:  # the linger counts from the first check that found none
+            self._had_server = bool(live)
+            self._last_server = now
+            return
+        if self.linger is None or now - self._last_server < self.linger or self.busy():
+            return
+        if self._changed_since_cycle:
+            self.cycle("no session uses the store any more")
+            return
+        log.info("no server for %.0f s and nothing waits: leaving", self.linger)
+        self._safe(self.team.now)  # the last session ended: what was learned goes out
+        self.why_stopped = f"no server for {self.linger:.0f} s and nothing waiting"
+        self.stop_event.set()
 
     def _rewatch(self) -> None:
         self.observer.stop()
@@ -238,6 +341,7 @@ class Daemon:
         self._cycle_due = None
         report = self._safe(lambda: Cycle(self.store, extra_passes=self.extra_passes).run())
         self.cycles += 1
+        self._save_state(cycles=self.cycles, last_cycle=_iso(), last_cycle_why=why)
         time.sleep(self.debounce * 2)
         with self._lock:  # what the cycle itself wrote is not new experience
             self._pending = {
@@ -255,9 +359,16 @@ class Daemon:
             return fn()
         except SomnaError as exc:
             log.warning("%s", exc)
-        except Exception:
+            self._failed(str(exc))
+        except Exception as exc:
             log.exception("unexpected error (the daemon keeps running)")
+            self._failed(f"{type(exc).__name__}: {exc}")
         return None
+
+    def _failed(self, what: str) -> None:
+        """The last failure, for `somna status`: written once per new failure, not at every tick."""
+        if (self.state.get("last_failure") or {}).get("what") != what[:300]:
+            self._save_state(last_failure={"at": _iso(), "what": what[:300]})
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
@@ -268,9 +379,22 @@ class Daemon:
         signal.signal(signal.SIGINT, stop)
 
 
-def setup_logging(store: Store, level: int = logging.INFO) -> None:
-    handler = logging.FileHandler(store.layout.daemon_log, encoding="utf-8")
+def _iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+LOG_CAP = 1_000_000  # bytes of daemon.log before it is rotated; 3 old ones are kept
+
+
+def setup_logging(store: Store, level: int = logging.INFO, *, alone: bool = False) -> None:
+    """The daemon's log file; `alone` (in the background): nothing to stderr, where nobody reads."""
+    background.folder(store.layout.daemon_log.parent)
+    handler = logging.handlers.RotatingFileHandler(
+        store.layout.daemon_log, maxBytes=LOG_CAP, backupCount=3, encoding="utf-8"
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger("somna")
     root.addHandler(handler)
     root.setLevel(level)
+    if alone:
+        root.propagate = False

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from somna import history, redaction, untrusted
+from somna import gitsync, history, notes, redaction, untrusted
 from somna.errors import BadNote, InvalidInput, NotFound
 from somna.layout import TRACKED, private
 from somna.store import Store
@@ -91,13 +91,15 @@ def check(store: Store) -> dict[str, Any]:
     bad: list[dict[str, str]] = []
     ids: dict[str, str] = {}
     untrusted_notes: dict[str, list[str]] = {"missing_trust": [], "instructions": [], "secrets": []}
-    for rel in sorted(store.layout.files()):
+    for rel in sorted(store.layout.files(), key=lambda r: (r.count("/"), r)):  # the indexer's order
         try:
             _, note, version = store.layout.load(rel)
         except (BadNote, NotFound, InvalidInput, OSError) as exc:
             bad.append({"path": rel, "problem": str(exc)})
             continue
         if rel.startswith("memory/"):
+            if note.id in ids and note.id_from_name:
+                note.meta["id"] = notes.path_id(rel)  # memory/a/x.md and memory/b/x.md: a-x, b-x
             if note.id in ids:
                 bad.append({"path": rel, "problem": f"id {note.id!r} is also used by {ids[note.id]}"})
                 continue
@@ -144,6 +146,7 @@ def check(store: Store) -> dict[str, Any]:
         "git_lock": bool(locks),
         "git_locks": locks,
         "git_interrupted": history.interrupted(store.root),
+        "sync_interrupted": gitsync.interrupted(store.layout.somna),
         "git_problem": git_problem,
         "interrupted_writes": temps,
         "loose_permissions": perms,
@@ -151,7 +154,7 @@ def check(store: Store) -> dict[str, Any]:
         "proposals": len(list((store.root / "proposals").glob("*.md"))),
         "provenance": untrusted_notes,
     }
-    report["consistent"] = not (drift or dirty or locks or temps or git_problem)
+    report["consistent"] = not (drift or dirty or locks or temps or git_problem or report["sync_interrupted"])
     report["ok"] = report["consistent"] and not bad and not perms
     return report
 
@@ -254,6 +257,8 @@ def human_lines(report: dict[str, Any]) -> list[str]:
         )
     if report["git_problem"]:
         lines.append(f"  git        {report['git_problem']}")
+    if report["sync_interrupted"]:
+        lines.append("  sync       a sync was killed while it moved the files; opening the store finishes it")
     prov = report["provenance"]
     if prov["instructions"]:
         lines.append(

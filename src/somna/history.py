@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +60,9 @@ def _env() -> dict[str, str]:
 LOCK_WAIT = 3.0  # seconds a git command waits out someone else's git holding a lock (a person's `git status`)
 
 
-def git(root: Path, *args: str, check: bool = True, input: str | None = None) -> str:
+def git(
+    root: Path, *args: str, check: bool = True, input: str | None = None, env: dict[str, str] | None = None
+) -> str:
     """Run git in the store. A command that finds git's index or a ref locked by another git (a person's
     `git status` refreshes the index under index.lock) is tried again for up to LOCK_WAIT seconds: that
     git is done in milliseconds, and the daemon's commit of a hand edit must not fail for it."""
@@ -70,7 +75,7 @@ def git(root: Path, *args: str, check: bool = True, input: str | None = None) ->
             text=True,
             encoding="utf-8",
             errors="replace",
-            env=_env(),
+            env=_env() | (env or {}),
             input=input,
             check=False,
         )
@@ -86,6 +91,31 @@ def is_repo(root: Path) -> bool:
     return (root / ".git").exists()
 
 
+def git_dir(root: Path) -> Path:
+    """The repository's own git folder: `.git`, or where the `.git` file of a worktree points (a project
+    store is a worktree of its project's repository: see project.py)."""
+    dotgit = root / ".git"
+    if dotgit.is_file():
+        try:
+            line = dotgit.read_text(encoding="utf-8").strip()
+        except OSError:
+            return dotgit
+        if line.startswith("gitdir:"):
+            target = Path(line[7:].strip())
+            return target if target.is_absolute() else (root / target).resolve()
+    return dotgit
+
+
+def common_dir(root: Path) -> Path:
+    """Where refs and objects live: the git folder itself, or for a worktree its repository's."""
+    gitdir = git_dir(root)
+    try:
+        rel = (gitdir / "commondir").read_text(encoding="utf-8").strip()
+    except OSError:
+        return gitdir
+    return (gitdir / rel).resolve()
+
+
 def init(root: Path) -> None:
     git(root, "init", "-q", "-b", "main")
 
@@ -95,18 +125,37 @@ GIT_LOCKS = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "packed-refs.lock", "c
 
 
 def stale_locks(root: Path) -> list[str]:
-    """git's lock files in the repository (relative to .git): index.lock, HEAD.lock, refs/**/*.lock."""
-    gitdir = root / ".git"
+    """git's lock files in the repository (relative to its git folder): index.lock, HEAD.lock,
+    refs/**/*.lock. In a worktree, its own locks and, of the shared repository's refs, only those of
+    somna's branches (`somna/...`): the project's other refs belong to the person's own git."""
+    gitdir = git_dir(root)
     found = [name for name in GIT_LOCKS if (gitdir / name).exists()]
-    refs = gitdir / "refs"
+    common = common_dir(root)
+    refs = common / "refs"
     if refs.is_dir():
-        found += sorted(p.relative_to(gitdir).as_posix() for p in refs.rglob("*.lock"))
+        locks = sorted(refs.rglob("*.lock"))
+        if common != gitdir:
+            locks = [p for p in locks if "/somna/" in p.as_posix()]
+        found += [os.path.relpath(p, gitdir) for p in locks]
     return found
 
 
 def interrupted(root: Path) -> bool:
     """Whether a somna process died inside a git command (its marker is still there)."""
-    return (root / ".git" / MARKER).exists()
+    return (git_dir(root) / MARKER).exists()
+
+
+@contextmanager
+def running(root: Path) -> Iterator[None]:
+    """Mark that somna is inside git commands that take git's locks (call under the store lock): a
+    process killed inside leaves the marker, and the next holder clears its stale locks at once."""
+    clear_stale_lock(root)
+    marker = git_dir(root) / MARKER
+    marker.write_text(str(os.getpid()), encoding="utf-8")
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def git_running_in(root: Path) -> bool:
@@ -140,7 +189,7 @@ def clear_stale_lock(root: Path, older_than: float = 5.0) -> bool:
     someone else's git (a person's `git commit` in the store) and goes only once `older_than` seconds old
     and no git process works in the store any more.
     """
-    gitdir = root / ".git"
+    gitdir = git_dir(root)
     cleared = False
     dead_somna = interrupted(root)
     busy: bool | None = None  # whether someone's git runs in the store now: asked once, if at all
@@ -164,10 +213,7 @@ def commit(root: Path, paths: list[str], message: str, author: str) -> str | Non
     """Commit exactly these paths (added, changed or removed). Returns the sha, or None if unchanged."""
     if not paths:
         return None
-    clear_stale_lock(root)
-    marker = root / ".git" / MARKER
-    marker.write_text(str(os.getpid()), encoding="utf-8")
-    try:
+    with running(root):
         # `add -v` names what it staged; only when that is not every path (one was unchanged, or staged
         # before by someone else) does a second command ask git what is staged. Two processes, not four,
         # for a write: git was most of a write's time.
@@ -196,8 +242,6 @@ def commit(root: Path, paths: list[str], message: str, author: str) -> str | Non
         if sha is None:
             raise GitError("git commit left no HEAD")
         return sha
-    finally:
-        marker.unlink(missing_ok=True)
 
 
 def tracked(root: Path, paths: list[str]) -> list[str]:
@@ -210,11 +254,11 @@ def tracked(root: Path, paths: list[str]) -> list[str]:
 def head(root: Path) -> str | None:
     """The sha HEAD points at (None before the first commit): read from .git when the branch is a loose
     ref, without a process; else from git."""
-    gitdir = root / ".git"
+    gitdir = git_dir(root)
     try:
         ref = (gitdir / "HEAD").read_text(encoding="utf-8").strip()
         if ref.startswith("ref: "):
-            sha = (gitdir / ref[5:]).read_text(encoding="utf-8").strip()
+            sha = (common_dir(root) / ref[5:]).read_text(encoding="utf-8").strip()
         else:
             sha = ref
         if re.fullmatch(r"[0-9a-f]{40}", sha):
@@ -250,6 +294,26 @@ def log(root: Path, relpath: str, limit: int = 20) -> list[Commit]:
         if len(parts) == 4:
             commits.append(Commit(*parts))
     return commits
+
+
+def merge_file(ours: str, base: str, theirs: str) -> tuple[str, bool]:
+    """A line-by-line three-way merge of texts (`git merge-file`): the result, and whether it was clean
+    (where it was not, the result holds both sides between conflict markers)."""
+    with tempfile.TemporaryDirectory(prefix="somna-merge-") as tmp:
+        names = []
+        for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
+            path = Path(tmp) / name
+            path.write_text(text, encoding="utf-8")
+            names.append(str(path))
+        proc = subprocess.run(
+            [*_BASE, "merge-file", "-p", "-q", *names],
+            capture_output=True,
+            env=_env(),
+            check=False,
+        )
+    if proc.returncode < 0 or proc.returncode > 127:
+        raise GitError(f"git merge-file failed: {proc.stderr.decode('utf-8', 'replace').strip()}")
+    return proc.stdout.decode("utf-8", errors="replace"), proc.returncode == 0
 
 
 def show(root: Path, sha: str, relpath: str) -> str | None:

@@ -81,7 +81,8 @@ class Indexer:
         seen: set[str] = set()
         ids: dict[str, str] = {i: p for p, (_, _, i) in known.items() if p.startswith("memory/")}
         with transaction(self.index.conn) as conn:
-            for rel in sorted(self.layout.files()):
+            # a note straight in memory/ keeps its name as its id before one in a sub-folder
+            for rel in sorted(self.layout.files(), key=lambda r: (r.count("/"), r)):
                 seen.add(rel)
                 try:
                     st = self.layout.path(rel).stat()
@@ -95,13 +96,9 @@ class Indexer:
                     if not stat.S_ISREG(st.st_mode):
                         raise BadNote(f"{rel} is not a regular file")
                     text, note, _ = self.layout.load(rel)
-                    owner = ids.get(note.id)
-                    if (
-                        rel.startswith("memory/")
-                        and owner
-                        and owner != rel
-                        and (self.layout.root / owner).exists()
-                    ):
+                    if rel.startswith("memory/") and self.taken(ids, note.id, rel) and note.id_from_name:
+                        note.meta["id"] = notes.path_id(rel)  # memory/a/x.md and memory/b/x.md both count
+                    if rel.startswith("memory/") and (owner := self.taken(ids, note.id, rel)):
                         raise BadNote(f"id {note.id!r} is already used by {owner}")
                 except (BadNote, NotFound, OSError) as exc:
                     self._quarantine(conn, rel, str(exc), report)
@@ -116,6 +113,11 @@ class Indexer:
                 if rel not in seen:  # a quarantined file that is gone: nothing left to report
                     self.index.delete_path(conn, rel)
         return report
+
+    def taken(self, ids: dict[str, str], note_id: str, rel: str) -> str | None:
+        """The other file that has this id already, if any."""
+        owner = ids.get(note_id)
+        return owner if owner and owner != rel and (self.layout.root / owner).exists() else None
 
     def _quarantine(self, conn: Connection, rel: str, problem: str, report: SyncReport) -> None:
         self.index.delete_path(conn, rel)

@@ -4,7 +4,7 @@ Every other module asks the layout for a path instead of spelling `.somna/...` o
 shape of a store is written down once:
 
     memory/  blocks/  skills/  inbox/  proposals/  exams/  somna.toml      (the content)
-    .somna/  index.db  state.db  lock  daemon.lock  daemon.log  sleep/  recovered/   (derived, local)
+    .somna/  index.db  state.db  lock  daemon.lock  daemon/  logs/  sleep/  recovered/   (derived, local)
 """
 
 from __future__ import annotations
@@ -83,7 +83,12 @@ class Layout:
 
     @property
     def daemon_log(self) -> Path:
-        return self.somna / "daemon.log"
+        return self.somna / "logs" / "daemon.log"
+
+    @property
+    def daemon_dir(self) -> Path:
+        """The daemon's state, its crashes and the servers' leases (background.py)."""
+        return self.somna / "daemon"
 
     def recovered_dir(self) -> Path:
         """A new folder under .somna/recovered/ for what a repair sets aside (never deleted)."""

@@ -69,6 +69,7 @@ class Note:
     meta: dict[str, Any]
     body: str
     errors: list[str] = field(default_factory=list)
+    id_from_name: bool = False  # the file gives no id: it was made from the file's name
 
     @property
     def id(self) -> str:
@@ -122,6 +123,13 @@ def slugify(text: str, max_len: int = 40) -> str:
     norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "-", norm).strip("-")
     return slug[:max_len].rstrip("-") or "memory"
+
+
+def path_id(rel: str) -> str:
+    """The id of a note without one whose file name another note already has: made from its path under
+    memory/ (`memory/a/x.md` -> `a-x`), so two people's `a/x.md` and `b/x.md` both count."""
+    inner = rel.removeprefix("memory/").removesuffix(".md")
+    return slugify(inner.replace("/", "-"), 80)
 
 
 def new_id(title: str) -> str:
@@ -185,6 +193,7 @@ def _normalize(note: Note, fallback_id: str) -> None:
         if raw_id is not None:
             note.errors.append(f"id {str(raw_id)[:80]!r} is not a valid id; using {fallback_id!r}")
         meta["id"] = fallback_id
+        note.id_from_name = True
     if not meta.get("title"):
         first = next((ln.strip("# ").strip() for ln in note.body.splitlines() if ln.strip()), "")
         meta["title"] = first[:MAX_TITLE] or meta["id"]

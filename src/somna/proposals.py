@@ -71,25 +71,9 @@ class Queue:
     def add(self, proposal: Proposal, message: str) -> str:
         """Write a proposal (its id made here) and commit it as its author; returns the id. The file's body is
         the proposal's, after a line that says how to accept it."""
-        proposal.id = notes.new_id(f"{proposal.kind}-{proposal.title}")
-        proposal.path = f"proposals/{proposal.id}.md"
-        meta: dict[str, Any] = {
-            "id": proposal.id,
-            "title": proposal.title,
-            "type": "proposal",
-            "kind": proposal.kind,
-            "target": proposal.target,
-            "author": proposal.author,
-            "created": proposal.created or notes.now_iso(),
-        }
-        if proposal.reason:
-            meta["reason"] = proposal.reason
-        meta |= proposal.fields
+        text = render(proposal)
         with self.lock():
-            hint = f"Proposed by {proposal.author}. Accept with `somna proposals accept {proposal.id}`.\n\n"
-            notes.atomic_write(
-                self.layout.path(proposal.path), notes.serialize(Note(meta, hint + proposal.body))
-            )
+            notes.atomic_write(self.layout.path(proposal.path), text)
             self.commit([proposal.path], message, proposal.author)
         return proposal.id
 
@@ -167,6 +151,26 @@ class Queue:
             created=str(data.get("created") or ""),
             path=rel,
         )
+
+
+def render(proposal: Proposal) -> str:
+    """The file of a new proposal: gives it its id and path, returns its text (sync writes it into a merge)."""
+    proposal.id = notes.new_id(f"{proposal.kind}-{proposal.title}")
+    proposal.path = f"proposals/{proposal.id}.md"
+    meta: dict[str, Any] = {
+        "id": proposal.id,
+        "title": proposal.title,
+        "type": "proposal",
+        "kind": proposal.kind,
+        "target": proposal.target,
+        "author": proposal.author,
+        "created": proposal.created or notes.now_iso(),
+    }
+    if proposal.reason:
+        meta["reason"] = proposal.reason
+    meta |= proposal.fields
+    hint = f"Proposed by {proposal.author}. Accept with `somna proposals accept {proposal.id}`.\n\n"
+    return notes.serialize(Note(meta, hint + proposal.body))
 
 
 def diff_body(before: str, after: str, rel: str) -> str:

@@ -31,7 +31,9 @@ Deliberately *not* secrets:
   prose ("the token bucket refills at 10/s", "password: rotated monthly").
 
 There is no free-standing high-entropy rule: a random-looking string is only a secret when a name or a format
-says so, which keeps git SHAs, UUIDs, digests and base64 data out of the way. Findings carry a kind and
+says so, which keeps git SHAs, UUIDs, digests and base64 data out of the way. A *word* says so too: a long
+machine-made token a few words after "secret", "password" or "token" (secret_words.py), since a store may
+leave the machine (`somna sync`). Findings carry a kind and
 offsets, never the value, so they may be logged.
 """
 
@@ -43,6 +45,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from somna.errors import InvalidInput
+from somna.secret_words import near_words
 
 log = logging.getLogger("somna.redaction")
 
@@ -327,6 +330,8 @@ def scan(text: str) -> list[Finding]:
                 candidates.append((priority, m.start(1), m.end(1), named))
     if any(word in low for word in ("pass", "secret", "token", "key")):
         candidates.extend((6, start, end, kind) for start, end, kind in _assignments(text))
+    if any(word in low for word in ("pass", "secret", "token", "key", "cred")):
+        candidates.extend((7, start, end, kind) for start, end, kind in near_words(text))
     return _select(candidates)
 
 

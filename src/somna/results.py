@@ -30,6 +30,10 @@ class WriteResult(TypedDict):
     redacted: NotRequired[list[str]]
     flags: NotRequired[list[str]]
     warning: NotRequired[str]
+    likely_update_of: NotRequired[
+        str
+    ]  # an alike memory this one gives another value than (writes.check_duplicate)
+    note: NotRequired[str]
 
 
 class EditResult(TypedDict, total=False):

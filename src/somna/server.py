@@ -26,13 +26,14 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from somna import __version__
+from somna import __version__, background
 from somna.app import catalog_for, embedder_for, open_memory
 from somna.config import Settings
 from somna.context import compose_instructions
 from somna.embeddings import LazyEmbedder
 from somna.errors import Conflict, SomnaError
 from somna.scopes import Memory
+from somna.skill_extension import SkillsExtension, lean_instructions
 from somna.skill_tools import SkillTools
 from somna.store import Store
 
@@ -78,9 +79,13 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
     for store in memory.stores.values():
         store.group_commits()  # a write returns once on disk and indexed; git follows within journal.WINDOW
     catalog = catalog_for(memory, settings, embedder=embedder)
-    instructions = compose_instructions(memory, settings.instructions_budget, catalog.instructions())
+    skill_parts = catalog.instructions()
+    instructions = compose_instructions(memory, settings.instructions_budget, skill_parts)
+    extension = SkillsExtension(catalog, (instructions, lean_instructions(instructions, skill_parts)))
     warm = threading.Event()
     busy = threading.Lock()  # one core call at a time on the stores' shared connections
+    if settings.daemon:  # one daemon per store, started once the handshake is answered: see background.py
+        background.keep((store.layout for store in memory.stores.values()), after=warm)
     app = App(memory, embedder, warm)
 
     def warm_up() -> None:
@@ -128,6 +133,7 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         lifespan=lifespan,
         middleware=[after_handshake],
         subscriptions=bus,
+        extensions=[extension],
         log_level=LOG_LEVELS.get(settings.log_level, "WARNING"),
     )
     limiter = anyio.CapacityLimiter(1)
@@ -328,7 +334,9 @@ def build_server(settings: Settings, *, eager: bool = False) -> MCPServer:
         except SomnaError as exc:
             raise ValueError(str(exc)) from None
 
-    skills = SkillTools(server, catalog, memory, bus, _author, call)
+    skills = SkillTools(server, catalog, memory, bus, _author, call, files_changed=extension.poll)
+    extension.install(server)
+    extension.refresh = skills.refresh  # an answer of the extension first catches up, and tells the others
 
     @server.prompt()
     def reflect() -> str:

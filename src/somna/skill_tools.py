@@ -6,6 +6,8 @@ Skills are resources too (`somna://skills/<name>`: the SKILL.md). A poll of the 
 (a stat per folder and SKILL.md) keeps the catalog current; when it changes, `load_skill` is rebuilt and
 clients hear `notifications/tools/list_changed` (when the enum changed) and `resources/list_changed`:
 handshake-era sessions directly, 2026-era ones through their `subscriptions/listen` streams on the bus.
+Once a client speaks the Skills extension (skill_extension.py), the poll also stats every skill file, so
+an edited reference file (a changed digest) is heard too.
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ class SkillTools:
         bus: SubscriptionBus,
         author: Callable[[Context], str],
         call: Callable[..., Awaitable[Any]],
+        files_changed: Callable[[], bool] | None = None,
     ) -> None:
         self.server, self.catalog, self.memory, self.bus, self.author = server, catalog, memory, bus, author
+        self.files_changed = files_changed  # the Skills extension's check of every skill file (its digests)
         self.call = call  # the server's one wrapper for core calls: a worker thread, one call at a time
         self.enum: list[str] | None = None
         self._sessions: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
@@ -148,9 +152,13 @@ class SkillTools:
         self.server.add_tool(load_skill, name="load_skill", description=LOAD_DOC, annotations=RO)
         return True
 
-    async def refresh(self) -> None:
-        """Re-read the skill folders; on a change rebuild load_skill and tell the clients."""
-        if not await anyio.to_thread.run_sync(self.catalog.refresh):
+    async def refresh(self, *, deep: bool = False) -> None:
+        """Re-read the skill folders; on a change rebuild load_skill and tell the clients. `deep` (the
+        watcher) also asks whether any file of a skill changed, which the catalog's scan does not see."""
+        changed = await anyio.to_thread.run_sync(self.catalog.refresh)
+        if deep and self.files_changed is not None:
+            changed = await anyio.to_thread.run_sync(self.files_changed) or changed
+        if not changed:
             return
         tools_changed = self._install_load_tool()
         log.info("skills changed: %d valid, %d invalid", len(self.catalog.skills), len(self.catalog.invalid))
@@ -177,7 +185,7 @@ class SkillTools:
                 await anyio.sleep(min(max(interval, 10 * cost), 1.5))
                 start = anyio.current_time()
                 try:
-                    await self.refresh()
+                    await self.refresh(deep=True)
                 except Exception:  # the watcher outlives any one bad scan
                     log.exception("skills refresh failed")
                 cost = anyio.current_time() - start

@@ -16,12 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from somna import edits, history, layout, notes, untrusted
+from somna import browse, edits, gitsync, history, layout, notes, untrusted
+from somna.browse import Filters
 from somna.config import StoreConfig
 from somna.edits import Edit, kind_of
 from somna.embeddings import Embedder
 from somna.errors import Conflict, InvalidInput, NotFound
+from somna.history import Commit
+from somna.index import Row
 from somna.indexer import Indexer, SyncReport
+from somna.intents import Intents
 from somna.journal import WINDOW, Journal
 from somna.layout import Layout
 from somna.locks import StoreLock
@@ -62,6 +66,7 @@ class Store:
             secrets=self.config.secrets,
         )
         self.kinds: dict[str, Acceptor] = {"edit": Store._accept_edit}
+        self.intents = Intents(self.root, self.layout.somna, layout.TRACKED, self.layout.recovered_dir)
         self._synced = threading.Event()
         self._batch: list[str] | None = None
         self.batch_commit: str | None = None  # the sha of the last batch's commit
@@ -135,6 +140,13 @@ class Store:
                     text = message() if callable(message) else message
                     self.batch_commit = history.commit(self.root, sorted(set(paths)), text, author)
 
+    @contextmanager
+    def all_or_nothing(self, name: str, author: str) -> Iterator[None]:
+        """What is done inside, in however many batches, is undone together by the next sync if this process
+        dies before the end (see intents.py)."""
+        with self.intents.hold(name, author):
+            yield
+
     # -- finding and reading ------------------------------------------------------------------
     def locate(self, ref: str) -> tuple[str, str]:
         """(kind, relative path) of a memory id or `block:<name>`; NotFound if the store has none."""
@@ -186,12 +198,27 @@ class Store:
         self.ensure_synced()
         return run_search(self.index, self.embedder, query, scope=self.scope, **kwargs)
 
+    def browse(self, filters: Filters, *, limit: int = 50, offset: int = 0) -> tuple[int, list[Row]]:
+        """(how many match, a page of memories without bodies), the most recently updated first."""
+        self.ensure_synced()
+        return browse.page(self.index, filters, limit=limit, offset=offset)
+
+    def filter_values(self) -> dict[str, list[str]]:
+        """The values each filter of a list can take here (types, statuses, sources, trust levels)."""
+        return browse.choices(self.index)
+
+    def stats(self) -> dict[str, Any]:
+        """What a chart of learning needs now: the active memories and their size, the feedback by day."""
+        return {"active": browse.active_size(self.index), "feedback": browse.feedback_by_day(self.index)}
+
     # -- the index follows the files ----------------------------------------------------------
     def sync(self, *, commit_as: str = "human", commit: bool = True) -> SyncReport:
         """Bring the index in line with the files, and commit edits made outside somna."""
         with self.locked():
+            gitsync.recover(self.root, self.layout.somna)  # a sync killed while it moved the files
             if commit:  # deferred commits first: their files are not edits made outside somna
                 self.flush_commits()
+                self.intents.undo()  # and an operation that died half-way is not a hand edit either
             report = self.indexer.sync_files()
             # A file somna cannot read stays out of git: quarantined where it is, for a person to fix
             # (git keeps its last good version, so `git diff` shows what broke it).
@@ -312,6 +339,8 @@ class Store:
                     current_version=version,
                     current_text=note.body,
                 )
+            if kind_of(rel) == "memory":
+                note.meta["id"] = ref  # a note whose id came from its path (a-x) now says so in the file
             edits.apply(note, change, kind_of(rel), writer or author)
             new_text = notes.serialize(note)
             # archive and meta leave the text as it was: its vector comes from the cache, not the model
@@ -382,6 +411,20 @@ class Store:
             latest = history.resolve(self.root, out["versions"][0]["commit"]) or "HEAD"
             out["diff"] = history.diff(self.root, history.parent_of(self.root, latest), latest, rel)
         return out
+
+    def timeline(self, *, limit: int = 100) -> list[Commit]:
+        """The store's commits, newest first: who changed what, and why."""
+        self.flush_commits()
+        return history.log(self.root, ".", limit)
+
+    def growth(self, days: int = 60) -> list[tuple[str, int, int]]:
+        """(day, memories, bytes of memory/) at the end of each of the last `days` days that changed it."""
+        self.flush_commits()
+        return browse.sizes_by_day(self.root, "memory", days)
+
+    def show_commit(self, sha: str) -> str:
+        self.flush_commits()
+        return browse.show_commit(self.root, sha)
 
     def diff(self, ref: str, old: str, new: str = "HEAD") -> str:
         _, rel = self.locate(ref)

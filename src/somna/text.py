@@ -371,16 +371,3 @@ def replaced(old: str, new: str, detail: str) -> bool:
         return True
     shape = _shape(detail)
     return any(_shape(d) == shape and d.lower() not in old.lower() for d in distinctive(new))
-
-
-def carried(old: str, new: str) -> list[str]:
-    """The clauses of `old` holding details that `new` lacks and does not update: what a supersede must carry
-    into the newer memory so that nothing is hidden ("Frontend builds now use Node 22." keeps "run `nvm use`
-    first" of "The frontend builds use Node 20; run `nvm use` first.", not "Node 20")."""
-    out = []
-    for sentence in sentences(old):
-        for clause in (c.strip(" ;") for c in sentence.split(";")):
-            lost = [d for d in distinctive(clause) if d.lower() not in new.lower()]
-            if lost and not any(replaced(old, new, d) for d in lost) and clause not in out:
-                out.append(clause)
-    return out

@@ -6,10 +6,11 @@ MAX_BODY, and its Host/Origin checks (`TransportSecuritySettings`). In front of 
 - answers GET /health with the server's pid (how a stdio `somna serve` makes sure http.json is not stale);
 - refuses a request whose Origin header is not allowed (403): none, or a loopback origin, by default;
   more with --allow-origin or $SOMNA_HTTP_ORIGINS (comma-separated; ``https://host:*`` for any port);
-- refuses a request without the bearer token, when there is one (401), comparing in constant time.
+- refuses a request without the bearer token (401), comparing in constant time, on loopback as well: on a
+  machine with other accounts, or containers that share its network, loopback is not only its owner's.
 
-A token is required to bind any address other than loopback; on loopback it is optional, and enforced when
-set ($SOMNA_HTTP_TOKEN, or the token file `--new-token` creates; see `somna.attach`).
+The token is $SOMNA_HTTP_TOKEN, or the token file of the user store, made at the first start (mode 0600;
+see `somna.attach`), which the owner's attaching relays and `somna ui` read.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import anyio
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from somna import __version__, attach
@@ -113,8 +114,11 @@ def security(host: str, origins: Sequence[str], environ: Mapping[str, str]) -> T
 class Guard:
     """ASGI middleware in front of the MCP app: /health, the Origin check (403), the bearer token (401)."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, origins: Sequence[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, origins: Sequence[str], ui: ASGIApp | None = None
+    ) -> None:
         self.app = app
+        self.ui = ui  # the page (`somna ui`) at /ui: its own guard checks the token, Host and Origin
         self.token = token.encode("utf-8") if token else None
         self.origins = list(origins)
         self.pid = os.getpid()
@@ -129,6 +133,12 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan: the MCP app's session manager and somna's stores
             await self.app(scope, receive, send)
+            return
+        if self.ui is not None and (scope["path"] + "/").startswith("/ui/"):
+            if scope["path"] == "/ui":
+                await RedirectResponse("/ui/", status_code=307)(scope, receive, send)
+                return
+            await self.ui({**scope, "root_path": scope.get("root_path", "") + "/ui"}, receive, send)
             return
         headers = Headers(scope=scope)
         response: Any = None
@@ -179,7 +189,7 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -202,6 +212,7 @@ def build_app(
     origins: Sequence[str],
     environ: Mapping[str, str],
     max_body: int = MAX_BODY,
+    ui: ASGIApp | None = None,
 ) -> Guard:
     """The whole ASGI app: Guard in front of the SDK's streamable-HTTP app of `build_server(eager=True)`."""
     server = build_server(settings, eager=True)
@@ -212,7 +223,7 @@ def build_app(
         transport_security=security(host, origins, environ),
         host=host,
     )
-    return Guard(mcp_app, token=token, origins=origins)
+    return Guard(mcp_app, token=token, origins=origins, ui=ui)
 
 
 def serve(
@@ -230,12 +241,19 @@ def serve(
         path = attach.new_token(settings)
         print(f"somna: bearer token in {path} (mode 0600; clients on this machine read it)", file=sys.stderr)
     token = attach.load_token(settings, env)
+    if token is None and is_loopback(host):  # made for the owner; another address wants a deliberate one
+        token = attach.ensure_token(settings, env)
     check_bind(host, token)
     origins = allowed_origins(extra_origins, env)
-    sock = _bind(host, port)
+    sock = bind(host, port)
     port = sock.getsockname()[1]
     pid = os.getpid()
-    app = build_app(settings, host=host, token=token, origins=origins, environ=env)
+    app = build_app(settings, host=host, token=token, origins=origins, environ=env)  # creates the user store
+    if token is not None:  # the page, behind the same token (`somna ui --link` prints a login link)
+        from somna.ui.serve import mounted  # Jinja2 and the page's views: for this server only
+
+        hosts = None if _wildcard(host) else [f"{n}:{port}" for n in {*LOOPBACK_NAMES, "::1", host}]
+        app.ui, _ = mounted(settings, token, hosts)
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -266,8 +284,8 @@ def serve(
             await anyio.sleep(0.02)
         path = attach.write_info(settings, info)
         print(
-            f"somna: serving {info['url']} ({'bearer token required' if token else 'no token'}; "
-            f"{path}); Ctrl-C stops it",
+            f"somna: serving {info['url']} (bearer token required: {attach.TOKEN_ENV} or "
+            f"{attach.token_path(settings)}; {path}); Ctrl-C stops it",
             file=sys.stderr,
         )
 

@@ -19,6 +19,7 @@ from somna.indexer import Indexer
 from somna.journal import Journal
 from somna.layout import Layout
 from somna.notes import INACTIVE, Note
+from somna.relations import differ, relation
 from somna.results import WriteResult
 from somna.search import candidates
 from somna.text import DUPLICATE_WORDS, word_overlap
@@ -26,6 +27,9 @@ from somna.text import DUPLICATE_WORDS, word_overlap
 log = logging.getLogger("somna.writes")
 
 DUP_VECTOR = 0.93
+# as alike as this, a memory that gives another value for what an existing one says is likely its update
+LIKELY_VECTOR = 0.85
+LIKELY_WORDS = 0.6
 TYPE_RE = re.compile(r"^[a-z][a-z-]{0,29}$")
 
 
@@ -78,8 +82,7 @@ class Writer:
         for i, tag in enumerate(tag_list):  # tags are stored too: a token pasted as a tag is a secret stored
             tag_list[i], found_tag = self.clean(tag)
             found += found_tag
-        if not force:
-            self.check_duplicate(notes.embed_text(title, body))  # the text the note is embedded from
+        likely = self.check_duplicate(notes.embed_text(title, body)) if not force else None
         stamp = notes.now_iso()
         fields: dict[str, Any] = {
             "id": "",
@@ -121,6 +124,13 @@ class Writer:
         if flagged:
             out["flags"] = flagged
             out["warning"] = untrusted.WARNING
+        if likely:
+            rid, rtitle, why = likely
+            out["likely_update_of"] = rid
+            out["note"] = (
+                f"written; it looks like a new value for {rid} ({rtitle!r}: {why}). If it replaces it, "
+                f"sleep-time will supersede {rid}, or edit {rid} with replace now."
+            )
         return out
 
     def trust_of_write(self, author: str, supersedes: Any) -> str:
@@ -170,24 +180,32 @@ class Writer:
             self.indexer.index_file(conn, rel, text, note, vec=vec)
         return sha
 
-    def check_duplicate(self, text: str) -> None:
-        """DuplicateFound, naming it, when an active memory says nearly the same as `text`."""
+    def check_duplicate(self, text: str) -> tuple[str, str, str] | None:
+        """DuplicateFound, naming it, when an active memory says nearly the same as `text`. A memory as alike
+        that pins down another value (`relations.differ`: a number, a version, a path, an identifier, or the
+        same numbers in another order) is no duplicate: the most alike of those about the same subject is
+        returned, (id, title, why), as what `text` likely updates."""
         found = candidates(self.indexer.index, self.indexer.embedder, text, 5)
         best: tuple[float, str, str] | None = None  # (similarity, id, title)
         if found.vectors:
             rows = self.indexer.index.rows(r for r, _ in found.vectors)
-            scored = [(sim, rows.get(rowid)) for rowid, sim in found.vectors if sim >= DUP_VECTOR]
+            scored = [(sim, rows.get(rowid)) for rowid, sim in found.vectors if sim >= LIKELY_VECTOR]
+            duplicate = DUP_VECTOR
         else:
             rows = self.indexer.index.rows(r for r, _, _ in found.words)
             scored = [(word_overlap(text, f"{r.title}\n{r.body}"), r) for r in rows.values()]
-            scored = [(sim, r) for sim, r in scored if sim >= DUPLICATE_WORDS]
+            scored = [(sim, r) for sim, r in scored if sim >= LIKELY_WORDS]
+            duplicate = DUPLICATE_WORDS
+        likely: tuple[float, str, str, str] | None = None
         for sim, row in scored:
-            if (
-                row
-                and row.kind == "memory"
-                and row.status not in INACTIVE
-                and (best is None or sim > best[0])
-            ):
+            if not row or row.kind != "memory" or row.status in INACTIVE:
+                continue
+            other = f"{row.title}\n{row.body}"
+            why = differ(text, other)
+            if why:
+                if relation(text, other)[0] != "apart" and (likely is None or sim > likely[0]):
+                    likely = (sim, row.id, row.title, why)
+            elif sim >= duplicate and (best is None or sim > best[0]):
                 best = (sim, row.id, row.title)
         if best:
             sim, rid, rtitle = best
@@ -198,6 +216,7 @@ class Writer:
                 duplicate_id=rid,
                 similarity=round(sim, 3),
             )
+        return likely[1:] if likely else None
 
     def write_many(self, items: list[dict[str, Any]], *, author: str, message: str = "import") -> list[str]:
         """Bulk write (import, benchmarks): one commit, batched embeddings, no duplicate check."""

@@ -22,7 +22,10 @@ from somna.commands.memory import (
     cmd_show,
 )
 from somna.commands.sleep import cmd_daemon, cmd_exam, cmd_sleep
+from somna.commands.status import cmd_status
 from somna.commands.store import cmd_doctor, cmd_export, cmd_import, cmd_init, cmd_model
+from somna.commands.sync import cmd_sync
+from somna.commands.ui import add_parser as add_ui_parser
 from somna.config import Settings
 from somna.errors import Conflict, SomnaError
 from somna.install import HARNESSES, SCOPES
@@ -44,6 +47,22 @@ def parser() -> argparse.ArgumentParser:
 
     sp = cmd("init", cmd_init, "create a store (default: the user store, ~/.somna or $SOMNA_HOME)")
     sp.add_argument("path", nargs="?")
+    sp.add_argument(
+        "--project",
+        action="store_true",
+        help="the project's store, on its own branch of the project's repository (joins the team's if any)",
+    )
+    sp.add_argument("--remote", metavar="URL", help="share the store through this git remote (somna sync)")
+    sp = cmd(
+        "sync", cmd_sync, "commit, fetch, merge (losing no memory) and push the stores with their remotes"
+    )
+    sp.add_argument("--no-push", action="store_true", help="fetch and merge only")
+    sp.add_argument("--remote", metavar="URL", help="set (or change on purpose) the URL the store syncs with")
+    sp.add_argument(
+        "--squash",
+        action="store_true",
+        help="replace this machine's unpushed commits by one (a secret removed from a file is then not sent)",
+    )
     sp = cmd(
         "serve",
         cmd_serve,
@@ -185,13 +204,27 @@ def parser() -> argparse.ArgumentParser:
         help="also capture harness transcripts (*.jsonl) that change under DIR (repeatable; "
         "or [daemon] watch in somna.toml)",
     )
+    sp.add_argument(
+        "--background",
+        action="store_true",
+        help="as `somna serve` starts it: log to the file only, leave SOMNA_DAEMON_LINGER seconds "
+        "after the last server",
+    )
+    sp.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the lock its starter took for it
     sp = cmd(
         "model",
         cmd_model,
         "load the embedding model and say how it runs (the first time, this prepares its fast ONNX form)",
     )
+    cmd(
+        "status",
+        cmd_status,
+        "what runs in the background for each store and what it did; exit 1 when something needs "
+        "fixing, 3 when proposals wait for review",
+    )
     sp = cmd("doctor", cmd_doctor, "check that files, git and index agree; --repair fixes what it can")
     sp.add_argument("--repair", action="store_true")
+    add_ui_parser(sub)
     return p
 
 

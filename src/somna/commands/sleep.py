@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from somna.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, open_stores, print_json
+from somna.config import Settings
 
 
 def cmd_sleep(args: argparse.Namespace) -> int:
@@ -77,11 +78,18 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     # the model loads in the background; cycles use it when ready
     memory = open_stores(args, model=True, wait=False)
     store = memory.store(args.scope)
+    settings = Settings.from_env(store=args.store)
     daemon = Daemon(
-        store, idle=args.idle, extra_passes=llm_passes(store), watch=watch_folders(store, args.watch)
+        store,
+        idle=args.idle,
+        extra_passes=llm_passes(store),
+        watch=watch_folders(store, args.watch),
+        lock_fd=args.lock_fd,
+        linger=settings.daemon_linger if args.background else None,
     )
-    setup_logging(store)
+    setup_logging(store, alone=args.background)
     daemon.install_signal_handlers()
-    print(f"somna daemon watching {store.root} (Ctrl-C or SIGTERM stops it)", file=sys.stderr)
+    if not args.background:
+        print(f"somna daemon watching {store.root} (Ctrl-C or SIGTERM stops it)", file=sys.stderr)
     daemon.run()
     return EXIT_OK

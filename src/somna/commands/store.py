@@ -9,12 +9,19 @@ from pathlib import Path
 
 from somna import doctor, minilm, portable, progress
 from somna.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, load_embedder, open_stores, print_json
-from somna.config import Settings
+from somna.commands.sync import init_shared
+from somna.config import PROJECT_STORE_DIR, Settings
 from somna.embeddings import LazyEmbedder, make_embedder
 from somna.store import Store
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.path).expanduser().resolve() if args.path else None
+    if target is not None and target.name == PROJECT_STORE_DIR and (target.parent / ".git").exists():
+        if not (target / ".git").exists():  # `somna init .somna-store` in a project: the project's store
+            args.project, args.path = True, str(target.parent)
+    if args.project or args.remote:
+        return init_shared(args)
     settings = Settings.from_env()
     path = Path(args.path) if args.path else (Path(args.store) if args.store else settings.user_store)
     existed = (path / ".git").exists() and (path / "memory").is_dir()
@@ -39,6 +46,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print("\n".join(doctor.human_lines(report)))
     if args.json:
         print_json(reports)
+    else:
+        print("the daemon, the last sleep, the inbox and what needs you: `somna status`")
     return EXIT_OK if ok else EXIT_ERROR
 
 

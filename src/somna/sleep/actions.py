@@ -22,8 +22,8 @@ from typing import Any
 from somna import notes, skill_store
 from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.proposals import Proposal
+from somna.relations import carried, updates_any
 from somna.store import Store
-from somna.text import carried
 
 AUTHOR = "somna-sleep"
 
@@ -106,8 +106,11 @@ def apply_supersede(store: Store, action: Action) -> dict[str, str]:
     if older["version"] != _version(action, old) or newer["version"] != _version(action, new):
         raise Conflict(f"{old} or {new} changed", current_version="", current_text="")
     old_text = f"{older['title']}\n{older['content']}"
-    keep = carried(old_text, f"{newer['title']}\n{newer['content']}")
-    if keep and old_text.lstrip().startswith(keep[0]):
+    keep = carried(
+        old_text, f"{newer['title']}\n{newer['content']}"
+    )  # what the newer neither says nor renews
+    new_text = f"{newer['title']}\n{newer['content']}"
+    if keep and old_text.lstrip().startswith(keep[0]) and not updates_any(old_text, new_text):
         # what the older says first, its claim, holds details the newer neither says nor gives new values
         # for: the newer is about something else (the analytics Postgres's port is no update of the api's)
         raise InvalidInput(f"{new} does not update what {old} says: {keep[0][:120]!r}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from somna.relations import FORMER_NAMED, adds_unrelated, exclusive, relation
 from somna.sleep.actions import Action
 from somna.sleep.planning import Planning, newer
 from somna.text import Claim, Disagreement, details, disagreement, edit_ratio, people
@@ -65,6 +66,7 @@ class Contradiction(NamedTuple):
     similarity: float
     why: str
     sure: bool = False
+    update: bool = False  # an update of the same setting (relations.relation): what it hides is carried
 
 
 class PairScore(NamedTuple):
@@ -121,7 +123,56 @@ def find_contradictions(context: Planning) -> Findings:
     found = candidates(context)
     findings = pick_by_newer(context, found.by_newer)
     pick_unclear(context, found.unclear, findings)
+    find_updates(context, findings)
     return findings
+
+
+UPDATE_FLOOR = 0.35  # cosine at which an update said in other words may still be paired with what it updates
+WEAK_UPDATE = 0.6  # cosine an update needs when the older's value is only named as the former one
+APART_VETO = True  # a pick about another subject or attribute is dropped
+
+
+def find_updates(context: Planning, findings: Findings) -> None:
+    """Updates (`relations.relation`): each changed memory's most similar older memory about the same subject
+    that it gives a new value for, or says changed ("now", "moved to", "raised from 30 to 45"), supersedes it
+    for sure, in place of any other pick of that memory; a pick about another subject or attribute ("unit
+    tests" vs "integration tests") is dropped."""
+    rows, active = context.rows, context.active
+    best: dict[int, tuple[float, int, str]] = {}
+    # an update replaces one memory: one that already replaced another is not made to replace more
+    heirs = {r.successor for r in rows if r.successor}
+    for i, j, similarity in context.pairs(min(UPDATE_FLOOR, context.thresholds.contradiction)):
+        later = newer(rows[i], rows[j])
+        if (i, j) in context.duplicates or later is None:
+            continue
+        n, o = (j, i) if later is rows[j] else (i, j)
+        if not (active[n] and active[o]):
+            continue
+        new_text, old_text = context.snapshot.text(n), context.snapshot.text(o)
+        if context.claim(n).names and context.claim(o).names:
+            continue  # facts about people: who does what is the contradiction pass's to judge (`disagreement`)
+        kind, why = relation(new_text, old_text)
+        key = frozenset((n, o))
+        if kind == "update" and rows[n].id in heirs:  # (later cycles would chain it onto look-alikes)
+            findings.contradictions.pop(key, None), findings.questions.pop(key, None)
+            continue
+        weak = why.startswith(FORMER_NAMED) and similarity < WEAK_UPDATE
+        if kind == "update" and not weak and similarity > best.get(n, (-1.0, -1, ""))[0]:
+            best[n] = (similarity, o, why)
+        elif (
+            (kind == "apart" and APART_VETO)
+            or (kind == "duplicate" and exclusive(old_text, new_text))  # a value of the older, dropped
+            or (kind != "update" and adds_unrelated(new_text, old_text))
+        ):
+            findings.contradictions.pop(key, None)
+            findings.questions.pop(key, None)
+    for n, (similarity, o, why) in sorted(best.items()):
+        for picks in (findings.contradictions, findings.questions):
+            for key in [k for k, pick in picks.items() if pick.newer == n or n in k]:
+                del picks[key]
+        findings.contradictions[frozenset((n, o))] = Contradiction(
+            n, o, 1.0, similarity, f"an update: {why}", sure=True, update=True
+        )
 
 
 def candidates(context: Planning) -> Candidates:
@@ -283,7 +334,7 @@ def supersedes(
         # identifier that the newer does not carry. That is more often a complement than a correction
         # ("... port 5433; see config/db.toml" vs "... port 5433, not the default port"): a person decides.
         hidden = sorted(specifics(old.body) - specifics(new.body))
-        if hidden:
+        if hidden and not pick.update:  # an update carries what it hides (actions.apply_supersede)
             sure = False
             why = f"{why}; superseding would hide {hidden[:4]}"
         actions.append(

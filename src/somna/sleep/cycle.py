@@ -175,7 +175,9 @@ class Cycle:
         if self.gate:
             actions = self._gated(actions)
         if not self.dry_run:
-            self._apply(actions)  # sets report.commit: the cycle's last commit, if it made one
+            # all or nothing: a cycle killed half-way is undone by the next sync (intents.py)
+            with self.store.all_or_nothing("sleep cycle", AUTHOR):
+                self._apply(actions)  # sets report.commit: the cycle's last commit, if it made one
         else:
             for action in actions:
                 self._record(

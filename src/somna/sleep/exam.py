@@ -14,7 +14,11 @@ from use: an intended update. When the memory a probe is about was superseded (o
 successor answers the same query with a new value of the same kind in the same place of the sentence
 ("Node 20" -> "Node 22", "port 5433" -> "port 5434"), the question is still answered, with the new value.
 A successor about another subject ("the analytics container's Postgres listens on 5432" in place of "the
-api's Postgres is on 5433") does not answer it: that is a loss.
+api's Postgres is on 5433", `relations.relation` says "apart") does not answer it: that is a loss. A fact
+about a person that a later fact about the same person contradicts ("speaks English, Spanish and
+Portuguese" -> "only speaks English") is answered by it, whatever its words: the exam cannot tell a true
+correction of a person's fact from a wrong one, so those are the contradiction pass's (and a person's
+probes') to judge.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import yaml
 from somna import notes
 from somna.errors import InvalidInput
 from somna.index import Row
+from somna.relations import relation, renewed
 from somna.store import Store
-from somna.text import NUMBER, STOP, WORD, details, distinctive, updated
+from somna.text import NUMBER, STOP, WORD, details, distinctive, people, updated
 
 K = 5  # hits a probe's answer must be among
 EMBED_BATCH = 64
@@ -96,6 +101,9 @@ class Regression:
     def why(self) -> str:
         p = self.probe
         where = f" (was answered by {self.before.answered_by})" if self.before.answered_by else ""
+        if self.after.passed:  # answered, but only by what replaced its memory, about something else
+            return (f"probe {p.id} [{p.source}] {p.query!r} is answered only by {self.after.answered_by}, which "
+                    f"replaced {self.before.answered_by} but is about something else")  # fmt: skip
         return f"probe {p.id} [{p.source}] {p.query!r} no longer finds {list(p.expect)}{where}"
 
 
@@ -239,8 +247,19 @@ def probes_of(store: Store, *, only: set[str] | None = None) -> list[Probe]:
 
 # -- running ---------------------------------------------------------------------------------------------
 def holds(text: str, expect: tuple[str, ...]) -> bool:
-    low = text.lower()
-    return all(e.lower() in low for e in expect)
+    """Whether `text` carries every detail of `expect`, a number as a whole number ("--timeout=10" is not in
+    "--timeout=120", "100" not in "1000" or "2100")."""
+    return all(
+        re.search(
+            (r"(?<![\d.])" if e[:1].isdigit() else "")
+            + re.escape(e)
+            + (r"(?!\.?\d)" if e[-1:].isdigit() else ""),
+            text,
+            re.I,
+        )
+        is not None
+        for e in expect
+    )
 
 
 def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
@@ -286,21 +305,44 @@ def score(outcomes: list[Outcome]) -> float:
 
 # -- judging a change -------------------------------------------------------------------------------------
 def regressions(
-    before: list[Outcome], after: list[Outcome], store: Store, successors: dict[str, str]
+    before: list[Outcome],
+    after: list[Outcome],
+    store: Store,
+    successors: dict[str, str],
+    original: Store | None = None,
 ) -> list[Regression]:
     """Probes that passed before and fail after, less the intended updates (see the module docstring).
     `store` is the store after the change; `successors` maps a memory the change retired to the one that
-    took its place."""
+    took its place; `original`, the store before it. A probe still answered, but only by the memory that
+    replaced the one that answered it (a supersede carries what it hides into the newer memory), is lost
+    too when the two were about other subjects, as the original texts say: "unit tests time out after 10
+    s" kept inside a memory about integration tests is no longer an answer an agent can trust."""
     lost = []
     by_id = {o.probe.id: o for o in after}
     for b in before:
         a = by_id.get(b.probe.id)
-        if a is None or not b.passed or a.passed:
+        if a is None or not b.passed:
+            continue
+        if a.passed:
+            if original is not None and _foreign_heir(b, a, original, successors):
+                lost.append(Regression(b, a))
             continue
         if b.probe.source != "person" and _answered_by_successor(b, a, store, successors):
             continue
         lost.append(Regression(b, a))
     return lost
+
+
+def _foreign_heir(b: Outcome, a: Outcome, original: Store, successors: dict[str, str]) -> bool:
+    """Whether `a` is answered only by the memory that replaced the one that answered `b`, about another
+    subject (`relations.relation`, on the texts before the change); a fact about the same person is not."""
+    was = b.answered_by or ""
+    if not was or a.answered_by != successors.get(was):
+        return False
+    old_text, new_text = _text_of(original, was), _text_of(original, a.answered_by or "")
+    if not old_text or not new_text or set(people(old_text)) & set(people(new_text)):
+        return False
+    return relation(new_text, old_text)[0] == "apart"
 
 
 def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dict[str, str]) -> bool:
@@ -315,8 +357,18 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
     old_text, new_text = _text_of(store, b.probe.about), _text_of(store, heir)
     if not old_text or not new_text:
         return False
+    kind = relation(new_text, old_text)[0]
+    if kind == "apart":
+        return False  # another subject or attribute, however alike its value
+    if set(people(old_text)) & set(people(new_text)):
+        return True  # a fact about the same person, corrected (see the module docstring)
+    if kind == "update":
+        return True  # says it changed what the older says ("now wants rebase merges instead of squash")
     return all(
-        holds(new_text, (d,)) or updated(old_text, new_text, d) or _word_updated(old_text, new_text, d)
+        holds(new_text, (d,))
+        or updated(old_text, new_text, d)
+        or renewed(old_text, new_text, d)
+        or _word_updated(old_text, new_text, d)
         for d in b.probe.expect
     )
 

@@ -123,7 +123,7 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
         with staging(store) as stage:
             successors = _apply(stage, trying)
             after = exam.run(stage, probes)
-            lost = exam.regressions(before, after, stage, successors)
+            lost = exam.regressions(before, after, stage, successors, original=store)
         verdict.after = exam.score(after)
         if not lost:
             return verdict

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from somna.index import Row
 from somna.notes import INACTIVE
+from somna.relations import relation, specific
 from somna.sleep.actions import Action
 from somna.sleep.contradictions import contradiction_score, find_contradictions, questions, supersedes
 from somna.sleep.planning import (
@@ -22,6 +23,7 @@ from somna.sleep.planning import (
     Planning,
     Snapshot,
     Thresholds,
+    newer,
     thresholds_from,
 )
 from somna.text import conflict, details, merge_texts, missing
@@ -56,15 +58,56 @@ def find_duplicates(context: Planning) -> None:
     """Near-identical memories that do not disagree in any way: grouped (`context.groups`) for one merge, and
     kept out of the link and contradiction passes (`context.duplicates`)."""
     active = context.active
-    for i, j, similarity in context.pairs(context.thresholds.duplicate):
-        if (
-            active[j]
-            and conflict(context.snapshot.text(i), context.snapshot.text(j)) is None
-            and context.claim(i).same_as(context.claim(j))
-        ):
+    for i, j, similarity in context.pairs(context.thresholds.contradiction):
+        if not active[j]:
+            continue
+        a, b = context.snapshot.text(i), context.snapshot.text(j)
+        same = similarity >= context.thresholds.duplicate and (
+            conflict(a, b) is None and context.claim(i).same_as(context.claim(j))
+        )
+        same = same or (reworded(context, i, j, similarity) and _joinable(context, i, j))
+        if same:
             context.similarities[(min(i, j), max(i, j))] = similarity
             context.duplicates.add((i, j))
             context.groups.union(i, j)
+
+
+def _joinable(context: Planning, i: int, j: int) -> bool:
+    """Whether every memory of i's group says the same as every memory of j's: a chain of rewordings is not
+    one claim."""
+    find = context.groups.find
+    if find(i) == find(j):
+        return True
+    roots = (find(i), find(j))
+    ours = [x for x in range(len(context.rows)) if find(x) in roots] if context.duplicates else [i, j]
+    texts = {x: context.snapshot.text(x) for x in ours}
+    return all(
+        relation(texts[y], texts[x])[0] == "duplicate"
+        for x in ours
+        for y in ours
+        if x < y and find(x) != find(y)
+    )
+
+
+REWORDED = 0.85  # cosine at which two memories that pin down nothing apart may be the same claim reworded
+
+
+def reworded(context: Planning, i: int, j: int, similarity: float) -> bool:
+    """Two memories below the duplicate threshold that still make the same claim in other words: neither gives
+    a value that the other lacks on both sides, the newer says nothing changed, and they share a path, a flag,
+    code or an identifier (or, sharing none, are nearly as similar as duplicates and agree in tone)."""
+    a, b = context.snapshot.text(i), context.snapshot.text(j)
+    if context.claim(i).names and context.claim(j).names:
+        return False  # facts about people said in other words are more often other facts about them
+    later = newer(context.rows[i], context.rows[j])
+    new, old = (b, a) if later is context.rows[j] else (a, b)
+    if relation(new, old)[0] != "duplicate":
+        return False
+    if specific(a, b) or specific(b, a):
+        return True
+    # sharing none: only what the word-level check finds alike too (a person's fact said in other words is
+    # more often another fact about them)
+    return similarity >= REWORDED and conflict(a, b) is None and context.claim(i).same_as(context.claim(j))
 
 
 def link_candidates(context: Planning) -> dict[int, list[tuple[int, float]]]:

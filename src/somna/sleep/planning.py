@@ -3,6 +3,7 @@ the planning context one plan() builds once and hands from pass to pass."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -12,6 +13,8 @@ from somna.errors import InvalidInput
 from somna.index import Row
 from somna.notes import INACTIVE
 from somna.text import Claim
+
+CARRIED = re.compile(r"(?m)^Kept from [\w.-]+: .*$\n?")  # what actions.apply_supersede appends
 
 
 @dataclass
@@ -52,7 +55,9 @@ class Snapshot:
     started: str = ""
 
     def text(self, i: int) -> str:
-        return f"{self.rows[i].title}\n{self.rows[i].body}"
+        """A memory's own words: without what a supersede carried into it from the memory it replaced
+        ("Kept from <id>: ..."), which must not make it look like an update of yet another memory."""
+        return f"{self.rows[i].title}\n{CARRIED.sub('', self.rows[i].body)}"
 
 
 class DisjointSets:

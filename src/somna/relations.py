@@ -1,0 +1,373 @@
+"""How two similar memories relate, from their words alone: a duplicate (the same claim in other words), an
+update (a new value of the same setting of the same subject), or a look-alike (another subject or another
+attribute that shares words or a value). Pure functions; the sleep passes use them (passes.py,
+contradictions.py).
+
+subject     two memories are about other subjects when each opens on a word the other never uses ("tidewatch
+            ..." vs "quill ..."), or each qualifies a word both use with one of its own ("unit tests" vs
+            "integration tests"); names of people are left to the contradiction pass (text.people)
+values      what a memory pins down: numbers, paths, flags, code, identifiers, hyphenated terms
+update      the newer gives another value for a value of the older (same place in the sentence or the same
+            shape), and says so with a cue word ("now", "moved to", "raised from 30 to 45")
+duplicate   neither gives a value the other lacks on both sides, and the newer carries no cue of change
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from somna.text import FILLER, STOP, WORD, details, distinctive, people, replaced, sentences, updated
+
+# words with which a newer memory says that what an older one said changed
+CUE = re.compile(
+    r"(?<![.\w])(?:now|no longer|moved|switched|migrated|renamed|raised|lowered|bumped|changed|since|extended|"
+    r"upgraded|downgraded|replaced|instead|anymore|any more|deprecated|from [^\s;]+ to)\b",
+    re.I,
+)
+# a term: a word with a hyphen, an underscore, a dot, a slash or an at sign inside ("db-reset", "go.mod")
+TERM = re.compile(r"(?<![\w@./-])[@\w][\w@]*(?:[-_./][\w@]+)+")
+NAME_TERM = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+")  # "ledger-api", "force-push": a name, not a value
+UNIT = re.compile(r"\s?(?:ms|s|m|h|d|kb|mb|gb|%|x)$", re.I)
+TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9']*|\S+")
+
+
+def cue(text: str) -> bool:
+    """Whether a text says that something changed ("now", "no longer", "moved to", "raised from X to Y")."""
+    return bool(CUE.search(text))
+
+
+def values(text: str) -> set[str]:
+    """What a memory pins down, lower case: its numbers (without their unit), paths, flags, code spans,
+    identifiers and hyphenated terms."""
+    d = details(text)
+    out = {UNIT.sub("", n).strip() for n in d.numbers}
+    out |= {x.lower() for x in d.paths | d.flags | d.code}
+    out |= {t.lower() for t in TERM.findall(text) if not NAME_TERM.fullmatch(t)}
+    return {x.rstrip(".,;:") for x in out if x.rstrip(".,;:")}
+
+
+def exclusive(a: str, b: str) -> set[str]:
+    """The values of `a` that `b` does not carry (a number must be one of b's numbers, anything else appear
+    in its text)."""
+    lower = b.lower()
+    numbers = {UNIT.sub("", n).strip() for n in details(b).numbers}
+    out = set()
+    for v in values(a):
+        if re.fullmatch(r"[\d.,:]+", v):
+            if v not in numbers:
+                out.add(v)
+        elif v not in lower:
+            out.add(v)
+    return out
+
+
+def identifiers(a: str, b: str) -> set[str]:
+    """The code spans, identifiers and terms of `a` that `b` does not carry: what names a thing ("`pnpm dev`",
+    "test_webhook_retry_backoff", "session.timeout.ms"), not a value of it."""
+    d = details(a)
+    names = {x.lower() for x in d.code | d.paths} | {
+        t.lower() for t in TERM.findall(a) if re.search(r"[_.@]", t)
+    }
+    names = {x for x in names if not re.fullmatch(r"[\d.,:\s]+[a-z%]*", x) and not x.startswith("@")}
+    return {x for x in names if x not in b.lower()}
+
+
+def shape(value: str) -> str:
+    """A value with its digits blurred: "invoices.v1" and "invoices.v2", "stg-db-2" and "stg-db-4"."""
+    return re.sub(r"\d+", "9", value.lower())
+
+
+# "from 30 to 45", "instead of squash", "no longer go through make deploy-staging": what the change replaces
+FORMER = re.compile(r"\b(?:from|instead of|no longer|replac\w*|rather than)\s+((?:[^\s.,;:]+\s*){1,4})", re.I)
+
+
+# "sample rate lowered to 0.2": the setting whose value changed, said just before the cue
+CHANGED = re.compile(
+    r"(\w+\s+\w+)\s+(?:was\s+|is\s+)?(?:raised|lowered|changed|moved|bumped|extended|switched)\b", re.I
+)
+
+
+def names_former(new: str, old: str) -> bool:
+    """Whether the newer names what it replaces, and the older says it ("raised from 30 to 45" of "...: 30"),
+    or names the setting that changed as the older does ("sample rate lowered to 0.2" of "sample rate is 1.0")."""
+    lower = old.lower()
+    if any(f" {phrase.lower()} " in f" {lower} " for phrase in CHANGED.findall(new)):
+        return True
+    for phrase in FORMER.findall(new):
+        for word in phrase.split()[:4]:
+            word = word.strip("`'\"()").lower()
+            if len(word) > 1 and word not in STOP and word not in FILLER and word in lower:
+                if re.fullmatch(r"[a-z]+", word) is None or re.search(rf"\b{re.escape(word)}\b", lower):
+                    return True
+    return False
+
+
+def specific(a: str, b: str) -> set[str]:
+    """The paths, flags, code and identifiers of `a` that `b` carries too: a claim both make in the same
+    terms (numbers and plain words are not specific enough)."""
+    d = details(a)
+    lower = b.lower()
+    return {x for x in d.paths | d.flags | d.code if len(x) >= 3 and not x.isalpha() and x.lower() in lower}
+
+
+def _plain(text: str) -> list[str]:
+    """The plain words of a text's first sentence in order, lower case; a term, a path or a code span is a
+    break (None in effect: left out, and the words around it are not neighbours)."""
+    first = sentences(text.strip())[:1]
+    out: list[str] = []
+    for tok in TOKEN.findall(first[0] if first else ""):
+        word = tok.strip(".,;:!?()[]\"'`").lower()
+        out.append(word if re.fullmatch(r"[a-z][a-z0-9']*", word) and tok.strip("`") == tok else "")
+    return out
+
+
+def _content(word: str) -> bool:
+    return len(word) > 1 and word not in STOP and word not in FILLER and not CUE.fullmatch(word)
+
+
+def other_subject(a: str, b: str) -> str | None:
+    """Why two memories are about other subjects, or None: each opens on a word the other never uses, or
+    each puts a word of its own before a word both use ("unit tests" vs "integration tests")."""
+    wa, wb = set(WORD.findall(a.lower())), set(WORD.findall(b.lower()))
+    names = {w for n in people(a) + people(b) for w in WORD.findall(n.lower())}
+    pa, pb = _plain(a), _plain(b)
+    first_a = next((w for w in pa if _content(w)), "")
+    first_b = next((w for w in pb if _content(w)), "")
+    if first_a and first_b and first_a not in wb and first_b not in wa and not {first_a, first_b} & names:
+        return f"about {first_a!r} vs {first_b!r}"
+    tools_a, tools_b = _tools(a), _tools(b)
+    if tools_a and tools_b and not tools_a & tools_b and not (cue(a) or cue(b)):
+        only_a, only_b = tools_a - wb, tools_b - wa
+        if only_a and only_b:  # "Redis" vs "Postgres": a change of tool would say so ("moved to", "now")
+            return f"about {sorted(only_a)[0]!r} vs {sorted(only_b)[0]!r}"
+    before_a = {w: p for p, w in zip(pa, pa[1:], strict=False) if _content(p) and _content(w)}
+    before_b = {w: p for p, w in zip(pb, pb[1:], strict=False) if _content(p) and _content(w)}
+    for w in sorted(set(before_a) & set(before_b)):
+        x, y = before_a[w], before_b[w]
+        if x != y and x not in wb and y not in wa and not {x, y} & names:
+            return f"{x} {w} vs {y} {w}"
+    return None
+
+
+def _tools(text: str) -> set[str]:
+    """The names of tools and services a text uses, lower case: a capitalised word that does not open a
+    sentence ("Redis", "Postgres", "Metabase")."""
+    out = set()
+    for sentence in sentences(text.strip()):
+        words = TOKEN.findall(sentence)
+        out |= {w.lower() for w in words[1:] if re.fullmatch(r"[A-Z][A-Za-z0-9]{2,}", w)}
+    return out - STOP
+
+
+def replaces(new: str, old: str) -> list[str]:
+    """The values of `old` that `new` gives another value for: a value with a digit, in the same place of
+    the sentence or of the same shape ("3.11.9" -> "3.12.4", "port 3001" -> "port 3030"), or holding a number
+    that `new` gives another of ("http://localhost:3001" -> "3030"); a setting written key=value only by a
+    value of the same key ("max_connections=50" is not replaced by "--timeout=120"). And the keys to which
+    `new` gives another value ("LOG_LEVEL=warn" of "reads LOG_LEVEL; default is info")."""
+    fresh = exclusive(new, old)
+    shapes = {re.sub(r"\d", "9", v) for v in fresh}
+    numbers = {_number_shape(v) for v in fresh if NUMERIC.fullmatch(v)}
+    keys = {v.split("=", 1)[0] for v in fresh if "=" in v}
+    keyed = {_key(new, v) for v in fresh} - {""}  # the settings the newer gives values of, written key=value
+    out = {
+        d
+        for d in exclusive(old, new)
+        if (re.search(r"\d", d) or (cue(new) and _renamed(d, fresh)))
+        and ("=" not in d or d.split("=", 1)[0] in keys)
+        and (not keyed or _key(old, d) in keyed | {""})
+        and (
+            updated(old, new, d)
+            or (re.sub(r"\d", "9", d) in shapes and len(d) > 1)
+            or any(_number_shape(x) in numbers for x in re.findall(r"\d+(?:\.\d+)*", d) if len(x) > 1)
+        )
+    }
+    for key, value in KEYED.findall(new):
+        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", old) and f"{key}={value}" not in old:
+            out.add(key)
+    return sorted(out)
+
+
+def _renamed(value: str, fresh: set[str]) -> bool:
+    """Whether a path or a command has a close variant among the newer's values ("docker-compose.dev.yml" ->
+    "compose.dev.yaml"): the same thing renamed, not another thing."""
+    return bool(re.search(r"[/. ]", value)) and any(
+        difflib.SequenceMatcher(None, value, other).ratio() >= RENAMED for other in fresh
+    )
+
+
+RENAMED = 0.7
+
+
+def _key(text: str, value: str) -> str:
+    """The setting a value is written for ("timeout-minutes: 30", "--timeout=120"), or ""."""
+    found = re.search(rf"([A-Za-z][\w.-]*)\s*[:=]\s*`?{re.escape(value)}(?!\w|\.\d)", text)
+    return found.group(1).lstrip("-").lower() if found else ""
+
+
+KEYED = re.compile(r"\b([A-Za-z_][\w.-]*[A-Za-z_])=([^\s,;)]+)")
+
+
+def former(new: str, old: str) -> list[str]:
+    """Values both say that the newer gives a fresh value of the same shape beside ("pins golangci-lint
+    v1.59.1 (v1.55.2 panics ...)"): a weaker sign of an update, the older value named as the former one."""
+    shapes = {re.sub(r"\d", "9", v) for v in exclusive(new, old)}
+    both = values(old) - exclusive(old, new)
+    return sorted(d for d in both if re.search(r"\d", d) and len(d) > 2 and re.sub(r"\d", "9", d) in shapes)
+
+
+FORMER_NAMED = "the older value named as the former"
+
+
+def relation(new: str, old: str) -> tuple[str, str]:
+    """How a newer memory relates to an older similar one: ("apart", why) about another subject or another
+    attribute, ("update", why) a new value or a change said with a cue word, ("duplicate", why) the same
+    claim, or ("unclear", why)."""
+    gone, came = exclusive(old, new), exclusive(new, old)
+    moved = replaces(new, old)
+    said = cue(new) and not cue(old)
+    shapes = {shape(x) for x in identifiers(old, "")}
+    named_old = {
+        x for x in identifiers(old, new) - set(moved) if shape(x) not in {shape(y) for y in values(new)}
+    }
+    named_new = {x for x in identifiers(new, old) if shape(x) not in shapes}
+    if named_old and named_new and not (said and (moved or names_former(new, old))):
+        return "apart", f"other things named: {sorted(named_new)[:2]} vs {sorted(named_old)[:2]}"
+    if not said and not (gone and came):
+        return "duplicate", "the same claim" + (
+            f"; one adds {sorted(gone | came)[:3]}" if gone | came else ""
+        )
+    why = other_subject(new, old)
+    if why:
+        return "apart", why
+    if said and moved:
+        return "update", f"another value for {moved[:3]}, said so"
+    if said and former(new, old):
+        return "update", f"{FORMER_NAMED}: {former(new, old)[:3]}"
+    if said and names_former(new, old):
+        return "update", "a change said with a cue word, of what the older says"
+    if said and (came or gone) and identifiers_shared(new, old):
+        return "update", "a change said with a cue word, of a thing both name"
+    return "unclear", f"other values: {sorted(came)[:3]} vs {sorted(gone)[:3]}"
+
+
+NUMERIC = re.compile(r"[\d.,:]+(?:\s?[a-z%]+)?", re.I)
+
+
+def holds(text: str, detail: str) -> bool:
+    """Whether `text` carries `detail`; a number only as a whole number ("100" is not in "1000")."""
+    if NUMERIC.fullmatch(detail):
+        return re.search(rf"(?<![\w.]){re.escape(detail)}(?!\w|\.\d)", text, re.I) is not None
+    return detail.lower() in text.lower()
+
+
+def _number_shape(number: str) -> str:
+    """A number's shape, each digit blurred, a version's parts after the second left out: "1.21" and "1.22.5"
+    are alike, "6379" and "86400" are not."""
+    head = re.match(r"\d+(?:\.\d+)?", number)
+    return re.sub(r"\d", "9", head.group(0) if head else number)
+
+
+def renewed(old: str, new: str, detail: str) -> bool:
+    """Whether `new`, an update of `old` (a pair already judged to be about one setting), gives another value
+    for `detail`: `text.replaced`, or a number inside it ("http://localhost:3001", "go 1.21") has a new value
+    of its shape in `new` ("3030", "1.22.5"), or `new` names it as what it replaces ("from 30 to 45")."""
+    if replaced(old, new, detail):
+        return True
+    strip = {UNIT.sub("", n).strip() for n in details(old).numbers}
+    fresh = {
+        _number_shape(n) for n in (UNIT.sub("", x).strip() for x in details(new).numbers) if n not in strip
+    }
+    if any(_number_shape(x) in fresh for x in re.findall(r"\d+(?:\.\d+)*", detail)):
+        return True
+    if re.search(r"\d", detail) and shape(detail) in {shape(v) for v in exclusive(new, old)}:
+        return True  # "invoices.v1" -> "invoices.v2", "stg-db-2" -> "stg-db-4"
+    return any(
+        re.fullmatch(rf"(?:from|instead of)\s+`?{re.escape(detail)}`?", m, re.I)
+        for m in re.findall(r"\b(?:from|instead of)\s+\S+", new, re.I)
+    )
+
+
+def carried(old: str, new: str) -> list[str]:
+    """What a supersede must carry into the newer memory so that nothing is hidden: each clause of `old`
+    holding details that `new` lacks and does not renew, whole ("Frontend builds now use Node 22." keeps
+    "run `nvm use` first" of "The frontend builds use Node 20; run `nvm use` first.", not "Node 20"); of a
+    clause that `new` updates (it renews one of its values), only the details it lacks, in code style
+    ("`.github/workflows/ci.yml`" of "the `integration` job in .github/workflows/ci.yml has timeout-minutes:
+    30" raised "from 30 to 45"), never the outdated value."""
+    out: list[str] = []
+    clauses = [c.strip(" ;") for sentence in sentences(old) for c in sentence.split(";")]
+    for at, clause in enumerate(clauses):
+        if clause in clauses[:at]:
+            continue  # the title said again as the body's first line
+        found = distinctive(clause)
+        lost = [d for d in found if not holds(new, d)]
+        # the names of the first clause, the claim, are what the newer restates or renews ("ArtConnect" ->
+        # "Creative Horizons"); a later clause's are details it may drop ("brings up Redis and MinIO")
+        named = [n for n in product_names(clause) if not holds(new, n) and (at or found)]
+        if not lost and not (named and not found):
+            if named:  # the claim the newer restates: only the names it drops
+                item = ", ".join(f"`{n}`" for n in named)
+                out += [item] if item not in out else []
+            continue
+        gone = [d for d in found if renewed(old, new, d)]
+        if not gone:
+            if clause not in out:
+                out.append(clause)
+            continue
+        named = [n for n in named if not renewed(old, new, n)]
+        rest = [f"`{d}`" for d in lost + named if d not in gone and not NUMERIC.fullmatch(d)]
+        if rest and ", ".join(rest) not in out:
+            out.append(", ".join(rest))
+    return out
+
+
+def product_names(text: str) -> list[str]:
+    """The names of tools, services and places a clause mentions: a capitalised word that does not open it
+    with a capital inside ("MinIO", "LaunchDarkly") and a term with a digit ("stg-eu1")."""
+    words = re.findall(
+        r"(?<![\w`/.-])(?:[A-Za-z][\w-]*\d[\w-]*|[A-Z][a-z]+[A-Z][A-Za-z]*)(?![\w-]|\.\w)", text
+    )
+    persons = {w for n in people(text) for w in n.split()}  # "Diana McKinleigh" is a person, not a tool
+    return list(
+        dict.fromkeys(
+            w for w in words if (not NAME_TERM.fullmatch(w) or re.search(r"\d", w)) and w not in persons
+        )
+    )
+
+
+def updates_any(old: str, new: str) -> bool:
+    """Whether `new` renews any value that `old` states: an update of it, not a memory about something else."""
+    return any(renewed(old, new, d) for d in distinctive(old))
+
+
+def identifiers_shared(a: str, b: str) -> set[str]:
+    """The identifiers and code of `a` (with an underscore, a dot or a capital inside: `new_checkout`) that `b`
+    names too: the same thing, whatever else differs."""
+    d = details(a)
+    return {x for x in d.code if re.search(r"[_.]|[a-z][A-Z]", x) and len(x) >= 4 and x.lower() in b.lower()}
+
+
+def adds_unrelated(new: str, old: str) -> bool:
+    """Whether the newer pins down values the older does not have and none of them replaces one of the older's,
+    with no cue of change: a fact about something else ("Prod deploys only Tuesday to Thursday, before 15:00"
+    is no correction of "Check #deploys before investigating a prod alert")."""
+    return bool(exclusive(new, old)) and not replaces(new, old) and not cue(new)
+
+
+def differ(a: str, b: str) -> str | None:
+    """Why two alike texts are two memories, or None: one pins down a value the other lacks (a number, a
+    version, a path, a flag, an identifier: "port 5432" vs "port 5433"), or they give the same numbers in
+    another order ("writer 1 item 3" vs "writer 3 item 1"). The one measure of "not a duplicate" that a
+    write's duplicate check and sleep-time share."""
+    only_a, only_b = exclusive(a, b), exclusive(b, a)
+    if only_a or only_b:
+        return f"other values: {sorted(only_a)[:3]} vs {sorted(only_b)[:3]}"
+    seq_a, seq_b = NUMBERS.findall(a), NUMBERS.findall(b)
+    if sorted(seq_a) == sorted(seq_b) and seq_a != seq_b:
+        return f"the same values in another order: {seq_a[:4]} vs {seq_b[:4]}"
+    return None
+
+
+NUMBERS = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?![\w.]\d)")
