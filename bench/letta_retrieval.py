@@ -102,11 +102,14 @@ class TimedEmbedder:
         return out
 
 
+MODEL = ["minilm"]  # --embedder
+
+
 def build_store(
     root: Path, rows: list[dict[str, Any]]
 ) -> tuple[Store, TimedEmbedder, dict[str, str], dict[str, float]]:
     t0 = time.perf_counter()
-    lazy = LazyEmbedder()
+    lazy = LazyEmbedder(MODEL[0])
     if not lazy.wait():
         raise RuntimeError(f"the embedding model did not load: {lazy.error}")
     t_model = time.perf_counter() - t0
@@ -402,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="letta_bench_gen_200.jsonl")
     ap.add_argument("--no-variants", action="store_true", help="only the three baseline rows")
+    ap.add_argument(
+        "--embedder", default="minilm", help="SOMNA_EMBEDDER spec (minilm-torch: the float weights)"
+    )
     ap.add_argument("--name", default="letta_retrieval", help="results file stem")
     ap.add_argument("--keep-store", type=Path, help="build the store here and keep it (default: a temp dir)")
     ap.add_argument(
@@ -412,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "when the title is just its first line (as for every fact here)",
     )
     args = ap.parse_args(argv)
+    MODEL[0] = args.embedder
     if args.embed_text == "body":
         somna_notes.embed_text = embed_body_only
 
@@ -450,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 "platform": platform.platform(),
                 "cpu_count": os.cpu_count(),
                 "python": platform.python_version(),
-                "model": emb.name,
+                "model": f"{emb.name} ({MODEL[0]})",
             },
             "hybrid_vs": {
                 m: wins_losses(ranks_by_mode["hybrid"], ranks_by_mode[m]) for m in ("words", "vectors")

@@ -241,11 +241,14 @@ def embed_all(emb: Any, texts: list[str]) -> np.ndarray:
     return vecs / np.where(norms == 0, 1.0, norms)
 
 
+EMBEDDER = ["minilm"]  # --embedder: SOMNA_EMBEDDER for the server and the vector baseline
+
+
 # -- somna through MCP -----------------------------------------------------------------------------------
 def server_params(store: Path, home: Path) -> StdioServerParameters:
     env = {
         **os.environ,
-        "SOMNA_EMBEDDER": "minilm",
+        "SOMNA_EMBEDDER": EMBEDDER[0],
         "SOMNA_ATTACH": "0",
         "SOMNA_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
@@ -548,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--offset", type=int, default=0, help="with --every: start at this position in each type")
     ap.add_argument("--types", default="", help="comma-separated question types")
     ap.add_argument("--ids", default="", help="comma-separated question ids (overrides the other filters)")
+    ap.add_argument(
+        "--embedder",
+        default="minilm",
+        help="SOMNA_EMBEDDER (minilm-torch: the float weights, the torch extra)",
+    )
     ap.add_argument("--out", default="longmemeval", help="bench/results/<out>.json and .md")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the model")
     ap.add_argument("--keep-stores", type=Path, default=None, help="copy each question's store here")
@@ -586,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         or "all"
     )
-    emb = make_embedder("minilm")
+    EMBEDDER[0] = args.embedder
+    emb = make_embedder(args.embedder)
     if not emb.wait(args.timeout):
         print(f"the embedding model did not load: {getattr(emb, 'error', '')}", file=sys.stderr)
         return 2
@@ -597,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         "selection": selection,
         "data": str(args.data),
         "selected": [q["question_id"] for q in qs],
-        "embedder": f"{emb.name} on {getattr(emb, 'backend', '')}",
+        "embedder": f"{emb.name} on {getattr(emb, 'backend', '')}: {getattr(emb, 'source', '')}",
         "load_before": os.getloadavg(),
         "memory_content": "'<session date> · <role>' first line (the title), the turn's text; tag lme-sNN",
         "bm25": "SQLite FTS5 bm25() via somna.db.connect (sqlean), porter unicode61, query = somna fts_query",

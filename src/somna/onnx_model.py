@@ -120,15 +120,28 @@ def max_length(model_dir: Path) -> int:
         return 256
 
 
+def model_dir_encoder(path: Path, model_dir: Path, threads: int) -> OnnxEncoder:
+    """An ONNX file of a sentence-transformers model folder, with that folder's own tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length(model_dir))
+    tokenizer.no_padding()
+    dim = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
+    return OnnxEncoder(path, tokenizer, dim, threads)
+
+
 class OnnxEncoder:
     """`encode(texts)` -> unit vectors, as `SentenceTransformer.encode(..., normalize_embeddings=True)`."""
 
-    def __init__(self, path: Path, model_dir: Path, threads: int) -> None:
+    def __init__(self, path: Path, tokenizer: Any, dim: int, threads: int) -> None:
+        """`tokenizer`: anything with `encode_batch(texts)` giving `.ids`, `.attention_mask`, `.type_ids`
+        (a `tokenizers.Tokenizer`, or somna's own WordPiece for the packaged model)."""
         import numpy as np
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self._np = np
+        self.path = path
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
@@ -136,11 +149,9 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length(model_dir))
-        self.tokenizer.no_padding()
+        self.tokenizer = tokenizer
         self._inputs = {i.name for i in self.session.get_inputs()}
-        self.dim = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
+        self.dim = dim
 
     def encode(self, texts: list[str], batch_size: int = 32, **_: Any) -> Any:
         np = self._np
@@ -212,13 +223,14 @@ def export(st_model: Any, model_dir: Path, threads: int) -> OnnxEncoder:
                 opset_version=17,
                 dynamo=False,
             )
-        encoder = OnnxEncoder(tmp, model_dir, threads)
+        encoder = model_dir_encoder(tmp, model_dir, threads)
         want = st_model.encode(CHECK_TEXTS, normalize_embeddings=True, convert_to_numpy=True)
         got = encoder.encode(CHECK_TEXTS)
         worst = float(np.min((want * got).sum(axis=1)))
         if worst < PARITY:
             raise ValueError(f"the export differs from torch (cosine {worst:.6f})")
         os.replace(tmp, dest)  # the session has read the file already: the encoder stays as it is
+        encoder.path = dest
         log.info("embedding model exported to %s (cosine to torch >= %.6f)", dest, worst)
         for folder in prune(dest):
             log.info("removed an export unused for %d days: %s", UNUSED_DAYS, folder)

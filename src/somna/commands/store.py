@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from somna import doctor, portable, progress
+from somna import doctor, minilm, portable, progress
 from somna.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, load_embedder, open_stores, print_json
 from somna.commands.sync import init_shared
 from somna.config import PROJECT_STORE_DIR, Settings
@@ -34,8 +34,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     memory = open_stores(args)
     ok = True
     reports = []
+    model = minilm.configured(Settings.from_env(store=args.store).embedder)
+    if not args.json:
+        print(f"model {minilm.human(model)}")
     for store in memory.stores.values():
         report = doctor.repair(store) if args.repair else doctor.check(store)
+        report["model"] = model
         reports.append(report)
         ok = ok and report["ok"]
         if not args.json:
@@ -60,6 +64,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ready = isinstance(embedder, LazyEmbedder) and embedder.wait(600)
     took = time.perf_counter() - t0
+    info = minilm.configured(settings.embedder)
     out = {
         "model": embedder.name,
         "ready": ready,
@@ -67,11 +72,18 @@ def cmd_model(args: argparse.Namespace) -> int:
         "dimensions": embedder.dim,
         "seconds": round(took, 2),
         "error": getattr(embedder, "error", None),
+        # which file runs and where it came from (the model's package, or somna's export in the cache)
+        "file": info.get("file"),
+        "source": getattr(embedder, "source", "") or info.get("source"),
+        "sha256_ok": info.get("sha256_ok"),
     }
     if args.json:
         print_json(out)
     elif ready:
         print(f"{out['model']}: ready on {out['backend']} in {took:.1f} s ({out['dimensions']} dimensions)")
+        print(f"  runs {out['source']}")
+        if out["sha256_ok"] is not None:
+            print("  sha256 of the model file: " + ("ok" if out["sha256_ok"] else "DIFFERS: reinstall somna"))
     else:
         print(f"{out['model']}: unavailable ({out['error']}); somna searches on words alone", file=sys.stderr)
     return EXIT_OK if ready else EXIT_ERROR

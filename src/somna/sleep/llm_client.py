@@ -120,6 +120,12 @@ def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
 
 
+NO_LITELLM = (
+    "the LLM passes need litellm, which somna's default install leaves out: pip install 'somna[llm]' "
+    "(scripts/setup.sh installs it); the deterministic passes ran"
+)
+
+
 def _litellm() -> Any:
     # Lazy and deliberate: litellm takes ~2.5 s to import and, unless told to use the price map it ships
     # with, fetches that map from the network at import. Only an LLM pass that is about to call a model
@@ -198,9 +204,15 @@ class Client:
         """One chat completion; returns the answer's text. Raises BudgetSpent, LLMUnavailable."""
         if self.unavailable:
             raise LLMUnavailable("an earlier call failed this cycle")
+        try:
+            litellm = _litellm()
+        except ImportError:
+            self.unavailable = True
+            self.report.notes.append(NO_LITELLM)
+            log.warning(NO_LITELLM)
+            raise LLMUnavailable(NO_LITELLM) from None
         out_tokens = self.afford(len(system) + len(user) + 40, max_output)
         key = os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
-        litellm = _litellm()
         self.calls += 1
         try:
             with warnings.catch_warnings():
