@@ -37,6 +37,7 @@ from somna import notes
 from somna.errors import InvalidInput
 from somna.index import Row
 from somna.relations import relation, renewed
+from somna.sleep.planning import CARRIED
 from somna.store import Store
 from somna.text import NUMBER, STOP, WORD, details, distinctive, people, updated
 
@@ -357,7 +358,7 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
     old_text, new_text = _text_of(store, b.probe.about), _text_of(store, heir)
     if not old_text or not new_text:
         return False
-    kind = relation(new_text, old_text)[0]
+    kind = relation(CARRIED.sub("", new_text), old_text)[0]  # its own words, not what it carried
     if kind == "apart":
         return False  # another subject or attribute, however alike its value
     if set(people(old_text)) & set(people(new_text)):
