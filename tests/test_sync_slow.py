@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_sync import bare, machine  # the two machines and their remote, as the fast tests make them
 
 from somna import doctor, gitsync, history
 from somna.app import open_store
@@ -20,18 +21,6 @@ from somna.store import Store
 from somna.sync import sync_store
 
 pytestmark = pytest.mark.slow
-
-
-def bare(tmp_path: Path) -> Path:
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    return remote
-
-
-def machine(tmp_path: Path, name: str, remote: Path) -> Store:
-    store = open_store(tmp_path / name, embedder=HashEmbedder(), create=True)
-    gitsync.configure(store.root, str(remote))
-    return store
 
 
 def memory_ids(store: Store) -> set[str]:
