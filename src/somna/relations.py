@@ -19,6 +19,8 @@ import re
 
 from somna.text import FILLER, STOP, WORD, details, distinctive, people, replaced, sentences, updated
 
+# what a supersede appended to the newer memory from the older (actions.apply_supersede): not its own words
+CARRIED = re.compile(r"(?m)^Kept from [\w.-]+: .*$\n?")
 # words with which a newer memory says that what an older one said changed
 CUE = re.compile(
     r"(?<![.\w])(?:now|no longer|moved|switched|migrated|renamed|raised|lowered|bumped|changed|since|extended|"

@@ -36,8 +36,7 @@ import yaml
 from somna import notes
 from somna.errors import InvalidInput
 from somna.index import Row
-from somna.relations import relation, renewed
-from somna.sleep.planning import CARRIED
+from somna.relations import CARRIED, relation, renewed
 from somna.store import Store
 from somna.text import NUMBER, STOP, WORD, details, distinctive, people, updated
 

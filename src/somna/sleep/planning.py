@@ -3,7 +3,6 @@ the planning context one plan() builds once and hands from pass to pass."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -12,9 +11,8 @@ import numpy as np
 from somna.errors import InvalidInput
 from somna.index import Row
 from somna.notes import INACTIVE
+from somna.relations import CARRIED
 from somna.text import Claim
-
-CARRIED = re.compile(r"(?m)^Kept from [\w.-]+: .*$\n?")  # what actions.apply_supersede appends
 
 
 @dataclass
