@@ -137,3 +137,32 @@ def test_an_update_replaces_one_memory_and_what_it_carried_is_not_its_own_words(
     assert "Kept from" not in snap.text(0) and ".github/workflows/ci.yml" not in snap.text(0)
     made = [a for a in plan(snap, Thresholds()) if a.kind == "supersede" and not a.data.get("judge_only")]
     assert not [a for a in made if "m1" in a.targets]  # (a question for an LLM judge, at most)
+
+
+def test_rewordings_are_judged_in_time_order_and_below_the_cosine_when_no_value_is_added() -> None:
+    d1, d2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    memories = [
+        # the newer first in the snapshot: the older's "instead" is no cue of change said by the newer
+        ("Flaky test test_webhook_retry_backoff depends on a real time.sleep. Freeze time with freezegun "
+         "(@freeze_time) and tick it by hand to make it deterministic.", d2),  # fmt: skip
+        ("test_webhook_retry_backoff is flaky because it sleeps on the wall clock; use freezegun instead of "
+         "real time.", d1),  # fmt: skip
+        # the same advice in other words, neither pinning down a value the other lacks: merged at 0.7
+        ("Check #deploys in Slack before investigating a prod alert; there may be a rollout in progress.", d1),
+        ("Prod alert? Look at the #deploys channel first. Half of our alerts are caused by a rollout that is "
+         "still going.", d2),  # fmt: skip
+        # alike at 0.7 too, but one adds values the other lacks: a look-alike, left apart
+        ("ledger-api unit tests run under pytest-timeout with --timeout=10 seconds per test.", d1),
+        ("ledger-api's `unit` CI job has timeout-minutes: 10; if it hits that, something is hanging.", d2),
+    ]
+    gram = [[1.0 if a == b else 0.1 for b in range(6)] for a in range(6)]
+    for a, b, cos in ((0, 1, 0.95), (2, 3, 0.7), (4, 5, 0.7)):
+        gram[a][b] = gram[b][a] = cos
+    assert sorted(_plan(memories, gram)) == [("merge", ["m0", "m1"], True), ("merge", ["m2", "m3"], True)]
+
+
+def test_a_number_spelled_out_is_the_same_value() -> None:
+    old = "Review convention: a PR needs one approval and green CI; the author merges, not the reviewer."
+    new = "On this team the PR author merges after 1 approval + passing CI."
+    assert relation(new, old) == ("duplicate", "the same claim")
+    assert relation("Deploys need 2 approvals.", "Deploys need one approval.")[0] != "duplicate"

@@ -46,6 +46,7 @@ def values(text: str) -> set[str]:
     out = {UNIT.sub("", n).strip() for n in d.numbers}
     out |= {x.lower() for x in d.paths | d.flags | d.code}
     out |= {t.lower() for t in TERM.findall(text) if not NAME_TERM.fullmatch(t)}
+    out |= {SPELLED[w.lower()] for w in COUNT.findall(text)}
     return {x.rstrip(".,;:") for x in out if x.rstrip(".,;:")}
 
 
@@ -54,6 +55,7 @@ def exclusive(a: str, b: str) -> set[str]:
     in its text)."""
     lower = b.lower()
     numbers = {UNIT.sub("", n).strip() for n in details(b).numbers}
+    numbers |= {SPELLED[w.lower()] for w in COUNT.findall(b)}  # "1 approval" is in "one approval"
     out = set()
     for v in values(a):
         if re.fullmatch(r"[\d.,:]+", v):
@@ -62,6 +64,15 @@ def exclusive(a: str, b: str) -> set[str]:
         elif v not in lower:
             out.add(v)
     return out
+
+
+SPELLED = {w: str(n) for n, w in enumerate("zero one two three four five six seven eight nine ten".split())}
+# a number spelled out as a count of something ("one approval", "three languages"), not "no one", "one of"
+COUNT = re.compile(
+    r"(?<!\bno )(?<!\bany )(?<!\bsome )(?<!\bthe )(?<!\bevery )(?<!\beach )(?<!\bthis )(?<!\bthat )"
+    r"\b(" + "|".join(SPELLED) + r")\s+(?!of\b|or\b|and\b|to\b|by\b|at\b|in\b)[a-z]{3,}\b",
+    re.I,
+)
 
 
 def identifiers(a: str, b: str) -> set[str]:
@@ -237,9 +248,7 @@ def relation(new: str, old: str) -> tuple[str, str]:
     if named_old and named_new and not (said and (moved or names_former(new, old))):
         return "apart", f"other things named: {sorted(named_new)[:2]} vs {sorted(named_old)[:2]}"
     if not said and not (gone and came):
-        return "duplicate", "the same claim" + (
-            f"; one adds {sorted(gone | came)[:3]}" if gone | came else ""
-        )
+        return "duplicate", "the same claim" + (f"; {ADDS} {sorted(gone | came)[:3]}" if gone | came else "")
     why = other_subject(new, old)
     if why:
         return "apart", why
@@ -255,6 +264,7 @@ def relation(new: str, old: str) -> tuple[str, str]:
 
 
 NUMERIC = re.compile(r"[\d.,:]+(?:\s?[a-z%]+)?", re.I)
+ADDS = "one adds"  # how relation() says that one of two duplicates pins down a value the other lacks
 
 
 def holds(text: str, detail: str) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from somna.index import Row
 from somna.notes import INACTIVE
-from somna.relations import relation, specific
+from somna.relations import ADDS, relation, specific
 from somna.sleep.actions import Action
 from somna.sleep.contradictions import contradiction_score, find_contradictions, questions, supersedes
 from somna.sleep.planning import (
@@ -81,15 +81,18 @@ def _joinable(context: Planning, i: int, j: int) -> bool:
     roots = (find(i), find(j))
     ours = [x for x in range(len(context.rows)) if find(x) in roots] if context.duplicates else [i, j]
     texts = {x: context.snapshot.text(x) for x in ours}
-    return all(
-        relation(texts[y], texts[x])[0] == "duplicate"
-        for x in ours
-        for y in ours
-        if x < y and find(x) != find(y)
-    )
+
+    def duplicate(x: int, y: int) -> bool:  # asked of the newer about the older, as reworded() asks it
+        new, old = (y, x) if newer(context.rows[x], context.rows[y]) is context.rows[y] else (x, y)
+        return relation(texts[new], texts[old])[0] == "duplicate"
+
+    return all(duplicate(x, y) for x in ours for y in ours if x < y and find(x) != find(y))
 
 
-REWORDED = 0.85  # cosine at which two memories that pin down nothing apart may be the same claim reworded
+REWORDED = 0.8  # cosine at which two memories that pin down nothing apart may be the same claim reworded
+# cosine at which two memories that pin down no value the other lacks, on either side, may be one claim
+# reworded (the word-level check still has to find them alike)
+REWORDED_PLAIN = 0.6
 
 
 def reworded(context: Planning, i: int, j: int, similarity: float) -> bool:
@@ -101,13 +104,15 @@ def reworded(context: Planning, i: int, j: int, similarity: float) -> bool:
         return False  # facts about people said in other words are more often other facts about them
     later = newer(context.rows[i], context.rows[j])
     new, old = (b, a) if later is context.rows[j] else (a, b)
-    if relation(new, old)[0] != "duplicate":
+    kind, why = relation(new, old)
+    if kind != "duplicate":
         return False
     if specific(a, b) or specific(b, a):
         return True
     # sharing none: only what the word-level check finds alike too (a person's fact said in other words is
-    # more often another fact about them)
-    return similarity >= REWORDED and conflict(a, b) is None and context.claim(i).same_as(context.claim(j))
+    # more often another fact about them); below REWORDED, only when neither adds a value to the other
+    floor = REWORDED if ADDS in why else REWORDED_PLAIN
+    return similarity >= floor and conflict(a, b) is None and context.claim(i).same_as(context.claim(j))
 
 
 def link_candidates(context: Planning) -> dict[int, list[tuple[int, float]]]:
