@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--thresholds", default="{}", help='JSON overrides, e.g. {"sure": 0.65}')
     ap.add_argument("--out", default="letta_contradictions", help="file name (no suffix) in bench/results/")
+    ap.add_argument("--no-gate", action="store_true", help="the cycle without the exam's gate")
     args = ap.parse_args(argv)
     lo, hi = (int(x) for x in args.rows.split(":"))
     rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -191,11 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     t1 = time.monotonic()
-    report = Cycle(store, thresholds=th).run()
+    report = Cycle(store, thresholds=th, gate=not args.no_gate).run()
     t_cycle = time.monotonic() - t1
     sup_applied = [a["data"] for a in report.applied if a["kind"] == "supersede"]
     sup_queued = [a["data"] for a in report.queued if a["kind"] == "supersede"]
     applied_new = {d["new"]: d["old"] for d in sup_applied}
+    # supersedes the gate took back because a probe would have been lost: which were the labelled pair
+    dropped = [(a["data"], a.get("why", "")) for a in report.dropped if a["kind"] == "supersede"]
+    right = {(q["new"], o) for q in qs for o in q["olds"]}
+    dropped_right = [
+        {"new": d["new"], "old": d["old"], "why": why} for d, why in dropped if (d["new"], d["old"]) in right
+    ]
     detected = {d["new"]: d["old"] for d in sup_queued} | applied_new
     between_originals = {
         "applied": sum(d["new"] in original and d["old"] in original for d in sup_applied),
@@ -297,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         "applied": report.counts(),
         "queued": len(report.queued),
         "dropped": len(report.dropped),
+        "gate": not args.no_gate,
+        "dropped_supersedes": len(dropped),
+        "dropped_right_pairs": dropped_right,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -383,7 +393,10 @@ def markdown(r: dict[str, Any]) -> str:
         "(read back from the commit that wrote the facts).",
         f"- timing: write {r['load_s']} s (embedding included), **cycle {r['cycle_s']} s** for "
         f"{r['facts'] + r['contradicting']:,} memories, {r['all']['questions'] * 2} searches {r['search_s']} s; "
-        f"applied {r['applied']}, queued {r['queued']}, dropped {r['dropped']}.",
+        f"applied {r['applied']}, queued {r['queued']}, dropped {r['dropped']}"
+        f"{'' if r.get('gate', True) else ' (no gate)'}.",
+        f"- the gate took back {r.get('dropped_supersedes', 0)} supersedes, "
+        f"{len(r.get('dropped_right_pairs', []))} of them the labelled pair of a question.",
         f"- machine: {r['machine']}",
     ]
     return "\n".join(lines) + "\n"
