@@ -89,6 +89,32 @@ def test_the_gate_drops_what_loses_an_answer_and_lets_a_real_update_land(store: 
     assert any("5433" in store.read(h["id"])["content"] for h in hits[:3])
 
 
+def test_an_answer_that_only_a_look_alike_still_holds_is_lost(store: Store) -> None:
+    """A wrong supersede of the unit tests' per-test timeout (10 s) by the integration tests' (120 s): after it,
+    "10" is still found, but in the CI job's "timeout-minutes: 10", a look-alike. That is no answer."""
+    unit = store.write("ledger-api unit tests run under pytest-timeout with --timeout=10 seconds per test.",
+                       author="agent")  # fmt: skip
+    store.write("ledger-api's `unit` CI job has timeout-minutes: 10; if it hits that, something is hanging.",
+                author="agent", force=True)  # fmt: skip
+    time.sleep(1.1)
+    integration = store.write(
+        "ledger-api integration tests now run with a per-test --timeout=120.", author="agent", force=True
+    )
+    probe = exam.Probe("ledger api unit tests run under pytest timeout with seconds per test", ("10",), "store",
+                       unit["id"])  # fmt: skip
+    before = exam.Outcome(probe, True, unit["id"], 1, [unit["id"]])
+    after = exam.Outcome(probe, True, "the-ci-job", 2, [integration["id"], "the-ci-job"])
+    (lost,) = exam.regressions([before], [after], store, {unit["id"]: integration["id"]})
+    assert lost.stranger and "a look-alike" in lost.why()
+    # what replaced it answering is no look-alike (an intended update is judged on its own: see above)
+    assert not exam.regressions([before], [exam.Outcome(probe, True, integration["id"], 1, [integration["id"]])],
+                                store, {unit["id"]: integration["id"]})  # fmt: skip
+
+    report = Cycle(store, extra_passes=[lambda cycle, snap: [supersede(store, unit, integration)]]).run()
+    assert store.read(unit["id"])["meta"].get("status") is None
+    assert [d["data"]["old"] for d in report.dropped] == [unit["id"]]
+
+
 def test_a_persons_probe_is_ground_truth(store: Store) -> None:
     node20 = store.write(NODE_20, author="agent")
     time.sleep(1.1)

@@ -33,7 +33,7 @@ log = logging.getLogger("somna.sleep.gate")
 
 STAGING_PREFIX = "somna-staging-"
 STALE = 6 * 3600  # seconds after which a staging folder is one that a killed cycle left behind
-MAX_ROUNDS = 3  # tries of a shrinking plan before the gate gives up and lets no gated change through
+MAX_ROUNDS = 4  # tries of a shrinking plan before the gate gives up and lets no gated change through
 GATED = ("merge", "supersede", "archive", "split", "extract", "compress")  # they change what a search finds
 NEW_MEMORIES = ("merge", "split", "extract", "compress")  # they write memories that may outrank an answer
 
@@ -121,13 +121,15 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
     for verdict.rounds in range(1, MAX_ROUNDS + 1):
         trying = [a for a in verdict.kept if a.kind in GATED]
         with staging(store) as stage:
-            successors = _apply(stage, trying)
+            successors, took = _apply(stage, trying)
             after = exam.run(stage, probes)
             lost = exam.regressions(before, after, stage, successors, original=store)
         verdict.after = exam.score(after)
         if not lost:
             return verdict
-        culprits = _culprits(lost, trying)
+        # only what took effect is to blame: of two supersedes of one memory, the second found it superseded
+        # already, and is tried on its own in the next round
+        culprits = _culprits(lost, took)
         if not culprits:
             break
         for action, why in culprits:
@@ -142,9 +144,11 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
     return verdict
 
 
-def _apply(stage: Store, actions: list[Action]) -> dict[str, str]:
-    """Apply copies of the actions to the staging store; returns what each retired memory was replaced by."""
+def _apply(stage: Store, actions: list[Action]) -> tuple[dict[str, str], list[Action]]:
+    """Apply copies of the actions to the staging store; returns what each retired memory was replaced by,
+    and the actions that took effect."""
     successors: dict[str, str] = {}
+    took: list[Action] = []
     with stage.batch("trial of a sleep cycle", AUTHOR):
         for original in actions:
             action = copy.deepcopy(original)  # applying writes ids into an action's data
@@ -153,11 +157,12 @@ def _apply(stage: Store, actions: list[Action]) -> dict[str, str]:
             except SomnaError as exc:  # it will be dropped on the store too (changed since the snapshot)
                 log.info("trial: %s not applied: %s", action.kind, exc)
                 continue
+            took.append(original)
             if action.kind == "supersede":
                 successors[action.data["old"]] = action.data["new"]
             elif action.kind == "merge" and action.data.get("merged_id"):
                 successors |= dict.fromkeys(action.targets, action.data["merged_id"])
-    return successors
+    return successors, took
 
 
 def _culprits(lost: list[exam.Regression], trying: list[Action]) -> list[tuple[Action, str]]:
