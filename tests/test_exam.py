@@ -115,6 +115,16 @@ def test_an_answer_that_only_a_look_alike_still_holds_is_lost(store: Store) -> N
     assert [d["data"]["old"] for d in report.dropped] == [unit["id"]]
 
 
+def test_a_fact_denied_by_a_later_one_about_the_same_person_is_superseded_and_not_carried(store: Store) -> None:
+    old = store.write("Anjel Huyen enjoys traveling and has visited over 15 countries.", author="agent")
+    time.sleep(1.1)
+    new = store.write("Anjel Huyen has never traveled outside of Vietnam.", author="agent", force=True)
+    report = Cycle(store, extra_passes=[lambda cycle, snap: [supersede(store, old, new)]]).run()
+    assert not report.dropped, report.dropped
+    assert store.read(old["id"])["meta"]["status"] == "superseded"
+    assert "15 countries" not in store.read(new["id"])["content"]  # what the newer denies is not carried
+
+
 def test_a_persons_probe_is_ground_truth(store: Store) -> None:
     node20 = store.write(NODE_20, author="agent")
     time.sleep(1.1)

@@ -272,7 +272,7 @@ DENIES = 0.2  # and what each word it denies that the older states adds, times t
 SAME_CLAIM = 0.5  # share of their other words two claims about different people must have in common
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
@@ -285,7 +285,7 @@ def denied(text: str) -> tuple[tuple[str, float], ...]:
     out: dict[str, float] = {}
     for scope in DENIAL.findall(text):
         kept = [
-            _stem(w)
+            stem(w)
             for w in WORD.findall(scope.lower())
             if len(w) > 2 and w not in FILLER and w not in STOP and w not in DENIED_SKIP
         ][:4]
@@ -299,7 +299,7 @@ DENIED_WEIGHTS = (1.0, 0.75, 0.5, 0.25)
 
 
 def _content(text: str) -> set[str]:
-    return {_stem(w) for w in words(text) if len(w) > 2 and w not in FILLER}
+    return {stem(w) for w in words(text) if len(w) > 2 and w not in FILLER}
 
 
 def sentences(text: str) -> list[str]:
@@ -371,3 +371,10 @@ def replaced(old: str, new: str, detail: str) -> bool:
         return True
     shape = _shape(detail)
     return any(_shape(d) == shape and d.lower() not in old.lower() for d in distinctive(new))
+
+
+def denies(new: str, claim: str) -> bool:
+    """Whether `new` says that what `claim` states is not so: the first word it denies, most often the verb
+    ("has never [traveled]"), is a word of the claim ("has visited over 15 countries and enjoys traveling")."""
+    said = {stem(w) for w in WORD.findall(claim.lower())}
+    return any(weight >= DENIED_WEIGHTS[0] and word in said for word, weight in denied(new))

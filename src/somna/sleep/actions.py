@@ -24,6 +24,7 @@ from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.proposals import Proposal
 from somna.relations import carried, updates_any
 from somna.store import Store
+from somna.text import denies
 
 AUTHOR = "somna-sleep"
 
@@ -113,7 +114,9 @@ def apply_supersede(store: Store, action: Action) -> dict[str, str]:
     if keep and old_text.lstrip().startswith(keep[0]) and not updates_any(old_text, new_text):
         # what the older says first, its claim, holds details the newer neither says nor gives new values
         # for: the newer is about something else (the analytics Postgres's port is no update of the api's)
-        raise InvalidInput(f"{new} does not update what {old} says: {keep[0][:120]!r}")
+        if not denies(new_text, keep[0]):
+            raise InvalidInput(f"{new} does not update what {old} says: {keep[0][:120]!r}")
+        keep = keep[1:]  # "has never traveled outside Vietnam" of "has visited 15 countries": not carried
     done = store.edit(
         old,
         "meta",

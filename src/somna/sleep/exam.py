@@ -358,11 +358,11 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
     old_text, new_text = _text_of(store, b.probe.about), _text_of(store, heir)
     if not old_text or not new_text:
         return False
+    if set(people(old_text)) & set(people(new_text)):
+        return True  # a fact about the same person, corrected, whatever its words (see the module docstring)
     kind = relation(CARRIED.sub("", new_text), old_text)[0]  # its own words, not what it carried
     if kind == "apart":
         return False  # another subject or attribute, however alike its value
-    if set(people(old_text)) & set(people(new_text)):
-        return True  # a fact about the same person, corrected (see the module docstring)
     if kind == "update":
         return True  # says it changed what the older says ("now wants rebase merges instead of squash")
     return all(
