@@ -388,7 +388,6 @@ def test_kill_9_of_the_daemon_while_it_applies_a_cycle(
     d = state["stores"][0]["daemon"]
     assert code == 0 and not d["running"] and "ended without a word" in d["why"], state
 
-
     second = one_session(sessions, store, SOMNA_DAEMON_LINGER="120")
     wait_for(lambda: not intent.exists(), 60, "the interrupted cycle undone")
     reports = store / ".somna" / "sleep" / "reports"
@@ -413,7 +412,9 @@ def test_kill_9_of_the_daemon_while_it_applies_a_cycle(
     assert code == 0 and d["running"] and d["crashes_last_hour"] == 1, state
     sessions.stop(second)
     assert daemons(store) == [d["pid"]]  # the daemon of the next cycle is still there, lingering
-    print(f"undone, and the next cycle done {took:.1f} s after the next session; {len(kept)} file(s) set aside")
+    print(
+        f"undone, and the next cycle done {took:.1f} s after the next session; {len(kept)} file(s) set aside"
+    )
 
 
 def test_a_daemon_that_keeps_crashing_is_not_started_again_and_status_says_so(
@@ -538,6 +539,15 @@ def test_fifty_sessions_in_a_minute_never_two_daemons_and_none_at_the_end(
     )
     assert all(v == 1 for v in most.values()), most
     assert all(len(v) >= 2 for v in seen.values()), seen  # they left in the quiet spell, and came back
+    for store in most:  # between two samples too: each daemon stopped before the next one began watching
+        logs = store / ".somna" / "logs"
+        lines = (logs / "daemon.log").read_text(encoding="utf-8").splitlines()
+        ends = [line.endswith(" INFO stopped") for line in lines if " INFO watching " in line or
+                line.endswith(" INFO stopped")]  # fmt: skip
+        life = ["stopped" if end else "watching" for end in ends]
+        assert life == ["watching", "stopped"] * (len(life) // 2) and len(life) >= 4, life
+        assert not (store / ".somna" / "daemon" / "crashes").exists()
+        assert "Traceback" not in (logs / "daemon.stderr").read_text(encoding="utf-8")
 
 
 def test_status_without_a_daemon_and_with_proposals_waiting(tmp_path: Path) -> None:
