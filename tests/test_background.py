@@ -476,7 +476,8 @@ def test_fifty_sessions_in_a_minute_never_two_daemons_and_none_at_the_end(
     tmp_path: Path, home: Path, sessions: Sessions
 ) -> None:
     """Point 4: 50 sessions start and stop at random over a minute, on a project store and the user
-    store; `ps`, sampled all along, never shows two daemons for a store; after the linger, none."""
+    store; `ps`, sampled all along, never shows two daemons for a store, and their logs show each one
+    gone before the next began; after the linger, none, and `somna status` says all is well (exit 0)."""
     project = tmp_path / "project"
     project.mkdir()
     user_store, project_store = home / ".somna", project / ".somna-store"
@@ -548,6 +549,9 @@ def test_fifty_sessions_in_a_minute_never_two_daemons_and_none_at_the_end(
         assert life == ["watching", "stopped"] * (len(life) // 2) and len(life) >= 4, life
         assert not (store / ".somna" / "daemon" / "crashes").exists()
         assert "Traceback" not in (logs / "daemon.stderr").read_text(encoding="utf-8")
+    code, state = status(sessions, project)
+    assert code == 0 and not any(s["daemon"]["running"] for s in state["stores"]), state
+    assert all(s["daemon"]["ok"] and not s["daemon"]["crashes_last_hour"] for s in state["stores"]), state
 
 
 def test_status_without_a_daemon_and_with_proposals_waiting(tmp_path: Path) -> None:
