@@ -20,8 +20,10 @@ Nothing here is heavy: the stdlib, the lock helper and the layout's paths; `somn
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
+import logging.handlers
 import os
 import secrets
 import subprocess
@@ -40,6 +42,7 @@ CRASH_LIMIT = 3  # crashes within CRASH_WINDOW after which no server starts the 
 CRASH_WINDOW = 3600.0
 CHECK_EVERY = 5.0  # seconds between a server's checks that its stores' daemons run
 STDERR_CAP = 1_000_000
+LOG_CAP = 1_000_000  # bytes of daemon.log before it is rotated; 3 old ones are kept
 
 
 def folder(path: Path) -> Path:
@@ -49,7 +52,7 @@ def folder(path: Path) -> Path:
     return path
 
 
-def _now_iso(t: float | None = None) -> str:
+def now_iso(t: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
 
 
@@ -178,11 +181,11 @@ def ensure(layout: Layout) -> str:
         state = read_state(layout)
         if state and not state.get("ended"):
             note_crash(layout, state.get("pid"), "ended without a word (killed, or crashed)")
-            write_state(layout, state | {"ended": _now_iso(), "why": "crashed", "ok": False})
+            write_state(layout, state | {"ended": now_iso(), "why": "crashed", "ok": False})
         if given_up(layout):
             return f"not started: it crashed {CRASH_LIMIT} times within {CRASH_WINDOW / 60:.0f} minutes"
         proc = spawn(layout, fd)
-        write_state(layout, {"pid": proc.pid, "since": _now_iso(), "started": time.time(), "by": os.getpid()})
+        write_state(layout, {"pid": proc.pid, "since": now_iso(), "started": time.time(), "by": os.getpid()})
         return f"started {proc.pid}"
     finally:
         os.close(fd)  # the daemon keeps the lock through its own copy of the descriptor
@@ -247,3 +250,30 @@ def keep(
     thread = threading.Thread(target=run, name="somna-background", daemon=True)
     thread.start()
     return thread
+
+
+# -- the daemon's log ----------------------------------------------------------------------------
+def setup_logging(layout: Layout, level: int = logging.INFO, *, alone: bool = False) -> None:
+    """The daemon's log file; `alone` (in the background): nothing to stderr, where nobody reads, except
+    what cannot reach the log: a crash of native code (faulthandler's trace), in logs/daemon.stderr."""
+    folder(layout.daemon_log.parent)
+    handler = logging.handlers.RotatingFileHandler(
+        layout.daemon_log, maxBytes=LOG_CAP, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("somna")
+    root.addHandler(handler)
+    root.setLevel(level)
+    if alone:
+        root.propagate = False
+        faulthandler.enable()  # stderr is logs/daemon.stderr (spawn)
+        threading.excepthook = _thread_died
+
+
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    """An exception that ends one of the daemon's threads goes to its log, not to a stderr nobody reads."""
+    if args.exc_type is SystemExit:
+        return
+    exc = (args.exc_type, args.exc_value, args.exc_traceback)
+    name = args.thread.name if args.thread is not None else "?"
+    log.error("the thread %s ended on an error", name, exc_info=exc)  # type: ignore[arg-type]

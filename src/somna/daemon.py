@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import signal
 import threading
@@ -165,7 +164,7 @@ class Daemon:
         )
         self.state = {
             "pid": os.getpid(),
-            "since": _iso(),
+            "since": background.now_iso(),
             "started": time.time(),
             "store": str(self.store.root),
         }
@@ -191,7 +190,7 @@ class Daemon:
 
     def release(self, failed: bool = False) -> None:
         if self._state_dir is not None:
-            self._save_state(ended=_iso(), why=self.why_stopped, ok=not failed)
+            self._save_state(ended=background.now_iso(), why=self.why_stopped, ok=not failed)
             if failed:
                 self._safe(lambda: background.note_crash(self.store.layout, os.getpid(), self.why_stopped))
             os.close(self._state_dir)
@@ -244,10 +243,11 @@ class Daemon:
                         # an emitter thread that died on an unexpected error would leave the daemon blind
                         log.warning("the file watcher stopped; starting it again and catching up")
                         self._safe(self._rewatch)  # if it fails, the next check tries again
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit from a library too: no daemon ends without a word
             if not self.gone():  # a store moved away as the daemon began is no failure of the daemon
                 failed = True
                 self.why_stopped = f"failed: {type(exc).__name__}: {exc}"[:300]
+                log.critical("the daemon stops: %s", self.why_stopped, exc_info=True)
                 raise
             log.warning("the store %s is gone or has moved: stopping", self.store.root)
             self.why_stopped = "the store is gone or has moved"
@@ -341,7 +341,7 @@ class Daemon:
         self._cycle_due = None
         report = self._safe(lambda: Cycle(self.store, extra_passes=self.extra_passes).run())
         self.cycles += 1
-        self._save_state(cycles=self.cycles, last_cycle=_iso(), last_cycle_why=why)
+        self._save_state(cycles=self.cycles, last_cycle=background.now_iso(), last_cycle_why=why)
         time.sleep(self.debounce * 2)
         with self._lock:  # what the cycle itself wrote is not new experience
             self._pending = {
@@ -368,33 +368,12 @@ class Daemon:
     def _failed(self, what: str) -> None:
         """The last failure, for `somna status`: written once per new failure, not at every tick."""
         if (self.state.get("last_failure") or {}).get("what") != what[:300]:
-            self._save_state(last_failure={"at": _iso(), "what": what[:300]})
+            self._save_state(last_failure={"at": background.now_iso(), "what": what[:300]})
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
             log.info("signal %d: stopping", signum)
             self.stop_event.set()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-
-
-def _iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-LOG_CAP = 1_000_000  # bytes of daemon.log before it is rotated; 3 old ones are kept
-
-
-def setup_logging(store: Store, level: int = logging.INFO, *, alone: bool = False) -> None:
-    """The daemon's log file; `alone` (in the background): nothing to stderr, where nobody reads."""
-    background.folder(store.layout.daemon_log.parent)
-    handler = logging.handlers.RotatingFileHandler(
-        store.layout.daemon_log, maxBytes=LOG_CAP, backupCount=3, encoding="utf-8"
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger("somna")
-    root.addHandler(handler)
-    root.setLevel(level)
-    if alone:
-        root.propagate = False
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, stop)

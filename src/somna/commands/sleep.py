@@ -72,7 +72,8 @@ def cmd_exam(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     # Deliberately lazy: watchdog and the sleep passes, for this command only.
-    from somna.daemon import Daemon, setup_logging, watch_folders
+    from somna.background import setup_logging
+    from somna.daemon import Daemon, watch_folders
     from somna.sleep.llm import llm_passes
 
     # the model loads in the background; cycles use it when ready
@@ -87,7 +88,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         lock_fd=args.lock_fd,
         linger=settings.daemon_linger if args.background else None,
     )
-    setup_logging(store, alone=args.background)
+    setup_logging(store.layout, alone=args.background)
     daemon.install_signal_handlers()
     if not args.background:
         print(f"somna daemon watching {store.root} (Ctrl-C or SIGTERM stops it)", file=sys.stderr)

@@ -52,6 +52,8 @@ def daemon_status(layout: Layout) -> dict[str, Any]:
     if running:
         for key in ("ended", "why", "ok"):
             out.pop(key, None)
+    elif state.get("pid") and not state.get("ended"):  # gone, and no server has noticed yet
+        out |= {"ok": False, "why": f"ended without a word (killed, or crashed): see {layout.daemon_log}"}
     out["crashes_last_hour"] = len(recent)
     out["given_up"] = not running and len(recent) >= background.CRASH_LIMIT
     if recent:
@@ -123,9 +125,12 @@ def human_lines(s: dict[str, Any], on: bool) -> list[str]:
         elif d.get("given_up"):
             lines.append("  daemon: NOT RUNNING, and not started again (it keeps crashing)")
         else:
-            last = f" (last stopped {d['ended']}: {d.get('why')})" if d.get("ended") else ""
+            when = f" {d['ended']}" if d.get("ended") else ""
+            last = f" (last stopped{when}: {d.get('why')})" if d.get("why") else ""
             when = "a session starts" if on else "you run `somna daemon` (SOMNA_DAEMON=off)"
             lines.append(f"  daemon: not running{last}; it starts when {when}")
+    if d is not None and (c := d.get("last_crash")):
+        lines.append(f"  crashes in the last hour: {d['crashes_last_hour']}, the last {c['at']}: {c['what']}")
     if sl := s.get("last_sleep"):
         did = ", ".join(f"{k} {v}" for k, v in sorted(sl["applied"].items())) or "nothing applied"
         lines.append(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,10 @@ HOLD = (
     2.0  # seconds a cycle holds the store lock at most while it applies its plan, before it lets go a moment
 )
 YIELD = 0.05  # the moment: writers poll the lock every 5 ms
+# For tests only, off unless set: a file path. The cycle then applies one action per part and, once a part
+# is committed and the first action of the next one is written, creates that file and waits there until
+# it is removed: the worst moment to be killed, made certain instead of timed (tests/test_background.py).
+PAUSE_ENV = "SOMNA_TEST_CYCLE_PAUSE"
 DEFAULT_POLICY = {
     "merge": "apply",
     "supersede": "apply",
@@ -206,14 +212,19 @@ class Cycle:
         dropped from the plan by the conditional edit, never overwritten."""
         todo = list(actions)
         parts = 0
+        pause = os.environ.get(PAUSE_ENV)
+        hold = 0.0 if pause else HOLD
         while todo:
             parts += 1
             done: list[Action] = []
             with self.store.batch(functools.partial(self._part_message, actions, done, todo, parts), AUTHOR):
                 start = time.monotonic()
-                while todo and (not done or time.monotonic() - start < HOLD):
+                while todo and (not done or time.monotonic() - start < hold):
                     done.append(todo.pop(0))
                     self._dispatch(done[-1])
+                    if pause and parts > 1:
+                        _pause_at(pause)
+                        pause = None
             self.report.commit = self.store.batch_commit or self.report.commit
             if todo:
                 time.sleep(YIELD)  # long enough for a writer polling the lock to take it
@@ -278,3 +289,11 @@ class Cycle:
 def last_report(store: Store) -> str | None:
     path = store.layout.sleep_dir / "last-report.md"
     return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def _pause_at(path: str) -> None:
+    """Say that the cycle is here (its pid in `path`) and wait until `path` is removed (PAUSE_ENV)."""
+    log.warning("%s: a part committed, the next one begun; waiting until %s is removed", PAUSE_ENV, path)
+    notes.atomic_write(Path(path), str(os.getpid()))
+    while os.path.exists(path):
+        time.sleep(0.05)
