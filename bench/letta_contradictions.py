@@ -307,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         "gate": not args.no_gate,
         "dropped_supersedes": len(dropped),
         "dropped_right_pairs": dropped_right,
+        "queued_right_pairs": [
+            {"new": a["data"]["new"], "old": a["data"]["old"], "rationale": a.get("rationale", "")}
+            for a in report.queued
+            if a["kind"] == "supersede" and (a["data"]["new"], a["data"]["old"]) in right
+        ],
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
