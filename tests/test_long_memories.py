@@ -105,6 +105,32 @@ def test_a_long_memory_has_more_vectors_and_one_for_everyone_else(tmp_path: Path
     assert vector_rows(store) == sorted(r.rowid for r in store.index.all_rows())
 
 
+def test_binary_preselection_scores_memories_by_their_best_window_too(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s", embedder=HashEmbedder(window=40))
+    store.write_many(
+        [{"content": long_text(200 + 40 * i) + f" Topic {i}."} for i in range(6)]
+        + [{"content": f"{FILLER[i % 5]} Short memory {i}."} for i in range(60)],
+        author="t",
+    )
+    emb = store.embedder
+    assert emb is not None
+    for query in (FACT, FILLER[2], "Topic 3 hiring plans", "coffee machine"):
+        vec = emb.embed([query])[0]
+        store.index.binary_min = 10**9
+        exact = store.index.search_vectors(vec, 12)
+        store.index.binary_min = 0
+        binary = store.index.search_vectors(vec, 12)
+        assert [round(x, 5) for _, x in binary] == [round(x, 5) for _, x in exact]
+        assert len({r for r, _ in binary}) == 12
+
+
+def test_the_duplicate_check_compares_whole_memories_not_one_window(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s", embedder=HashEmbedder(window=40))
+    store.write(long_text(), author="t")
+    window = chunks.windows("Notes from the planning meeting", long_text(), 40)[3]
+    assert store.write(window.split("\n", 1)[1], author="t")["id"]  # a window alone is not the memory
+
+
 def test_an_index_from_before_windows_gets_them_from_the_backfill(tmp_path: Path) -> None:
     store = Store.init(tmp_path / "s", embedder=HashEmbedder(window=40))
     store.write_many([{"content": long_text()}, {"content": "A short one."}], author="t")

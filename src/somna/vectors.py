@@ -296,7 +296,7 @@ class VectorIndex:
             return self._nearest(vec, k)
         fetch = min(MAX_K, 3 * k)
         while True:  # more vectors than memories: ask for more until k memories are in (or all are)
-            raw = self._nearest(vec, fetch)
+            raw = self._nearest(vec, fetch, k)
             out: dict[int, float] = {}
             for r, sim in raw:
                 if chunks or r < CHUNK_BASE:
@@ -305,15 +305,16 @@ class VectorIndex:
                 return list(out.items())[:k]
             fetch = min(MAX_K, 4 * fetch)
 
-    def _nearest(self, vec: list[float], k: int) -> list[tuple[int, float]]:
-        """(vector rowid, cosine) of the k nearest vectors, best first."""
+    def _nearest(self, vec: list[float], k: int, memories: int | None = None) -> list[tuple[int, float]]:
+        """(vector rowid, cosine) of the k nearest vectors, best first; the binary pre-selection re-scores
+        as many as `memories` hits need (the k vectors are asked for only to gather that many memories)."""
         vec_model = self.get_meta("vec_model")
         if not vec_model:
             return []
         if self.get_meta("vec_bits") == f"{vec_model}|{VEC_BITS_SCHEMA}":
             bits = self._load_bits()
             if bits is not None and len(bits.ids) >= self.binary_min:
-                return self._search_binary(bits, pack(vec), k)
+                return self._search_binary(bits, pack(vec), k, memories or k)
         return [
             (r, 1.0 - d)
             for r, d in self.conn.execute(
@@ -342,7 +343,7 @@ class VectorIndex:
             self._bits = _Bits(gen, ids, raw.reshape(len(rows), padded).view(np.uint64))
             return self._bits
 
-    def _search_binary(self, bits: _Bits, blob: bytes, k: int) -> list[tuple[int, float]]:
+    def _search_binary(self, bits: _Bits, blob: bytes, k: int, memories: int) -> list[tuple[int, float]]:
         import numpy as np  # noqa: PLC0415 - already loaded by _load_bits
 
         q = self.conn.execute("SELECT vec_quantize_binary(vec_f32(?))", (blob,)).fetchone()[0]
@@ -354,7 +355,7 @@ class VectorIndex:
         else:  # numpy < 2
             dist = np.unpackbits(x.view(np.uint8), axis=1).sum(axis=1, dtype=np.int32)
         n = len(bits.ids)
-        m = min(n, max(RESCORE_MIN, RESCORE_FACTOR * k))
+        m = min(n, max(RESCORE_MIN, RESCORE_FACTOR * memories, k))
         pick = np.argpartition(dist, m - 1)[:m] if m < n else np.arange(n)
         cand = json.dumps(bits.ids[pick].tolist())
         return [
