@@ -150,6 +150,11 @@ def test_an_index_from_before_windows_gets_them_from_the_backfill(tmp_path: Path
     again.sync()
     assert vector_rows(again) == before
     assert again.backfill_vectors() == 0  # nothing left to cut
+    again.close()
+    wider = Store(tmp_path / "s", embedder=HashEmbedder(window=80))  # another way of cutting: cut again
+    wider.sync()
+    extra = [r for r in vector_rows(wider) if r >= CHUNK_BASE]
+    assert 0 < len(extra) < len([r for r in before if r >= CHUNK_BASE])
 
 
 @pytest.mark.slow
