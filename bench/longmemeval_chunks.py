@@ -117,12 +117,19 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=8)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--questions", type=int, default=None)
+    ap.add_argument("--ids", default="", help="comma-separated question ids (instead of --every)")
     ap.add_argument("--variants", default="off,title,notitle")
     ap.add_argument("--out", default="longmemeval_chunks")
     ap.add_argument("--no-cost", action="store_true", help="skip the write-cost measurement")
     args = ap.parse_args()
     variants = args.variants.split(",")
-    qs = lme.select(lme.load(lme.DATA), n=args.questions, every=args.every, offset=args.offset, types=None)
+    if args.ids:
+        wanted = args.ids.split(",")
+        qs = [q for q in lme.load(lme.DATA) if q["question_id"] in wanted]
+    else:
+        qs = lme.select(
+            lme.load(lme.DATA), n=args.questions, every=args.every, offset=args.offset, types=None
+        )
     inner = LazyEmbedder("minilm")
     assert inner.wait(300), inner.error
     memo = Memo(inner)
