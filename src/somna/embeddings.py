@@ -28,6 +28,7 @@ DEFAULT_MODEL = "minilm"  # the packaged int8 ONNX file (minilm.py)
 TORCH_MINILM = "minilm-torch"  # the same model's float weights on sentence-transformers (the torch extra)
 RECENT_QUERIES = 256
 SMALL_BATCH = 4  # at most this many texts: embedded on one thread (a query), see LazyEmbedder.embed
+MINILM_WINDOW = 254  # word pieces MiniLM reads of a text (256 less [CLS] and [SEP]): chunks.py cuts by it
 
 
 TORCH_EXTRA_HINT = (
@@ -51,9 +52,10 @@ class HashEmbedder:
     For tests and for machines without sentence-transformers; it captures word overlap only.
     """
 
-    def __init__(self, dim: int = 256) -> None:
+    def __init__(self, dim: int = 256, window: int | None = None) -> None:
         self.dim = dim
         self.name = f"hash-{dim}"
+        self.window = window  # it reads every word; a window here is for tests of long memories (chunks.py)
 
     @property
     def ready(self) -> bool:
@@ -82,6 +84,8 @@ class LazyEmbedder:
         # keeps its vectors when the form changes
         self.name = "all-MiniLM-L6-v2" if model in (DEFAULT_MODEL, TORCH_MINILM) else model
         self.dim = dim
+        # long memories are cut into windows this long (chunks.py); another model's window is not known here
+        self.window = MINILM_WINDOW if model in (DEFAULT_MODEL, TORCH_MINILM) else None
         self.batch_size = batch_size
         self.error: str | None = None
         self._model: object | None = None

@@ -143,6 +143,7 @@ class Index(VectorIndex):
         size: int,
         vec: list[float] | None,
         model: str | None,
+        chunks: list[tuple[str, list[float]]] | None = None,
     ) -> int:
         m = note.meta
         values = (
@@ -198,6 +199,7 @@ class Index(VectorIndex):
             (rowid, note.title, note.body, " ".join(note.tags)),
         )
         self.store_vector(conn, rowid, text_hash, vec, model)
+        self.store_chunks(conn, rowid, chunks, model)
         conn.execute("DELETE FROM problems WHERE path = ?", (path,))
         return rowid
 

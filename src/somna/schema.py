@@ -2,7 +2,7 @@
 (`db.migrate`): rename none of them, add new ones at the end.
 
 index.db (rebuildable from the files at any time):
-    notes        one row per memory or block file, with its parsed fields and version
+    notes        one row per memory or block file, with its parsed fields and version (and `chunked`)
     notes_fts    FTS5 over title, body, tags (BM25)
     vec_cache    text hash + model -> vector, so unchanged text is never embedded twice
     problems     files that could not be indexed, and why
@@ -84,7 +84,14 @@ def _m5_successor(conn: Connection) -> None:
     conn.execute("UPDATE notes SET mtime_ns = 0 WHERE status IN ('superseded', 'archived')")
 
 
-INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust, _m4_embed_text, _m5_successor]
+def _m6_chunked(conn: Connection) -> None:
+    """A long memory has a vector for each later window of its text too (chunks.py, vectors.py); `chunked`
+    says a row's windows are stored. Every row starts at 0: the backfill cuts the long ones and embeds
+    their windows (the first vector of every row stays as it is)."""
+    conn.execute("ALTER TABLE notes ADD COLUMN chunked INTEGER NOT NULL DEFAULT 0")
+
+
+INDEX_MIGRATIONS = [_m1_notes, _m2_related, _m3_trust, _m4_embed_text, _m5_successor, _m6_chunked]
 
 
 def _s1_feedback(conn: Connection) -> None:

@@ -85,16 +85,19 @@ def candidates(
     n: int,
     mode: str = "hybrid",
     vector: list[float] | None = None,
+    *,
+    chunks: bool = True,
 ) -> Candidates:
     """The best `n` rows by words and by meaning (vectors only once the model is loaded); `vector`: the
-    text's embedding, when the caller made it already (the exam embeds its queries in batches)."""
+    text's embedding, when the caller made it already (the exam embeds its queries in batches). A long
+    memory's meaning is its best window's (`chunks`, max-sim: vectors.py), or its first vector's alone."""
     words = index.search_words(text, n) if mode in ("hybrid", "words") else []
     vectors: list[tuple[int, float]] = []
     used = "words"
     if mode in ("hybrid", "vectors") and embedder is not None and ready_model(index, embedder) is not None:
         vec = vector if vector is not None else embedder.embed([text])[0]
         if any(vec):  # a zero vector (no words, for the hash embedder) has no direction: no cosine
-            vectors = index.search_vectors(vec, n)
+            vectors = index.search_vectors(vec, n, chunks=chunks)
         used = mode
     return Candidates(words, vectors, used)
 

@@ -9,7 +9,14 @@ aside, in schema.py).
                  every float; created with notes_vec (an older index.db gets it on open)
     vec_cache    text hash + model -> vector, so unchanged text is never embedded twice (schema.py
                  creates it, as it creates meta)
-    meta         vec_model (model:dimension), vec_bits (its schema), vec_gen (bumped by every change)
+    meta         vec_model (model:dimension), vec_bits (its schema), vec_gen (bumped by every change),
+                 vec_chunks (how long memories were cut: chunks.scheme)
+
+A long memory has more than one vector (chunks.py): its first under its own rowid, as every memory, and
+its later windows' under CHUNK_BASE + 64 * rowid + k (k = 1 … 63), one range per memory, beyond any
+memory's rowid. `vectors` and everything that compares memories read the first; `search_vectors` scores a
+memory by its best vector and answers one (rowid, cosine) per memory. `notes.chunked` says whether a row's
+later windows are stored (or it has none): the backfill cuts and embeds the others.
 
 `Index` (index.py) inherits from `VectorIndex` rather than holding one: the callers (store, search,
 indexer, sleep, doctor, the tests and benchmarks) ask the index itself for `search_vectors`, `vectors`,
@@ -38,6 +45,18 @@ BINARY_MIN = 4096
 VEC_BITS_SCHEMA = 2  # vec_bits (rowid, bits, vec); a different value in meta rebuilds the table
 RESCORE_MIN = 1000
 RESCORE_FACTOR = 12
+CHUNK_BASE = 1 << 40  # rowids of the vectors of later windows start here (memory rowids stay below)
+CHUNK_SLOTS = 64  # chunks.MAX_VECTORS: a memory's range of vector rowids
+MAX_K = 4096  # sqlite-vec answers at most this many nearest vectors a query
+
+
+def chunk_rowid(rowid: int, k: int) -> int:
+    """The rowid of a memory's k-th vector (k >= 1; the first is the memory's own rowid)."""
+    return CHUNK_BASE + rowid * CHUNK_SLOTS + k
+
+
+def memory_rowid(vec_rowid: int) -> int:
+    return vec_rowid if vec_rowid < CHUNK_BASE else (vec_rowid - CHUNK_BASE) // CHUNK_SLOTS
 
 
 @dataclass
@@ -71,14 +90,25 @@ class VectorIndex:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def ensure_vec_table(self, model: str, dim: int) -> None:
-        """Create notes_vec (and vec_bits) for this model; a different model or dimension starts afresh."""
+    def ensure_vec_table(self, model: str, dim: int, chunking: str = "") -> None:
+        """Create notes_vec (and vec_bits) for this model; a different model or dimension starts afresh, and
+        another way of cutting long memories (`chunking`, chunks.scheme) cuts them again."""
         want = f"{model}:{dim}"
         bits_want = f"{want}|{VEC_BITS_SCHEMA}"
-        if self.get_meta("vec_model") == want and self.get_meta("vec_bits") == bits_want:
+        if (
+            self.get_meta("vec_model") == want
+            and self.get_meta("vec_bits") == bits_want
+            and (self.get_meta("vec_chunks") or "") == chunking
+        ):
             return
         with transaction(self.conn):
+            if self.get_meta("vec_model") == want and (self.get_meta("vec_chunks") or "") != chunking:
+                self._drop_chunks(self.conn)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('vec_chunks', ?)", (chunking,)
+            )
             if self.get_meta("vec_model") != want:
+                self.conn.execute("UPDATE notes SET chunked = 0")
                 self.conn.execute("DROP TABLE IF EXISTS notes_vec")
                 self.conn.execute(
                     f"CREATE VIRTUAL TABLE notes_vec USING vec0(embedding float[{int(dim)}] distance_metric=cosine)"
@@ -126,9 +156,59 @@ class VectorIndex:
         self._insert_vec(conn, rowid, blob)
 
     def delete_vector(self, conn: Connection, rowid: int) -> None:
-        """A deleted row's vector goes with it (when the index has vectors at all)."""
+        """A deleted row's vectors go with it (when the index has vectors at all)."""
         if self.get_meta("vec_model"):
             self._delete_vec(conn, rowid)
+            self._delete_chunks(conn, rowid)
+
+    def store_chunks(
+        self, conn: Connection, rowid: int, chunks: list[tuple[str, list[float]]] | None, model: str | None
+    ) -> None:
+        """A row's later windows' vectors, (text hash, vector) each, kept in vec_cache too. None: not cut
+        yet (the backfill does it); [] a text within the model's reach, done."""
+        if not model or chunks is None:
+            return
+        self._delete_chunks(conn, rowid)
+        for k, (text_hash, vec) in enumerate(chunks[: CHUNK_SLOTS - 1], 1):
+            blob = pack(vec)
+            conn.execute(
+                "INSERT OR REPLACE INTO vec_cache (text_hash, model, vec) VALUES (?,?,?)",
+                (text_hash, model, blob),
+            )
+            self._insert_vec(conn, chunk_rowid(rowid, k), blob)
+        conn.execute("UPDATE notes SET chunked = 1 WHERE rowid = ?", (rowid,))
+
+    def unchunked(self, limit: int) -> list[tuple[int, str, str, str]]:
+        """(rowid, text_hash, title, body) of rows whose long text may have windows not embedded yet."""
+        return list(
+            self.conn.execute(
+                "SELECT rowid, text_hash, title, body FROM notes WHERE chunked = 0 LIMIT ?", (limit,)
+            )
+        )
+
+    def put_chunks(self, model: str, items: list[tuple[int, str, list[tuple[str, list[float]]]]]) -> None:
+        """(rowid, text_hash, windows' vectors) from the backfill, for rows whose text is still that."""
+        with transaction(self.conn):
+            for rowid, text_hash, chunks in items:
+                ok = self.conn.execute("SELECT text_hash FROM notes WHERE rowid = ?", (rowid,)).fetchone()
+                if ok and ok[0] == text_hash:
+                    self.store_chunks(self.conn, rowid, chunks, model)
+
+    def _chunk_ids(self, conn: Connection, lo: int, hi: int) -> list[int]:
+        if not self.get_meta("vec_bits"):  # an index.db from before vec_bits has no chunks either
+            return []
+        return [
+            r for (r,) in conn.execute("SELECT rowid FROM vec_bits WHERE rowid BETWEEN ? AND ?", (lo, hi))
+        ]
+
+    def _delete_chunks(self, conn: Connection, rowid: int) -> None:
+        for r in self._chunk_ids(conn, chunk_rowid(rowid, 1), chunk_rowid(rowid, CHUNK_SLOTS - 1)):
+            self._delete_vec(conn, r)
+
+    def _drop_chunks(self, conn: Connection) -> None:
+        for r in self._chunk_ids(conn, CHUNK_BASE, 1 << 62):
+            self._delete_vec(conn, r)
+        conn.execute("UPDATE notes SET chunked = 0")
 
     def _insert_vec(self, conn: Connection, rowid: int, blob: bytes) -> None:
         conn.execute("INSERT INTO notes_vec (rowid, embedding) VALUES (?, ?)", (rowid, blob))
@@ -200,18 +280,41 @@ class VectorIndex:
     def vector_count(self) -> int:
         if not self.get_meta("vec_model"):
             return 0
+        if self.get_meta("vec_bits"):  # the memories that have a vector, not their windows'
+            sql = f"SELECT count(*) FROM vec_bits WHERE rowid < {CHUNK_BASE}"
+            return int(self.conn.execute(sql).fetchone()[0])
         return int(self.conn.execute("SELECT count(*) FROM notes_vec").fetchone()[0])
 
     # -- search ---------------------------------------------------------------------------
-    def search_vectors(self, vec: list[float], k: int) -> list[tuple[int, float]]:
-        """(rowid, cosine similarity) of the k nearest vectors, best first."""
+    def search_vectors(self, vec: list[float], k: int, *, chunks: bool = True) -> list[tuple[int, float]]:
+        """(rowid, cosine similarity) of the k nearest memories, best first: a memory's best vector
+        (`chunks`), or its first only (what the duplicate check compares)."""
+        if not (
+            self.get_meta("vec_bits")
+            and self.conn.execute(f"SELECT 1 FROM vec_bits WHERE rowid >= {CHUNK_BASE} LIMIT 1").fetchone()
+        ):
+            return self._nearest(vec, k)
+        fetch = min(MAX_K, 3 * k)
+        while True:  # more vectors than memories: ask for more until k memories are in (or all are)
+            raw = self._nearest(vec, fetch, k)
+            out: dict[int, float] = {}
+            for r, sim in raw:
+                if chunks or r < CHUNK_BASE:
+                    out.setdefault(memory_rowid(r), sim)
+            if len(out) >= k or len(raw) < fetch or fetch >= MAX_K:
+                return list(out.items())[:k]
+            fetch = min(MAX_K, 4 * fetch)
+
+    def _nearest(self, vec: list[float], k: int, memories: int | None = None) -> list[tuple[int, float]]:
+        """(vector rowid, cosine) of the k nearest vectors, best first; the binary pre-selection re-scores
+        as many as `memories` hits need (the k vectors are asked for only to gather that many memories)."""
         vec_model = self.get_meta("vec_model")
         if not vec_model:
             return []
         if self.get_meta("vec_bits") == f"{vec_model}|{VEC_BITS_SCHEMA}":
             bits = self._load_bits()
             if bits is not None and len(bits.ids) >= self.binary_min:
-                return self._search_binary(bits, pack(vec), k)
+                return self._search_binary(bits, pack(vec), k, memories or k)
         return [
             (r, 1.0 - d)
             for r, d in self.conn.execute(
@@ -240,7 +343,7 @@ class VectorIndex:
             self._bits = _Bits(gen, ids, raw.reshape(len(rows), padded).view(np.uint64))
             return self._bits
 
-    def _search_binary(self, bits: _Bits, blob: bytes, k: int) -> list[tuple[int, float]]:
+    def _search_binary(self, bits: _Bits, blob: bytes, k: int, memories: int) -> list[tuple[int, float]]:
         import numpy as np  # noqa: PLC0415 - already loaded by _load_bits
 
         q = self.conn.execute("SELECT vec_quantize_binary(vec_f32(?))", (blob,)).fetchone()[0]
@@ -252,7 +355,7 @@ class VectorIndex:
         else:  # numpy < 2
             dist = np.unpackbits(x.view(np.uint8), axis=1).sum(axis=1, dtype=np.int32)
         n = len(bits.ids)
-        m = min(n, max(RESCORE_MIN, RESCORE_FACTOR * k))
+        m = min(n, max(RESCORE_MIN, RESCORE_FACTOR * memories, k))
         pick = np.argpartition(dist, m - 1)[:m] if m < n else np.arange(n)
         cand = json.dumps(bits.ids[pick].tolist())
         return [

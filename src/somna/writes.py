@@ -185,7 +185,8 @@ class Writer:
         that pins down another value (`relations.differ`: a number, a version, a path, an identifier, or the
         same numbers in another order) is no duplicate: the most alike of those about the same subject is
         returned, (id, title, why), as what `text` likely updates."""
-        found = candidates(self.indexer.index, self.indexer.embedder, text, 5)
+        # a memory as a whole (its first vector), not one window of a long memory, is what a duplicate repeats
+        found = candidates(self.indexer.index, self.indexer.embedder, text, 5, chunks=False)
         best: tuple[float, str, str] | None = None  # (similarity, id, title)
         if found.vectors:
             rows = self.indexer.index.rows(r for r, _ in found.vectors)
@@ -240,9 +241,7 @@ class Writer:
         embedding: Future[list[list[float]]] | None = None
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="somna-embed")
         if self.indexer.embedder is not None and self.indexer.embedder.ready:
-            embedding = pool.submit(
-                self.indexer.embedder.embed, [notes.embed_text(n.title, n.body) for n in built]
-            )
+            embedding = pool.submit(self.indexer.embed_notes, built)
         ids: list[str] = []
         try:
             with self.locked():
