@@ -166,3 +166,12 @@ def test_a_number_spelled_out_is_the_same_value() -> None:
     new = "On this team the PR author merges after 1 approval + passing CI."
     assert relation(new, old) == ("duplicate", "the same claim")
     assert relation("Deploys need 2 approvals.", "Deploys need one approval.")[0] != "duplicate"
+
+
+def test_a_number_with_another_unit_is_no_former_value() -> None:
+    """The learning curve once saw "Metabase moved to port 3030" supersede the vitest timeout of 5000 ms: both
+    four digits, one a port, the other milliseconds. A number said in another unit is no older value."""
+    vitest = "harbor-web vitest unit tests: the per-test timeout is 5000 ms (testTimeout in vitest.config.ts)."
+    metabase = "Metabase moved to port 3030: harbor-web's next dev server grabs 3001 whenever 3000 is busy."
+    assert relation(metabase, vitest)[0] != "update"
+    assert relation(metabase, "Metabase for the analytics stack is on http://localhost:3001.")[0] == "update"

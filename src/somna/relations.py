@@ -1,7 +1,6 @@
 """How two similar memories relate, from their words alone: a duplicate (the same claim in other words), an
 update (a new value of the same setting of the same subject), or a look-alike (another subject or another
-attribute that shares words or a value). Pure functions; the sleep passes use them (passes.py,
-contradictions.py).
+attribute that shares words or a value). Pure functions, for the sleep passes, the exam and a write's check.
 
 subject     two memories are about other subjects when each opens on a word the other never uses ("tidewatch
             ..." vs "quill ..."), or each qualifies a word both use with one of its own ("unit tests" vs
@@ -68,10 +67,9 @@ def exclusive(a: str, b: str) -> set[str]:
 
 SPELLED = {w: str(n) for n, w in enumerate("zero one two three four five six seven eight nine ten".split())}
 # a number spelled out as a count of something ("one approval", "three languages"), not "no one", "one of"
+NOT_A_COUNT = "".join(rf"(?<!\b{w} )" for w in "no any some the every each this that".split())
 COUNT = re.compile(
-    r"(?<!\bno )(?<!\bany )(?<!\bsome )(?<!\bthe )(?<!\bevery )(?<!\beach )(?<!\bthis )(?<!\bthat )"
-    r"\b(" + "|".join(SPELLED) + r")\s+(?!of\b|or\b|and\b|to\b|by\b|at\b|in\b)[a-z]{3,}\b",
-    re.I,
+    NOT_A_COUNT + rf"\b({'|'.join(SPELLED)})\s+(?!(?:of|or|and|to|by|at|in)\b)[a-z]{{3,}}\b", re.I
 )
 
 
@@ -192,14 +190,33 @@ def replaces(new: str, old: str) -> list[str]:
         and (not keyed or _key(old, d) in keyed | {""})
         and (
             updated(old, new, d)
-            or (re.sub(r"\d", "9", d) in shapes and len(d) > 1)
-            or any(_number_shape(x) in numbers for x in re.findall(r"\d+(?:\.\d+)*", d) if len(x) > 1)
+            or (re.sub(r"\d", "9", d) in shapes and len(d) > 1 and _same_unit(old, new, d, fresh))
+            or any(
+                _number_shape(x) in numbers and _same_unit(old, new, x, fresh)
+                for x in re.findall(r"\d+(?:\.\d+)*", d)
+                if len(x) > 1
+            )
         )
     }
     for key, value in KEYED.findall(new):
         if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", old) and f"{key}={value}" not in old:
             out.add(key)
     return sorted(out)
+
+
+def _same_unit(old: str, new: str, number: str, fresh: set[str]) -> bool:
+    """Whether a number of `old` has the unit (the word after it, or none) of a number of its shape in `new`:
+    "5000 ms" is no former value of "port 3030"; "localhost:3001" is."""
+    plain = r"\d+(?:\.\d+)*"
+    if not re.fullmatch(plain, number):
+        return True  # a version, a path, a term: its shape says enough
+    units = _units_of(old, number)
+    return any(_number_shape(x) == _number_shape(number) and units & _units_of(new, x) for x in fresh
+               if re.fullmatch(plain, x))  # fmt: skip
+
+
+def _units_of(text: str, number: str) -> set[str]:  # the word said right after a number, or ""
+    return {u.lower() for u in re.findall(rf"(?<![\w.]){re.escape(number)}(?![\w.]\d)\s?([A-Za-z%]*)", text)}
 
 
 def _renamed(value: str, fresh: set[str]) -> bool:
