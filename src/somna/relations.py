@@ -15,9 +15,10 @@ duplicate   neither gives a value the other lacks on both sides, and the newer c
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
-from somna.text import FILLER, STOP, WORD, details, distinctive, people, replaced, sentences, updated
+from somna.text import FILLER, STOP, TEXTS, WORD, details, distinctive, people, replaced, sentences, updated
 
 # what a supersede appended to the newer memory from the older (actions.apply_supersede): not its own words
 CARRIED = re.compile(r"(?m)^Kept from [\w.-]+: .*$\n?")
@@ -34,22 +35,25 @@ UNIT = re.compile(r"\s?(?:ms|s|m|h|d|kb|mb|gb|%|x)$", re.I)
 TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9']*|\S+")
 
 
+@functools.lru_cache(maxsize=TEXTS)  # each text's parts once, not once per pair: see text.TEXTS
 def cue(text: str) -> bool:
     """Whether a text says that something changed ("now", "no longer", "moved to", "raised from X to Y")."""
     return bool(CUE.search(text))
 
 
-def values(text: str) -> set[str]:
+@functools.lru_cache(maxsize=TEXTS)
+def values(text: str) -> frozenset[str]:
     """What a memory pins down, lower case: its numbers (without their unit), paths, flags, code spans,
     identifiers and hyphenated terms."""
     d = details(text)
     out = {UNIT.sub("", n).strip() for n in d.numbers}
     out |= {x.lower() for x in d.paths | d.flags | d.code}
     out |= {t.lower() for t in TERM.findall(text) if not NAME_TERM.fullmatch(t)}
-    return {x.rstrip(".,;:") for x in out if x.rstrip(".,;:")}
+    return frozenset(x.rstrip(".,;:") for x in out if x.rstrip(".,;:"))
 
 
-def exclusive(a: str, b: str) -> set[str]:
+@functools.lru_cache(maxsize=TEXTS)  # relation() asks it of one pair several times
+def exclusive(a: str, b: str) -> frozenset[str]:
     """The values of `a` that `b` does not carry (a number must be one of b's numbers, anything else appear
     in its text)."""
     lower = b.lower()
@@ -61,20 +65,25 @@ def exclusive(a: str, b: str) -> set[str]:
                 out.add(v)
         elif v not in lower:
             out.add(v)
-    return out
+    return frozenset(out)
 
 
 def identifiers(a: str, b: str) -> set[str]:
     """The code spans, identifiers and terms of `a` that `b` does not carry: what names a thing ("`pnpm dev`",
     "test_webhook_retry_backoff", "session.timeout.ms"), not a value of it."""
+    return {x for x in _names(a) if x not in b.lower()}
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _names(a: str) -> frozenset[str]:
     d = details(a)
     names = {x.lower() for x in d.code | d.paths} | {
         t.lower() for t in TERM.findall(a) if re.search(r"[_.@]", t)
     }
-    names = {x for x in names if not re.fullmatch(r"[\d.,:\s]+[a-z%]*", x) and not x.startswith("@")}
-    return {x for x in names if x not in b.lower()}
+    return frozenset(x for x in names if not re.fullmatch(r"[\d.,:\s]+[a-z%]*", x) and not x.startswith("@"))
 
 
+@functools.lru_cache(maxsize=TEXTS)
 def shape(value: str) -> str:
     """A value with its digits blurred: "invoices.v1" and "invoices.v2", "stg-db-2" and "stg-db-4"."""
     return re.sub(r"\d+", "9", value.lower())
@@ -113,7 +122,8 @@ def specific(a: str, b: str) -> set[str]:
     return {x for x in d.paths | d.flags | d.code if len(x) >= 3 and not x.isalpha() and x.lower() in lower}
 
 
-def _plain(text: str) -> list[str]:
+@functools.lru_cache(maxsize=TEXTS)
+def _plain(text: str) -> tuple[str, ...]:
     """The plain words of a text's first sentence in order, lower case; a term, a path or a code span is a
     break (None in effect: left out, and the words around it are not neighbours)."""
     first = sentences(text.strip())[:1]
@@ -121,7 +131,7 @@ def _plain(text: str) -> list[str]:
     for tok in TOKEN.findall(first[0] if first else ""):
         word = tok.strip(".,;:!?()[]\"'`").lower()
         out.append(word if re.fullmatch(r"[a-z][a-z0-9']*", word) and tok.strip("`") == tok else "")
-    return out
+    return tuple(out)
 
 
 def _content(word: str) -> bool:
@@ -131,7 +141,7 @@ def _content(word: str) -> bool:
 def other_subject(a: str, b: str) -> str | None:
     """Why two memories are about other subjects, or None: each opens on a word the other never uses, or
     each puts a word of its own before a word both use ("unit tests" vs "integration tests")."""
-    wa, wb = set(WORD.findall(a.lower())), set(WORD.findall(b.lower()))
+    wa, wb = _words(a), _words(b)
     names = {w for n in people(a) + people(b) for w in WORD.findall(n.lower())}
     pa, pb = _plain(a), _plain(b)
     first_a = next((w for w in pa if _content(w)), "")
@@ -143,23 +153,34 @@ def other_subject(a: str, b: str) -> str | None:
         only_a, only_b = tools_a - wb, tools_b - wa
         if only_a and only_b:  # "Redis" vs "Postgres": a change of tool would say so ("moved to", "now")
             return f"about {sorted(only_a)[0]!r} vs {sorted(only_b)[0]!r}"
-    before_a = {w: p for p, w in zip(pa, pa[1:], strict=False) if _content(p) and _content(w)}
-    before_b = {w: p for p, w in zip(pb, pb[1:], strict=False) if _content(p) and _content(w)}
-    for w in sorted(set(before_a) & set(before_b)):
+    before_a, before_b = _qualified(a), _qualified(b)
+    for w in sorted(before_a.keys() & before_b.keys()):
         x, y = before_a[w], before_b[w]
         if x != y and x not in wb and y not in wa and not {x, y} & names:
             return f"{x} {w} vs {y} {w}"
     return None
 
 
-def _tools(text: str) -> set[str]:
+@functools.lru_cache(maxsize=TEXTS)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(WORD.findall(text.lower()))
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _qualified(text: str) -> dict[str, str]:  # (read only: cached) each word of the opening that follows one
+    plain = _plain(text)
+    return {w: p for p, w in zip(plain, plain[1:], strict=False) if _content(p) and _content(w)}
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _tools(text: str) -> frozenset[str]:
     """The names of tools and services a text uses, lower case: a capitalised word that does not open a
     sentence ("Redis", "Postgres", "Metabase")."""
     out = set()
     for sentence in sentences(text.strip()):
         words = TOKEN.findall(sentence)
         out |= {w.lower() for w in words[1:] if re.fullmatch(r"[A-Z][A-Za-z0-9]{2,}", w)}
-    return out - STOP
+    return frozenset(out - STOP)
 
 
 def replaces(new: str, old: str) -> list[str]:
@@ -191,7 +212,7 @@ def replaces(new: str, old: str) -> list[str]:
     return sorted(out)
 
 
-def _renamed(value: str, fresh: set[str]) -> bool:
+def _renamed(value: str, fresh: frozenset[str]) -> bool:
     """Whether a path or a command has a close variant among the newer's values ("docker-compose.dev.yml" ->
     "compose.dev.yaml"): the same thing renamed, not another thing."""
     return bool(re.search(r"[/. ]", value)) and any(
@@ -202,6 +223,7 @@ def _renamed(value: str, fresh: set[str]) -> bool:
 RENAMED = 0.7
 
 
+@functools.lru_cache(maxsize=TEXTS)
 def _key(text: str, value: str) -> str:
     """The setting a value is written for ("timeout-minutes: 30", "--timeout=120"), or ""."""
     found = re.search(rf"([A-Za-z][\w.-]*)\s*[:=]\s*`?{re.escape(value)}(?!\w|\.\d)", text)
@@ -229,10 +251,8 @@ def relation(new: str, old: str) -> tuple[str, str]:
     gone, came = exclusive(old, new), exclusive(new, old)
     moved = replaces(new, old)
     said = cue(new) and not cue(old)
-    shapes = {shape(x) for x in identifiers(old, "")}
-    named_old = {
-        x for x in identifiers(old, new) - set(moved) if shape(x) not in {shape(y) for y in values(new)}
-    }
+    shapes, new_shapes = {shape(x) for x in identifiers(old, "")}, {shape(y) for y in values(new)}
+    named_old = {x for x in identifiers(old, new) - set(moved) if shape(x) not in new_shapes}
     named_new = {x for x in identifiers(new, old) if shape(x) not in shapes}
     if named_old and named_new and not (said and (moved or names_former(new, old))):
         return "apart", f"other things named: {sorted(named_new)[:2]} vs {sorted(named_old)[:2]}"
