@@ -206,7 +206,7 @@ def replaces(new: str, old: str) -> list[str]:
             or any(_number_shape(x) in numbers for x in re.findall(r"\d+(?:\.\d+)*", d) if len(x) > 1)
         )
     }
-    for key, value in KEYED.findall(new):
+    for key, value in keyed_values(new):
         if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", old) and f"{key}={value}" not in old:
             out.add(key)
     return sorted(out)
@@ -231,6 +231,7 @@ def _key(text: str, value: str) -> str:
 
 
 KEYED = re.compile(r"\b([A-Za-z_][\w.-]*[A-Za-z_])=([^\s,;)]+)")
+keyed_values = functools.lru_cache(maxsize=TEXTS)(KEYED.findall)  # (read only: cached)
 
 
 def former(new: str, old: str) -> list[str]:

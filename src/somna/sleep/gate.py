@@ -111,7 +111,8 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
         probes = exam.probes_of(store, only=touched)
     if not probes:
         return verdict
-    before = exam.run(store, probes)
+    vectors: exam.Vectors = {}  # each query embedded once, for the run before and every run after
+    before = exam.run(store, probes, vectors=vectors)
     verdict.before = exam.score(before)
     # A probe derived from a memory that some other memory answered (a look-alike that holds the same
     # value) says nothing about that memory: whether it passes after a change is chance.
@@ -122,7 +123,7 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
         trying = [a for a in verdict.kept if a.kind in GATED]
         with staging(store) as stage:
             successors = _apply(stage, trying)
-            after = exam.run(stage, probes)
+            after = exam.run(stage, probes, vectors=vectors)
             lost = exam.regressions(before, after, stage, successors, original=store)
         verdict.after = exam.score(after)
         if not lost:
