@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from somna.index import Row
-from somna.relations import carried, other_subject, relation, specific, updates_any
+from somna.carry import carried, updates_any
+from somna.relations import other_subject, relation, specific
 from somna.sleep.passes import Snapshot, Thresholds, plan
 
 

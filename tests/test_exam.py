@@ -192,11 +192,11 @@ versions = {ref: store.read(ref)["version"] for ref in (old, new)}
 planted = [Action("supersede", "planted", versions, {}, {"old": old, "new": new})]
 real_run = exam.run
 calls = []
-def run(s, probes, k=5):
+def run(s, probes, *args, **kwargs):
     calls.append(1)
     if len(calls) == 2:  # the exam on the staging copy: the plan is applied there, not yet here
         os.kill(os.getpid(), signal.SIGKILL)
-    return real_run(s, probes, k)
+    return real_run(s, probes, *args, **kwargs)
 exam.run = run
 Cycle(store, extra_passes=[lambda cycle, snap: planted]).run()
 """

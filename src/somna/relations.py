@@ -14,9 +14,10 @@ duplicate   neither gives a value the other lacks on both sides, and the newer c
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
-from somna.text import FILLER, STOP, WORD, details, distinctive, people, replaced, sentences, updated
+from somna.text import FILLER, STOP, TEXTS, WORD, details, people, sentences, updated
 
 # what a supersede appended to the newer memory from the older (actions.apply_supersede): not its own words
 CARRIED = re.compile(r"(?m)^Kept from [\w.-]+: .*$\n?")
@@ -33,12 +34,14 @@ UNIT = re.compile(r"\s?(?:ms|s|m|h|d|kb|mb|gb|%|x)$", re.I)
 TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9']*|\S+")
 
 
+@functools.lru_cache(maxsize=TEXTS)  # each text's parts once, not once per pair: see text.TEXTS
 def cue(text: str) -> bool:
     """Whether a text says that something changed ("now", "no longer", "moved to", "raised from X to Y")."""
     return bool(CUE.search(text))
 
 
-def values(text: str) -> set[str]:
+@functools.lru_cache(maxsize=TEXTS)
+def values(text: str) -> frozenset[str]:
     """What a memory pins down, lower case: its numbers (without their unit), paths, flags, code spans,
     identifiers and hyphenated terms."""
     d = details(text)
@@ -46,10 +49,11 @@ def values(text: str) -> set[str]:
     out |= {x.lower() for x in d.paths | d.flags | d.code}
     out |= {t.lower() for t in TERM.findall(text) if not NAME_TERM.fullmatch(t)}
     out |= {SPELLED[w.lower()] for w in COUNT.findall(text)}
-    return {x.rstrip(".,;:") for x in out if x.rstrip(".,;:")}
+    return frozenset(x.rstrip(".,;:") for x in out if x.rstrip(".,;:"))
 
 
-def exclusive(a: str, b: str) -> set[str]:
+@functools.lru_cache(maxsize=TEXTS)  # relation() asks it of one pair several times
+def exclusive(a: str, b: str) -> frozenset[str]:
     """The values of `a` that `b` does not carry (a number must be one of b's numbers, anything else appear
     in its text)."""
     lower = b.lower()
@@ -62,7 +66,7 @@ def exclusive(a: str, b: str) -> set[str]:
                 out.add(v)
         elif v not in lower:
             out.add(v)
-    return out
+    return frozenset(out)
 
 
 SPELLED = {w: str(n) for n, w in enumerate("zero one two three four five six seven eight nine ten".split())}
@@ -76,14 +80,19 @@ COUNT = re.compile(
 def identifiers(a: str, b: str) -> set[str]:
     """The code spans, identifiers and terms of `a` that `b` does not carry: what names a thing ("`pnpm dev`",
     "test_webhook_retry_backoff", "session.timeout.ms"), not a value of it."""
+    return {x for x in _names(a) if x not in b.lower()}
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _names(a: str) -> frozenset[str]:
     d = details(a)
     names = {x.lower() for x in d.code | d.paths} | {
         t.lower() for t in TERM.findall(a) if re.search(r"[_.@]", t)
     }
-    names = {x for x in names if not re.fullmatch(r"[\d.,:\s]+[a-z%]*", x) and not x.startswith("@")}
-    return {x for x in names if x not in b.lower()}
+    return frozenset(x for x in names if not re.fullmatch(r"[\d.,:\s]+[a-z%]*", x) and not x.startswith("@"))
 
 
+@functools.lru_cache(maxsize=TEXTS)
 def shape(value: str) -> str:
     """A value with its digits blurred: "invoices.v1" and "invoices.v2", "stg-db-2" and "stg-db-4"."""
     return re.sub(r"\d+", "9", value.lower())
@@ -122,7 +131,8 @@ def specific(a: str, b: str) -> set[str]:
     return {x for x in d.paths | d.flags | d.code if len(x) >= 3 and not x.isalpha() and x.lower() in lower}
 
 
-def _plain(text: str) -> list[str]:
+@functools.lru_cache(maxsize=TEXTS)
+def _plain(text: str) -> tuple[str, ...]:
     """The plain words of a text's first sentence in order, lower case; a term, a path or a code span is a
     break (None in effect: left out, and the words around it are not neighbours)."""
     first = sentences(text.strip())[:1]
@@ -130,7 +140,7 @@ def _plain(text: str) -> list[str]:
     for tok in TOKEN.findall(first[0] if first else ""):
         word = tok.strip(".,;:!?()[]\"'`").lower()
         out.append(word if re.fullmatch(r"[a-z][a-z0-9']*", word) and tok.strip("`") == tok else "")
-    return out
+    return tuple(out)
 
 
 def _content(word: str) -> bool:
@@ -140,7 +150,7 @@ def _content(word: str) -> bool:
 def other_subject(a: str, b: str) -> str | None:
     """Why two memories are about other subjects, or None: each opens on a word the other never uses, or
     each puts a word of its own before a word both use ("unit tests" vs "integration tests")."""
-    wa, wb = set(WORD.findall(a.lower())), set(WORD.findall(b.lower()))
+    wa, wb = _words(a), _words(b)
     names = {w for n in people(a) + people(b) for w in WORD.findall(n.lower())}
     pa, pb = _plain(a), _plain(b)
     first_a = next((w for w in pa if _content(w)), "")
@@ -152,23 +162,34 @@ def other_subject(a: str, b: str) -> str | None:
         only_a, only_b = tools_a - wb, tools_b - wa
         if only_a and only_b:  # "Redis" vs "Postgres": a change of tool would say so ("moved to", "now")
             return f"about {sorted(only_a)[0]!r} vs {sorted(only_b)[0]!r}"
-    before_a = {w: p for p, w in zip(pa, pa[1:], strict=False) if _content(p) and _content(w)}
-    before_b = {w: p for p, w in zip(pb, pb[1:], strict=False) if _content(p) and _content(w)}
-    for w in sorted(set(before_a) & set(before_b)):
+    before_a, before_b = _qualified(a), _qualified(b)
+    for w in sorted(before_a.keys() & before_b.keys()):
         x, y = before_a[w], before_b[w]
         if x != y and x not in wb and y not in wa and not {x, y} & names:
             return f"{x} {w} vs {y} {w}"
     return None
 
 
-def _tools(text: str) -> set[str]:
+@functools.lru_cache(maxsize=TEXTS)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(WORD.findall(text.lower()))
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _qualified(text: str) -> dict[str, str]:  # (read only: cached) each word of the opening that follows one
+    plain = _plain(text)
+    return {w: p for p, w in zip(plain, plain[1:], strict=False) if _content(p) and _content(w)}
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _tools(text: str) -> frozenset[str]:
     """The names of tools and services a text uses, lower case: a capitalised word that does not open a
     sentence ("Redis", "Postgres", "Metabase")."""
     out = set()
     for sentence in sentences(text.strip()):
         words = TOKEN.findall(sentence)
         out |= {w.lower() for w in words[1:] if re.fullmatch(r"[A-Z][A-Za-z0-9]{2,}", w)}
-    return out - STOP
+    return frozenset(out - STOP)
 
 
 def replaces(new: str, old: str) -> list[str]:
@@ -179,7 +200,7 @@ def replaces(new: str, old: str) -> list[str]:
     `new` gives another value ("LOG_LEVEL=warn" of "reads LOG_LEVEL; default is info")."""
     fresh = exclusive(new, old)
     shapes = {re.sub(r"\d", "9", v) for v in fresh}
-    numbers = {_number_shape(v) for v in fresh if NUMERIC.fullmatch(v)}
+    numbers = {number_shape(v) for v in fresh if NUMERIC.fullmatch(v)}
     keys = {v.split("=", 1)[0] for v in fresh if "=" in v}
     keyed = {_key(new, v) for v in fresh} - {""}  # the settings the newer gives values of, written key=value
     out = {
@@ -192,26 +213,26 @@ def replaces(new: str, old: str) -> list[str]:
             updated(old, new, d)
             or (re.sub(r"\d", "9", d) in shapes and len(d) > 1 and _same_unit(old, new, d, fresh))
             or any(
-                _number_shape(x) in numbers and _same_unit(old, new, x, fresh)
+                number_shape(x) in numbers and _same_unit(old, new, x, fresh)
                 for x in re.findall(r"\d+(?:\.\d+)*", d)
                 if len(x) > 1
             )
         )
     }
-    for key, value in KEYED.findall(new):
+    for key, value in keyed_values(new):
         if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", old) and f"{key}={value}" not in old:
             out.add(key)
     return sorted(out)
 
 
-def _same_unit(old: str, new: str, number: str, fresh: set[str]) -> bool:
+def _same_unit(old: str, new: str, number: str, fresh: frozenset[str]) -> bool:
     """Whether a number of `old` has the unit (the word after it, or none) of a number of its shape in `new`:
     "5000 ms" is no former value of "port 3030"; "localhost:3001" is."""
     plain = r"\d+(?:\.\d+)*"
     if not re.fullmatch(plain, number):
         return True  # a version, a path, a term: its shape says enough
     units = _units_of(old, number)
-    return any(_number_shape(x) == _number_shape(number) and units & _units_of(new, x) for x in fresh
+    return any(number_shape(x) == number_shape(number) and units & _units_of(new, x) for x in fresh
                if re.fullmatch(plain, x))  # fmt: skip
 
 
@@ -219,7 +240,7 @@ def _units_of(text: str, number: str) -> set[str]:  # the word said right after 
     return {u.lower() for u in re.findall(rf"(?<![\w.]){re.escape(number)}(?![\w.]\d)\s?([A-Za-z%]*)", text)}
 
 
-def _renamed(value: str, fresh: set[str]) -> bool:
+def _renamed(value: str, fresh: frozenset[str]) -> bool:
     """Whether a path or a command has a close variant among the newer's values ("docker-compose.dev.yml" ->
     "compose.dev.yaml"): the same thing renamed, not another thing."""
     return bool(re.search(r"[/. ]", value)) and any(
@@ -230,6 +251,7 @@ def _renamed(value: str, fresh: set[str]) -> bool:
 RENAMED = 0.7
 
 
+@functools.lru_cache(maxsize=TEXTS)
 def _key(text: str, value: str) -> str:
     """The setting a value is written for ("timeout-minutes: 30", "--timeout=120"), or ""."""
     found = re.search(rf"([A-Za-z][\w.-]*)\s*[:=]\s*`?{re.escape(value)}(?!\w|\.\d)", text)
@@ -237,6 +259,7 @@ def _key(text: str, value: str) -> str:
 
 
 KEYED = re.compile(r"\b([A-Za-z_][\w.-]*[A-Za-z_])=([^\s,;)]+)")
+keyed_values = functools.lru_cache(maxsize=TEXTS)(KEYED.findall)  # (read only: cached)
 
 
 def former(new: str, old: str) -> list[str]:
@@ -257,10 +280,8 @@ def relation(new: str, old: str) -> tuple[str, str]:
     gone, came = exclusive(old, new), exclusive(new, old)
     moved = replaces(new, old)
     said = cue(new) and not cue(old)
-    shapes = {shape(x) for x in identifiers(old, "")}
-    named_old = {
-        x for x in identifiers(old, new) - set(moved) if shape(x) not in {shape(y) for y in values(new)}
-    }
+    shapes, new_shapes = {shape(x) for x in identifiers(old, "")}, {shape(y) for y in values(new)}
+    named_old = {x for x in identifiers(old, new) - set(moved) if shape(x) not in new_shapes}
     named_new = {x for x in identifiers(new, old) if shape(x) not in shapes}
     if named_old and named_new and not (said and (moved or names_former(new, old))):
         return "apart", f"other things named: {sorted(named_new)[:2]} vs {sorted(named_old)[:2]}"
@@ -291,84 +312,11 @@ def holds(text: str, detail: str) -> bool:
     return detail.lower() in text.lower()
 
 
-def _number_shape(number: str) -> str:
+def number_shape(number: str) -> str:
     """A number's shape, each digit blurred, a version's parts after the second left out: "1.21" and "1.22.5"
     are alike, "6379" and "86400" are not."""
     head = re.match(r"\d+(?:\.\d+)?", number)
     return re.sub(r"\d", "9", head.group(0) if head else number)
-
-
-def renewed(old: str, new: str, detail: str) -> bool:
-    """Whether `new`, an update of `old` (a pair already judged to be about one setting), gives another value
-    for `detail`: `text.replaced`, or a number inside it ("http://localhost:3001", "go 1.21") has a new value
-    of its shape in `new` ("3030", "1.22.5"), or `new` names it as what it replaces ("from 30 to 45")."""
-    if replaced(old, new, detail):
-        return True
-    strip = {UNIT.sub("", n).strip() for n in details(old).numbers}
-    fresh = {
-        _number_shape(n) for n in (UNIT.sub("", x).strip() for x in details(new).numbers) if n not in strip
-    }
-    if any(_number_shape(x) in fresh for x in re.findall(r"\d+(?:\.\d+)*", detail)):
-        return True
-    if re.search(r"\d", detail) and shape(detail) in {shape(v) for v in exclusive(new, old)}:
-        return True  # "invoices.v1" -> "invoices.v2", "stg-db-2" -> "stg-db-4"
-    return any(
-        re.fullmatch(rf"(?:from|instead of)\s+`?{re.escape(detail)}`?", m, re.I)
-        for m in re.findall(r"\b(?:from|instead of)\s+\S+", new, re.I)
-    )
-
-
-def carried(old: str, new: str) -> list[str]:
-    """What a supersede must carry into the newer memory so that nothing is hidden: each clause of `old`
-    holding details that `new` lacks and does not renew, whole ("Frontend builds now use Node 22." keeps
-    "run `nvm use` first" of "The frontend builds use Node 20; run `nvm use` first.", not "Node 20"); of a
-    clause that `new` updates (it renews one of its values), only the details it lacks, in code style
-    ("`.github/workflows/ci.yml`" of "the `integration` job in .github/workflows/ci.yml has timeout-minutes:
-    30" raised "from 30 to 45"), never the outdated value."""
-    out: list[str] = []
-    clauses = [c.strip(" ;") for sentence in sentences(old) for c in sentence.split(";")]
-    for at, clause in enumerate(clauses):
-        if clause in clauses[:at]:
-            continue  # the title said again as the body's first line
-        found = distinctive(clause)
-        lost = [d for d in found if not holds(new, d)]
-        # the names of the first clause, the claim, are what the newer restates or renews ("ArtConnect" ->
-        # "Creative Horizons"); a later clause's are details it may drop ("brings up Redis and MinIO")
-        named = [n for n in product_names(clause) if not holds(new, n) and (at or found)]
-        if not lost and not (named and not found):
-            if named:  # the claim the newer restates: only the names it drops
-                item = ", ".join(f"`{n}`" for n in named)
-                out += [item] if item not in out else []
-            continue
-        gone = [d for d in found if renewed(old, new, d)]
-        if not gone:
-            if clause not in out:
-                out.append(clause)
-            continue
-        named = [n for n in named if not renewed(old, new, n)]
-        rest = [f"`{d}`" for d in lost + named if d not in gone and not NUMERIC.fullmatch(d)]
-        if rest and ", ".join(rest) not in out:
-            out.append(", ".join(rest))
-    return out
-
-
-def product_names(text: str) -> list[str]:
-    """The names of tools, services and places a clause mentions: a capitalised word that does not open it
-    with a capital inside ("MinIO", "LaunchDarkly") and a term with a digit ("stg-eu1")."""
-    words = re.findall(
-        r"(?<![\w`/.-])(?:[A-Za-z][\w-]*\d[\w-]*|[A-Z][a-z]+[A-Z][A-Za-z]*)(?![\w-]|\.\w)", text
-    )
-    persons = {w for n in people(text) for w in n.split()}  # "Diana McKinleigh" is a person, not a tool
-    return list(
-        dict.fromkeys(
-            w for w in words if (not NAME_TERM.fullmatch(w) or re.search(r"\d", w)) and w not in persons
-        )
-    )
-
-
-def updates_any(old: str, new: str) -> bool:
-    """Whether `new` renews any value that `old` states: an update of it, not a memory about something else."""
-    return any(renewed(old, new, d) for d in distinctive(old))
 
 
 def identifiers_shared(a: str, b: str) -> set[str]:

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from typing import NotRequired, TypedDict
+from typing import NamedTuple, NotRequired, TypedDict
 
 from somna import untrusted
 from somna.embeddings import Embedder
@@ -196,6 +196,16 @@ def _heirs(
     return gained
 
 
+class Ranking(NamedTuple):
+    """The memories a search shows, best first, before their hits are made (snippets, provenance)."""
+
+    mode: str  # what was used: hybrid, words or vectors
+    shown: list[tuple[float, Row]]
+    why: dict[int, set[str]]  # by rowid: words, meaning
+    snippets: dict[int, str]
+    heirs: dict[int, list[str]]
+
+
 def search(
     index: Index,
     embedder: Embedder | None,
@@ -210,6 +220,41 @@ def search(
     vector: list[float] | None = None,
 ) -> SearchResult:
     """Compact hits (id, title, snippet, score, why) for a query; the full text is one `read` away."""
+    found = rank(index, embedder, query, limit=limit, type=type, tags=tags, include_archived=include_archived,
+                 mode=mode, vector=vector)  # fmt: skip
+    shown, snippets, why = found.shown, found.snippets, found.why
+    # snippets are made for the hits shown only, not for every candidate of the words pool
+    need = [r.rowid for _, r in shown if r.rowid in snippets and not snippets[r.rowid]]
+    snippets.update(index.snippets(query, need) if need else {})
+    bodies = index.bodies([r.rowid for _, r in shown if not (snippets.get(r.rowid) or "").strip()])
+    shown = [(s, dataclasses.replace(r, body=bodies[r.rowid]) if r.rowid in bodies else r) for s, r in shown]
+    hits = [
+        _hit(index, s, r, snippets.get(r.rowid), scope, why[r.rowid], found.heirs.get(r.rowid))
+        for s, r in shown
+    ]
+    out: SearchResult = {"mode": found.mode, "hits": hits}
+    if mode != "words" and found.mode == "words":
+        reason = getattr(embedder, "error", None) if embedder is not None else "no embedding model configured"
+        out["note"] = (
+            ("words only: " + reason) if reason else "words only: the embedding model is still loading"
+        )
+    return out
+
+
+def rank(
+    index: Index,
+    embedder: Embedder | None,
+    query: str,
+    *,
+    limit: int = 8,
+    type: str | None = None,
+    tags: list[str] | None = None,
+    include_archived: bool = False,
+    mode: str = "hybrid",
+    vector: list[float] | None = None,
+) -> Ranking:
+    """What `search` shows for a query, in its order, without the hits' snippets and provenance: what the
+    exam needs of thousands of searches (the ids), at a fraction of the cost."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("query is empty: say what you are looking for in a few words")
     if len(query) > MAX_QUERY:
@@ -258,21 +303,7 @@ def search(
     shown = scored[:limit]
     if found.mode != "words":
         shown = newer_first(index, shown)
-    # snippets are made for the hits shown only, not for every candidate of the words pool
-    need = [r.rowid for _, r in shown if r.rowid in snippets and not snippets[r.rowid]]
-    snippets.update(index.snippets(query, need) if need else {})
-    bodies = index.bodies([r.rowid for _, r in shown if not (snippets.get(r.rowid) or "").strip()])
-    shown = [(s, dataclasses.replace(r, body=bodies[r.rowid]) if r.rowid in bodies else r) for s, r in shown]
-    hits = [
-        _hit(index, s, r, snippets.get(r.rowid), scope, why[r.rowid], heirs.get(r.rowid)) for s, r in shown
-    ]
-    out: SearchResult = {"mode": found.mode, "hits": hits}
-    if mode != "words" and found.mode == "words":
-        reason = getattr(embedder, "error", None) if embedder is not None else "no embedding model configured"
-        out["note"] = (
-            ("words only: " + reason) if reason else "words only: the embedding model is still loading"
-        )
-    return out
+    return Ranking(found.mode, shown, why, snippets, heirs)
 
 
 def _hit(

@@ -66,6 +66,12 @@ class Details:
         return self.numbers | self.paths | self.flags | self.code
 
 
+# Each text's parts are found once: a sleep cycle asks for the same memory's details, names and words pair
+# after pair (some 40 neighbours each, several times per pair), and a regex scan per ask made it quadratic.
+TEXTS = 1 << 15
+
+
+@functools.lru_cache(maxsize=TEXTS)
 def details(text: str) -> Details:
     code = {c.strip() for c in CODE.findall(text)} | set(URL.findall(text)) | set(IDENT.findall(text))
     names = set(people(text))
@@ -82,10 +88,15 @@ def details(text: str) -> Details:
 def people(text: str) -> list[str]:
     """Proper names in the order they first appear: two or more capitalised words in a row, not opening with
     an article or the like. The first is most often what the text is about."""
+    return list(_people(text))
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _people(text: str) -> tuple[str, ...]:
     found = (
         n for n in NAME.findall(text) if n.split()[0] not in ("The", "A", "An", "On", "In", "If", "When")
     )
-    return list(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found))
 
 
 def words(text: str) -> set[str]:
@@ -259,10 +270,11 @@ def edit_bound(new: Claim, old: Claim) -> float:
     total = len(new.tokens) + len(old.tokens)
     if not total:
         return 1.0
-    return 2.0 * sum((_counts(new.tokens) & _counts(old.tokens)).values()) / total
+    a, b = _counts(new.tokens), _counts(old.tokens)
+    return 2.0 * sum(min(n, b[w]) for w, n in a.items() if w in b) / total  # (a & b) without a new Counter
 
 
-@functools.lru_cache(maxsize=1 << 15)
+@functools.lru_cache(maxsize=TEXTS)
 def _counts(tokens: tuple[str, ...]) -> Counter[str]:
     return Counter(tokens)
 
@@ -325,18 +337,24 @@ def merge_texts(texts: list[str]) -> str:
 
 
 def distinctive(text: str) -> list[str]:
+    return list(_distinctive(text))
+
+
+@functools.lru_cache(maxsize=TEXTS)
+def _distinctive(text: str) -> tuple[str, ...]:
     d = details(text)
     found = {x for x in d.numbers | d.paths | d.flags | d.code if len(x) >= 2}  # "3" answers nothing
-    return sorted(found, key=lambda x: (text.find(x), x))
+    return tuple(sorted(found, key=lambda x: (text.find(x), x)))
 
 
-def _before(text: str, detail: str) -> set[str]:
+@functools.lru_cache(maxsize=TEXTS)
+def _before(text: str, detail: str) -> frozenset[str]:
     """The content words just before a detail: where in the sentence the value sits ("port", "node")."""
     at = text.lower().find(detail.lower())
     if at < 0:
-        return set()
+        return frozenset()
     words = [w for w in WORD.findall(text[:at].lower()) if w not in STOP]
-    return set(words[-2:])
+    return frozenset(words[-2:])
 
 
 def updated(old: str, new: str, detail: str) -> bool:
@@ -353,6 +371,7 @@ def updated(old: str, new: str, detail: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=TEXTS)
 def _kind(detail: str) -> str:
     if NUMBER.fullmatch(detail):
         return "number"

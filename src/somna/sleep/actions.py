@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from somna import notes, skill_store
+from somna.carry import carried, updates_any
 from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.proposals import Proposal
-from somna.relations import carried, updates_any
 from somna.store import Store
 from somna.text import denies
 

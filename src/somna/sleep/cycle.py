@@ -178,13 +178,14 @@ class Cycle:
             actions += extra(self, snap)
         # a question for the LLM judge that no judge settled goes no further: too weak for a person's queue
         actions = [a for a in actions if a.sure or not a.data.get("judge_only")]
-        if self.gate:
-            actions = self._gated(actions)
-        if not self.dry_run:
-            # all or nothing: a cycle killed half-way is undone by the next sync (intents.py)
-            with self.store.all_or_nothing("sleep cycle", AUTHOR):
-                self._apply(actions)  # sets report.commit: the cycle's last commit, if it made one
-        else:
+        with gate.remembering(self.store):  # the trials' vectors serve the cycle's own writes
+            if self.gate:
+                actions = self._gated(actions)
+            if not self.dry_run:
+                # all or nothing: a cycle killed half-way is undone by the next sync (intents.py)
+                with self.store.all_or_nothing("sleep cycle", AUTHOR):
+                    self._apply(actions)  # sets report.commit: the cycle's last commit, if it made one
+        if self.dry_run:
             for action in actions:
                 self._record(
                     self.report.queued if self._mode(action) == "propose" else self.report.applied, action

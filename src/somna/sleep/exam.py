@@ -29,9 +29,11 @@ from typing import Any
 import yaml
 
 from somna import notes
+from somna.carry import renewed, word_updated
 from somna.errors import InvalidInput
 from somna.index import Row
-from somna.relations import CARRIED, relation, renewed
+from somna.relations import CARRIED, relation
+from somna.search import rank as ranking
 from somna.store import Store
 from somna.text import NUMBER, STOP, WORD, details, distinctive, people, updated
 
@@ -44,6 +46,7 @@ MAX_QUERY_WORDS = 16
 MIN_WORD = 6  # letters of a word that may stand for a memory's detail when it has no other
 EXAMS = "exams"
 SOURCES = ("store", "use", "person")
+Vectors = dict[str, list[float] | None]  # a query's vector (None: search on words), by query
 
 
 class ExamError(InvalidInput):
@@ -137,10 +140,8 @@ def derived(rows: Iterable[Row], *, only: set[str] | None = None) -> list[Probe]
     for rid, ds in found.items():
         if only is not None and rid not in only:
             continue
-        rare = sorted((d for d in ds if spread[d] <= RARE), key=lambda d: (spread[d], -len(d)))[
-            :MAX_PER_MEMORY
-        ]
-        expectations: list[tuple[str, ...]] = [(d,) for d in rare]
+        rare = sorted((d for d in ds if spread[d] <= RARE), key=lambda d: (spread[d], -len(d)))
+        expectations: list[tuple[str, ...]] = [(d,) for d in rare[:MAX_PER_MEMORY]]
         pair = pairs[rid]
         if not expectations and pair and pair_spread[pair] <= RARE:
             expectations = [pair]
@@ -254,15 +255,17 @@ def holds(text: str, expect: tuple[str, ...]) -> bool:
     )
 
 
-def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
-    """Ask every probe of the store; a probe passes when one of its first k active hits holds its details."""
-    vectors = _embedded(store, [p.query for p in probes])
-    out = []
-    texts: dict[str, str] = {}  # a memory's text, read once for all probes (bodies are not in a hit)
-    for i, probe in enumerate(probes):
-        ids = [h["id"] for h in store.search(probe.query, limit=k, vector=vectors[i])["hits"]]
-        outcome = Outcome(probe, False, hits=ids)
-        for rank, hid in enumerate(ids, start=1):
+def run(store: Store, probes: list[Probe], k: int = K, vectors: Vectors | None = None) -> list[Outcome]:
+    """Ask every probe of the store; a probe passes when one of its first k active hits holds its details.
+    `vectors` (by query, filled here): the gate's runs before and after a change embed each query once."""
+    vectors = {} if vectors is None else vectors
+    vectors.update(_embedded(store, [q for q in dict.fromkeys(p.query for p in probes) if q not in vectors]))
+    store.ensure_synced()
+    out, texts = [], {}  # a memory's text, read once for all probes (bodies are not in a hit)
+    for probe in probes:  # a search's ranking: the ids, without the snippets and provenance of its hits
+        found = ranking(store.index, store.embedder, probe.query, limit=k, vector=vectors[probe.query])
+        outcome = Outcome(probe, False, hits=[row.id for _, row in found.shown])
+        for rank, hid in enumerate(outcome.hits, start=1):
             if hid not in texts:
                 texts[hid] = _text_of(store, hid)
             if holds(texts[hid], probe.expect):
@@ -272,15 +275,16 @@ def run(store: Store, probes: list[Probe], k: int = K) -> list[Outcome]:
     return out
 
 
-def _embedded(store: Store, queries: list[str]) -> list[list[float] | None]:
+def _embedded(store: Store, queries: list[str]) -> Vectors:
     """The queries' vectors in batches (one model call per EMBED_BATCH, not one per probe), or Nones when no
     model is loaded (search then runs on words, as it would for an agent)."""
     embedder = store.embedder
     if embedder is None or not embedder.ready or not queries:
-        return [None] * len(queries)
-    out: list[list[float] | None] = []
+        return dict.fromkeys(queries)
+    out: Vectors = {}
     for start in range(0, len(queries), EMBED_BATCH):
-        out += embedder.embed(queries[start : start + EMBED_BATCH])
+        batch = queries[start : start + EMBED_BATCH]
+        out.update(zip(batch, embedder.embed(batch), strict=True))
     return out
 
 
@@ -369,22 +373,8 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
         holds(new_text, (d,))
         or updated(old_text, new_text, d)
         or renewed(old_text, new_text, d)
-        or _word_updated(old_text, new_text, d)
+        or word_updated(old_text, new_text, d)
         for d in b.probe.expect
-    )
-
-
-def _word_updated(old: str, new: str, word: str) -> bool:
-    """Whether `new` puts another word where `old` has `word`: one the older does not use, after the same
-    words ("deploys with heroku" -> "deploys with fly")."""
-    old_words = [w for w in WORD.findall(old.lower()) if w not in STOP]
-    if word not in old_words:
-        return False
-    at = old_words.index(word)
-    slot = set(old_words[max(0, at - 2) : at])
-    new_words = [w for w in WORD.findall(new.lower()) if w not in STOP]
-    return any(
-        w not in old_words and slot & set(new_words[max(0, i - 2) : i]) for i, w in enumerate(new_words)
     )
 
 

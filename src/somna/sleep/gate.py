@@ -15,14 +15,16 @@ import logging
 import shutil
 import tempfile
 import time
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from somna import history
+from somna import history, notes
 from somna.db import connect
+from somna.embeddings import Embedder
 from somna.errors import InvalidInput, SomnaError
 from somna.proposals import Proposal
 from somna.sleep import exam
@@ -54,6 +56,42 @@ class Verdict:
                 "dropped": len(self.dropped), "rounds": self.rounds}  # fmt: skip
 
 
+class Remembering:
+    """An embedder that embeds each single text (a written memory) once while a cycle runs: the gate's trials
+    write the merged and edited memories that the cycle then writes for real, and the same text gives the
+    same vector (the model's own cache of single texts keeps the last 256 only)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.seen: dict[str, array[float]] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if len(texts) != 1:
+            return self.inner.embed(texts)
+        if texts[0] not in self.seen:
+            self.seen[texts[0]] = array("d", self.inner.embed(texts)[0])  # each float as it came
+        return [list(self.seen[texts[0]])]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@contextmanager
+def remembering(store: Store) -> Iterator[None]:
+    """The store's embedder embeds each written text once until the end of the block (see Remembering)."""
+    inner = store.embedder
+    if inner is not None:
+        store.embedder = Remembering(inner)
+    try:
+        yield
+    finally:
+        store.embedder = inner
+
+
 @contextmanager
 def staging(store: Store) -> Iterator[Store]:
     """A private copy of the store, as it is now, for a trial; removed on exit (and, if a kill -9 left one
@@ -61,6 +99,8 @@ def staging(store: Store) -> Iterator[Store]:
     _sweep()
     tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
     root = tmp / "store"
+    scratch = {tmp, tmp.resolve()}  # thrown away afterwards: its files need not reach the disk one by one
+    notes.SCRATCH.update(scratch)
     try:
         with store.locked():  # no write half-done in the copy
             store.flush_commits()
@@ -86,6 +126,7 @@ def staging(store: Store) -> Iterator[Store]:
         finally:
             stage.close()
     finally:
+        notes.SCRATCH.difference_update(scratch)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -111,7 +152,8 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
         probes = exam.probes_of(store, only=touched)
     if not probes:
         return verdict
-    before = exam.run(store, probes)
+    vectors: exam.Vectors = {}  # each query embedded once, for the run before and every run after
+    before = exam.run(store, probes, vectors=vectors)
     verdict.before = exam.score(before)
     # A probe derived from a memory that some other memory answered (a look-alike that holds the same
     # value) says nothing about that memory: whether it passes after a change is chance.
@@ -122,7 +164,7 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
         trying = [a for a in verdict.kept if a.kind in GATED]
         with staging(store) as stage:
             successors, took = _apply(stage, trying)
-            after = exam.run(stage, probes)
+            after = exam.run(stage, probes, vectors=vectors)
             lost = exam.regressions(before, after, stage, successors, original=store)
         verdict.after = exam.score(after)
         if not lost:

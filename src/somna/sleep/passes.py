@@ -78,8 +78,7 @@ def _joinable(context: Planning, i: int, j: int) -> bool:
     find = context.groups.find
     if find(i) == find(j):
         return True
-    roots = (find(i), find(j))
-    ours = [x for x in range(len(context.rows)) if find(x) in roots] if context.duplicates else [i, j]
+    ours = sorted(context.groups.members(i) + context.groups.members(j))
     texts = {x: context.snapshot.text(x) for x in ours}
 
     def duplicate(x: int, y: int) -> bool:  # asked of the newer about the older, as reworded() asks it
@@ -135,7 +134,10 @@ def merges(context: Planning) -> tuple[list[Action], set[int]]:
     for i in range(len(rows)):
         groups.setdefault(context.groups.find(i), []).append(i)
     in_merge: set[int] = set()
-    for members in groups.values():
+    similarities: dict[int, dict[str, float]] = {}  # by group, in the order they were found
+    for (a, b), s in context.similarities.items():
+        similarities.setdefault(context.groups.find(a), {})[f"{rows[a].id}~{rows[b].id}"] = round(s, 3)
+    for root, members in groups.items():
         if len(members) < 2:
             continue
         texts = [rows[m].body for m in members]
@@ -155,11 +157,7 @@ def merges(context: Planning) -> tuple[list[Action], set[int]]:
             )
             continue
         in_merge.update(members)
-        similarity = {
-            f"{rows[a].id}~{rows[b].id}": round(s, 3)
-            for (a, b), s in context.similarities.items()
-            if a in members
-        }
+        similarity = similarities.get(root, {})
         base = max(members, key=lambda m: len(rows[m].body))
         actions.append(
             Action(

@@ -51,11 +51,14 @@ class Snapshot:
     usage: dict[str, tuple[int, int, str]]
     blocks: list[tuple[Row, int]] = field(default_factory=list)
     started: str = ""
+    texts: dict[int, str] = field(default_factory=dict, repr=False)  # `text` of each row asked so far
 
     def text(self, i: int) -> str:
         """A memory's own words: without what a supersede carried into it from the memory it replaced
         ("Kept from <id>: ..."), which must not make it look like an update of yet another memory."""
-        return f"{self.rows[i].title}\n{CARRIED.sub('', self.rows[i].body)}"
+        if i not in self.texts:
+            self.texts[i] = f"{self.rows[i].title}\n{CARRIED.sub('', self.rows[i].body)}"
+        return self.texts[i]
 
 
 class DisjointSets:
@@ -63,6 +66,11 @@ class DisjointSets:
 
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
+        self.groups: dict[int, list[int]] = {}  # root -> its members, for groups of more than one
+
+    def members(self, x: int) -> list[int]:
+        """The positions in x's group, in order (found without a scan of all n)."""
+        return self.groups.get(self.find(x), [x])
 
     def find(self, x: int) -> int:
         parent = self.parent
@@ -72,7 +80,10 @@ class DisjointSets:
         return x
 
     def union(self, a: int, b: int) -> None:
-        self.parent[self.find(a)] = self.find(b)
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+            self.groups[rb] = sorted(self.groups.pop(rb, [rb]) + self.groups.pop(ra, [ra]))
 
 
 def newer(a: Row, b: Row) -> Row | None:
