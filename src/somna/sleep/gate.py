@@ -186,11 +186,11 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
     return verdict
 
 
-def _apply(stage: Store, actions: list[Action]) -> tuple[dict[str, str], list[Action]]:
+def _apply(stage: Store, actions: list[Action]) -> tuple[dict[str, str], list[tuple[Action, set[str]]]]:
     """Apply copies of the actions to the staging store; returns what each retired memory was replaced by,
-    and the actions that took effect."""
+    and the actions that took effect, each with the memories it wrote."""
     successors: dict[str, str] = {}
-    took: list[Action] = []
+    took: list[tuple[Action, set[str]]] = []
     with stage.batch("trial of a sleep cycle", AUTHOR):
         for original in actions:
             action = copy.deepcopy(original)  # applying writes ids into an action's data
@@ -199,27 +199,32 @@ def _apply(stage: Store, actions: list[Action]) -> tuple[dict[str, str], list[Ac
             except SomnaError as exc:  # it will be dropped on the store too (changed since the snapshot)
                 log.info("trial: %s not applied: %s", action.kind, exc)
                 continue
-            took.append(original)
+            wrote = {v for k, v in action.data.items() if k.endswith("id") and isinstance(v, str)}
             if action.kind == "supersede":
                 successors[action.data["old"]] = action.data["new"]
+                wrote.add(action.data["new"])  # it may carry what the older said
             elif action.kind == "merge" and action.data.get("merged_id"):
                 successors |= dict.fromkeys(action.targets, action.data["merged_id"])
+            took.append((original, wrote))
     return successors, took
 
 
-def _culprits(lost: list[exam.Regression], trying: list[Action]) -> list[tuple[Action, str]]:
+def _culprits(lost: list[exam.Regression], took: list[tuple[Action, set[str]]]) -> list[tuple[Action, str]]:
     """The changes to drop for the probes they made fail: those that touched the memory a probe was about
-    or that answered it before; failing that, those that wrote new memories (one may outrank an answer)."""
+    or that answered it before; failing that, those that wrote a memory now among the probe's hits (one may
+    outrank the answer); failing both for every probe, every change that wrote new memories."""
     out: list[tuple[Action, str]] = []
     for regression in lost:
         memories = {regression.probe.about, regression.before.answered_by} - {"", None}
-        for action in trying:
-            if set(action.targets) & memories and all(action is not a for a, _ in out):
+        direct = [a for a, _ in took if set(a.targets) & memories]
+        above = [a for a, wrote in took if wrote & set(regression.after.hits)]
+        for action in direct or above:
+            if all(action is not a for a, _ in out):
                 out.append((action, f"the exam: {regression.why()}"))
     if out:
         return out
     why = f"the exam: {lost[0].why()}"
-    return [(a, why) for a in trying if a.kind in NEW_MEMORIES]
+    return [(a, why) for a, _ in took if a.kind in NEW_MEMORIES]
 
 
 def accept(store: Store, proposal: Proposal, author: str, force: bool = False) -> dict[str, Any]:
