@@ -289,6 +289,22 @@ VARIANTS: dict[str, Callable[[Store], contextlib.AbstractContextManager[None]]] 
 }
 
 
+def ranking(**kw: Any) -> Callable[[Store], contextlib.AbstractContextManager[None]]:
+    """somna.search.RANKING with these settings (see bench/lme_ranking.py for the LongMemEval side)."""
+    return lambda store: patched(somna_search, "RANKING", somna_search.RankSettings(**kw))
+
+
+CLAIMS = {"claim_words": 50}
+RANKING_VARIANTS: dict[str, Callable[[Store], contextlib.AbstractContextManager[None]]] = {
+    "ranking: newer-first off": ranking(newer_first="off"),
+    "ranking: newer-first between short claims": ranking(**CLAIMS),
+    "ranking: + question words dropped": ranking(stopwords=True, **CLAIMS),
+    "ranking: + RRF k=20": ranking(k=20, **CLAIMS),
+    "ranking: + scores 0.6": ranking(fusion="scores", floor="zero", words_weight=0.6, **CLAIMS),
+}
+VARIANTS |= RANKING_VARIANTS
+
+
 def run_variants(
     store: Store,
     emb: TimedEmbedder,
@@ -405,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="letta_bench_gen_200.jsonl")
     ap.add_argument("--no-variants", action="store_true", help="only the three baseline rows")
+    ap.add_argument("--variants", default="", help="only the variants whose name holds one of these (a,b)")
     ap.add_argument(
         "--embedder", default="minilm", help="SOMNA_EMBEDDER spec (minilm-torch: the float weights)"
     )
@@ -466,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
             "ranks": {m: ranks_by_mode[m] for m in MODES},
         }
         if not args.no_variants:
-            result["variants"] = run_variants(store, emb, qs, ids, VARIANTS)
+            want = [w for w in args.variants.split(",") if w]
+            chosen = {k: v for k, v in VARIANTS.items() if not want or any(w in k for w in want)}
+            result["variants"] = run_variants(store, emb, qs, ids, chosen)
         store.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

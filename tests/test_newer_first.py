@@ -111,6 +111,8 @@ def test_same_frame_and_corrects() -> None:
     assert not same_frame(
         "The API runs on Kubernetes.", "The API runs on port 9090."
     )  # "the api runs on": 2 words
+    # a date heading is no subject: two turns of one conversation do not fill one slot
+    assert not same_frame("2023/05/20 (Sat) 14:02 · user\nI went", "2023/05/20 (Sat) 14:03 · assistant\nYou")
     assert corrects("Ann Weber no longer leads the payments team.", "Ann Weber leads the payments team.")
     assert not corrects("Ann Weber leads the payments team.", "Ann Weber no longer leads the payments team.")
 
@@ -197,5 +199,45 @@ def test_an_index_from_before_learns_the_successors(tmp_path: Path) -> None:
     try:
         hits = store.search("staging database host port", limit=3)["hits"]
         assert hits[0]["id"] == "aurora-staging" and hits[0]["replaces"] == ["pg-staging"]
+    finally:
+        store.close()
+
+
+def long_note(root: Path, name: str, title: str, body: str, created: str) -> None:
+    (root / "memory" / f"{name}.md").write_text(
+        f"---\nid: {name}\ntitle: '{title}'\ncreated: '{created}'\nupdated: '{created}'\n---\n{title}\n{body}\n",
+        encoding="utf-8",
+    )
+
+
+MUSEUM = (
+    "I was thinking about my recent visit to the Science Museum with my sister and how much we enjoyed the "
+    "space exhibition there. We spent the whole afternoon in the planetarium and the rocket hall, and I "
+    "would like to find similar exhibitions in the city for next month, ideally ones that run late on "
+    "weekends so that we can go after work."
+)
+MUSEUM_REPLY = (
+    "Your recent visit to the Science Museum with your sister sounds like a wonderful afternoon in the space "
+    "exhibition, the planetarium and the rocket hall. To find similar exhibitions in the city for next "
+    "month that run late on weekends, so that you can go after work, check the museum websites: not all of "
+    "them list their late openings."
+)
+
+
+def test_turns_of_one_conversation_do_not_reorder_each_other(tmp_path: Path) -> None:
+    """Long memories are not one claim each: a later turn of the same conversation that names the same
+    place and says "not" somewhere is no correction of the earlier turn, and a heading that is a date
+    ("2023/05/20 (Sat) 14:02 · user") is no shared subject."""
+    store = Store.init(tmp_path, embedder=HashEmbedder())
+    try:
+        long_note(store.root, "a-turn", "2023/05/20 (Sat) 14:02 · user", MUSEUM, "2020-01-01T00:00:00Z")
+        long_note(
+            store.root, "b-reply", "2023/05/20 (Sat) 14:03 · assistant", MUSEUM_REPLY, "2020-01-01T00:00:01Z"
+        )
+        store.sync()
+        query = "who did I visit the Science Museum with, my sister?"
+        words = [h["id"] for h in store.search(query, limit=5, mode="words")["hits"]]
+        assert words == ["a-turn", "b-reply"]
+        assert [h["id"] for h in store.search(query, limit=5)["hits"]] == ["a-turn", "b-reply"]
     finally:
         store.close()

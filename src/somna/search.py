@@ -19,7 +19,7 @@ from somna.errors import InvalidInput
 from somna.index import Index, Row
 from somna.indexer import ready_model
 from somna.notes import INACTIVE
-from somna.text import corrects, people, same_frame
+from somna.text import STOP, corrects, people, same_frame
 
 RRF_K = 60
 MAX_QUERY = 2000
@@ -31,10 +31,42 @@ MODES = ("hybrid", "words", "vectors")
 # lacks) or fills the same slot with another value ("... runs on port 8080" -> "... runs on port 9090").
 # Not merely for being newer and on the same subject: with memories written one at a time, that moved a
 # newer, unrelated fact about the same person above the answer for 13% of the letta-facts questions.
+# Nor between long memories (more than Ranking.claim_words words): a chat turn or a procedure holds many
+# claims, a name and a "not" somewhere in it are no correction, and on LongMemEval-S (turns written one at
+# a time) moving later turns of a conversation above earlier ones cost a third of the MRR@10.
 MAX_CHAIN = 5  # corrections of corrections followed, at most, from a superseded hit to what holds now
 NEWER_FIRST_CLOSE = 0.9
 NEWER_FIRST_SIMILAR = 0.85
 NEWER_FIRST_RELATED = 0.5  # cosine floor for a correction or another value of the same slot
+
+
+@dataclasses.dataclass(frozen=True)
+class RankSettings:
+    """How candidates are ranked; bench/lme_ranking.py switches these to compare variants."""
+
+    fusion: str = "rrf"  # "rrf" (ranks) or "scores" (normalised scores, weighted)
+    words_weight: float = 0.5  # the share of the words' side in the fusion
+    k: int = 0  # the RRF constant (0: RRF_K)
+    floor: str = "pool"  # with "scores": each scaled from the pool's lowest score ("pool") or from 0 ("zero")
+    newer_first: str = "close"  # "close": as described above; "off"
+    stopwords: bool = False  # question words dropped from the words query
+    claim_words: int = 50  # newer-first by slot or correction only between memories this short (0: any)
+
+
+RANKING = RankSettings()
+# the words of a question that say it is a question, not what it is about ("how many ... did I ...")
+ASKING = STOP | frozenset(
+    "what which when where who whom whose why how many much did do does done i me my mine myself you your we "
+    "our us can could would should will shall am have has had been being there any some".split()
+)
+
+
+def words_query(text: str) -> str:
+    """The words side's query: with RANKING.stopwords, without the words that only make it a question."""
+    if not RANKING.stopwords:
+        return text
+    kept = [w for w in re.findall(r"\w+", text) if w.lower() not in ASKING]
+    return " ".join(kept) if kept else text
 
 
 class SearchHit(TypedDict):
@@ -68,13 +100,31 @@ class Candidates:
     mode: str
 
 
-def rrf(rankings: list[list[int]], k: int | None = None) -> dict[int, float]:
-    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to the score of what it ranks (k: RRF_K)."""
+def rrf(
+    rankings: list[list[int]], k: int | None = None, weights: list[float] | None = None
+) -> dict[int, float]:
+    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to the score of what it ranks (k:
+    RRF_K, weights: 1 each)."""
     k = RRF_K if k is None else k
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for n, ranking in enumerate(rankings):
+        w = weights[n] if weights else 1.0
         for rank, key in enumerate(ranking):
-            fused[key] = fused.get(key, 0.0) + 1.0 / (k + rank + 1)
+            fused[key] = fused.get(key, 0.0) + w / (k + rank + 1)
+    return fused
+
+
+def fuse_scores(words: list[tuple[int, float]], vectors: list[tuple[int, float]]) -> dict[int, float]:
+    """Each list's scores scaled to [0, 1] over its candidates, then weighted and added."""
+    fused: dict[int, float] = {}
+    for pairs, weight in ((words, RANKING.words_weight), (vectors, 1.0 - RANKING.words_weight)):
+        if not pairs:
+            continue
+        hi = max(sc for _, sc in pairs)
+        lo = 0.0 if RANKING.floor == "zero" else min(sc for _, sc in pairs)
+        span = hi - lo
+        for rowid, sc in pairs:
+            fused[rowid] = fused.get(rowid, 0.0) + weight * ((sc - lo) / span if span > 0 else 1.0)
     return fused
 
 
@@ -91,7 +141,7 @@ def candidates(
     """The best `n` rows by words and by meaning (vectors only once the model is loaded); `vector`: the
     text's embedding, when the caller made it already (the exam embeds its queries in batches). A long
     memory's meaning is its best window's (`chunks`, max-sim: vectors.py), or its first vector's alone."""
-    words = index.search_words(text, n) if mode in ("hybrid", "words") else []
+    words = index.search_words(words_query(text), n) if mode in ("hybrid", "words") else []
     vectors: list[tuple[int, float]] = []
     used = "words"
     if mode in ("hybrid", "vectors") and embedder is not None and ready_model(index, embedder) is not None:
@@ -140,6 +190,8 @@ def newer_first(index: Index, shown: list[tuple[float, Row]]) -> list[tuple[floa
         names_a, names_b = set(people(a)), set(people(b))
         if cos >= NEWER_FIRST_SIMILAR:
             return not (names_a and names_b and not names_a & names_b)  # the same claim of someone else
+        if RANKING.claim_words and max(len(a.split()), len(b.split())) > RANKING.claim_words:
+            return False
         if same_frame(a, b):
             return True
         return bool(names_a & names_b) and corrects(a, b)
@@ -270,7 +322,14 @@ def rank(
     vectors = sorted(
         (v for v in found.vectors if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id)
     )
-    fused = rrf([[rowid for rowid, _, _ in words], [rowid for rowid, _ in vectors]])
+    if RANKING.fusion == "scores":
+        fused = fuse_scores([(r, sc) for r, sc, _ in words], vectors)
+    else:
+        fused = rrf(
+            [[rowid for rowid, _, _ in words], [rowid for rowid, _ in vectors]],
+            RANKING.k or None,
+            weights=[2 * RANKING.words_weight, 2 * (1 - RANKING.words_weight)],
+        )
     why: dict[int, set[str]] = {}
     snippets: dict[int, str] = {}
     for rowid, _, snip in words:
@@ -301,7 +360,7 @@ def rank(
         scored.append((fused[r.rowid] * boost, r))
     scored.sort(key=lambda x: (-x[0], x[1].id))
     shown = scored[:limit]
-    if found.mode != "words":
+    if found.mode != "words" and RANKING.newer_first != "off":
         shown = newer_first(index, shown)
     return Ranking(found.mode, shown, why, snippets, heirs)
 

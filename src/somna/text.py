@@ -149,7 +149,7 @@ def same_frame(a: str, b: str) -> bool:
     if p in (len(ta), len(tb)):
         return False  # one is the other with words added: a refinement, not another value
     names = {w for n in set(people(a)) & set(people(b)) for w in WORD.findall(n.lower())}
-    opening = ta[:p]
+    opening = [w for w in ta[:p] if w.isalpha()]  # a stamp ("2023/05/20 (Sat) 14:02") is no subject
     rest = [w for w in opening if w not in names]
     if names and len(rest) < len(opening):
         return len(rest) >= 3 and any(w not in STOP for w in rest)
