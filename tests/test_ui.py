@@ -1,7 +1,8 @@
 """`somna ui` in a real headless Chromium (Debian's chromium and chromium-driver, over WebDriver), against a
 real `somna ui` process on a real store: each step asserts what the page shows and what the store holds
 (files, git log). The refusals (no token, another Origin, another Host, a used login link) are plain HTTP.
-Screenshots of each view go to docs/ui/ (the README shows them).
+Screenshots of each view go to a temporary folder, or to docs/ui/ (the README shows them) when
+SOMNA_UI_SHOTS=docs is set: a test run does not rewrite tracked files.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +36,7 @@ pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)),
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
 )
-SHOTS = REPO / "docs" / "ui"
+SHOTS = REPO / "docs" / "ui" if os.environ.get("SOMNA_UI_SHOTS") == "docs" else Path(tempfile.gettempdir()) / "somna-ui-shots"
 TOML = "[sleep.thresholds]\nduplicate = 0.55\ncontradiction = 0.5\nsure = 0.6\nlink = 0.45\n"
 RATE = "Retry on HTTP 429: back off 2 s, and only for idempotent endpoints."
 HOSTILE = (
