@@ -658,7 +658,8 @@ def test_ten_cycles_with_a_model_that_answers_badly_lose_no_probe(
     store = make_store(tmp_path / "s", stub, monkeypatch)
     store.write("The catalog service cache TTL is 300 seconds.", author="agent")
     time.sleep(1.1)
-    store.write("The catalog service cache TTL is now 900 seconds.", author="agent", force=True)
+    # no cue word ("now"): the deterministic passes cannot tell which holds, so the model is asked
+    store.write("The catalog service cache TTL is 900 seconds.", author="agent", force=True)
     store.write("The dev database listens on port 5433; see config/db.toml.", author="agent")
     store.write("The dev database listens on port 5433, not 5432; see config/db.toml.", author="agent", force=True)
     store.write("Run `make lint` before pushing; it runs ruff with --fix.", author="agent")
