@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -96,3 +97,11 @@ def git_changes(root: Path) -> str:
             f"{author}|{body.splitlines()[0] if body else ''}"
         ]
     return "\n".join(lines) + "\n"
+
+
+async def call(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
+    """A tool call over MCP that must succeed; its structured result."""
+    result = await session.call_tool(tool, args)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content

@@ -10,8 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import git_changes, mcp_client, somna
-from mcp import ClientSession
+from conftest import call, git_changes, mcp_client, somna
 
 from somna.index import Index
 
@@ -46,13 +45,6 @@ async def agent(store: Path, name: str, done: list[dict[str, Any]]) -> None:
                 out = await call(s, "write", content=unique_text())
                 mine.append((out["id"], out["version"]))
                 done.append({"op": "write", "id": out["id"], "agent": name})
-
-
-async def call(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
-    result = await session.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def test_two_servers_write_and_edit_at_once(tmp_path: Path) -> None:

@@ -5,11 +5,9 @@ the real model, a fact after 300 words of a memory is found by meaning alone, in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from mcp import ClientSession
 
 from somna import chunks, notes
 from somna.db import connect
@@ -17,7 +15,7 @@ from somna.embeddings import HashEmbedder, LazyEmbedder
 from somna.store import Store
 from somna.vectors import CHUNK_BASE
 from somna.wordpiece import WordPiece
-from tests.conftest import mcp_client, somna
+from tests.conftest import call, mcp_client, somna
 
 FILLER = [
     "The team met on Tuesday to go over the quarterly roadmap and the open hiring plans.",
@@ -35,13 +33,6 @@ DISJOINT = "Norway facility hosting finance archive"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def call(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
-    result = await session.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 def long_text(words_before: int = 330) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import git_changes, mcp_client, somna
+from conftest import call, git_changes, mcp_client, somna
 from mcp import ClientSession
 
 pytestmark = pytest.mark.anyio
@@ -18,13 +18,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def call(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
-    result = await session.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def call_error(session: ClientSession, tool: str, **args: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from conftest import somna
+from conftest import call, somna
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.subscriptions import ToolsListChanged, listen
 from mcp_types import Implementation
@@ -55,13 +55,6 @@ async def client(
             if handshake:
                 await session.initialize()
             yield session
-
-
-async def call(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
-    result = await session.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def call_error(session: ClientSession, tool: str, **args: Any) -> str:

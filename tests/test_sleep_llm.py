@@ -18,8 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import git, git_changes, mcp_client, somna
-from mcp import ClientSession
+from conftest import call, git, git_changes, mcp_client, somna
 
 from somna.app import open_store
 from somna.embeddings import HashEmbedder
@@ -544,13 +543,6 @@ def test_block_compression_is_guarded_and_reviewed(
 
 
 # -- (d) no lost concurrent write --------------------------------------------------------------------------
-async def call(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
-    result = await session.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
 @pytest.mark.anyio
 async def test_no_lost_write_while_a_slow_llm_cycle_runs(
     tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
