@@ -97,7 +97,8 @@ REWORDED_PLAIN = 0.6
 def reworded(context: Planning, i: int, j: int, similarity: float) -> bool:
     """Two memories below the duplicate threshold that still make the same claim in other words: neither gives
     a value that the other lacks on both sides, the newer says nothing changed, and they share a path, a flag,
-    code or an identifier (or, sharing none, are nearly as similar as duplicates and agree in tone)."""
+    code or an identifier (or, sharing none, are similar from REWORDED, from REWORDED_PLAIN when neither adds a
+    value, and the word-level check finds the same claim)."""
     a, b = context.snapshot.text(i), context.snapshot.text(j)
     if context.claim(i).names and context.claim(j).names:
         return False  # facts about people said in other words are more often other facts about them
