@@ -99,9 +99,7 @@ class Regression:
 
     def why(self) -> str:
         p, was, now = self.probe, self.before.answered_by, self.after.answered_by
-        if (
-            self.after.passed
-        ):  # answered, but by a look-alike, or by what replaced its memory about another subject
+        if self.after.passed:  # but by a look-alike, or by what replaced its memory, about another subject
             how = f"which replaced {was} but is about something else" if not self.stranger else "a look-alike"
             return f"probe {p.id} [{p.source}] {p.query!r} is answered only by {now}, {how}"
         return f"probe {p.id} [{p.source}] {p.query!r} no longer finds {list(p.expect)}" + (
