@@ -10,12 +10,13 @@ import pytest
 from conftest import git, somna
 
 from somna.app import open_store
+from somna.claims import Claim, denied, disagreement, stance
 from somna.embeddings import HashEmbedder
 from somna.index import Row
 from somna.sleep.cycle import Cycle
 from somna.sleep.passes import Snapshot, Thresholds, plan
 from somna.store import Store
-from somna.text import Claim, conflict, denied, details, disagreement, merge_texts, missing, people
+from somna.text import conflict, details, merge_texts, missing, people
 
 # The hashing embedder is cruder than MiniLM: paraphrases score lower, so the thresholds are set for it.
 TOML = "[sleep.thresholds]\nduplicate = 0.55\ncontradiction = 0.5\nsure = 0.6\nlink = 0.45\n"
@@ -558,6 +559,42 @@ def test_a_denial_supersedes_the_memory_whose_claim_it_denies() -> None:
         "did": 1.0,
     }
     assert denied("The worker retries failed jobs three times.") == ()
+
+
+def test_a_liking_turned_around_supersedes_the_liking_it_turns() -> None:
+    """ "Dislikes spending time outdoors" shares no word with "enjoys hiking", and "dislikes" alone does not say
+    which of a person's memories it corrects: the liking it turns around does. Where the person has a second
+    liking (jazz), the pass is not sure which one is turned and asks a person; it never picks the jazz.
+    Cosines measured with all-MiniLM-L6-v2; letta-facts rows of the dev part."""
+    d1, d2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    memories = [
+        (
+            "Colton Jorves dislikes spending time outdoors and prefers indoor activities such as playing chess.",
+            d2,
+        ),
+        ("Colton Jorves enjoys hiking and birdwatching in national parks.", d1),
+        ("Colton Jorves enjoys jazz and plays the saxophone in a local band.", d1),
+        ("Colton Jorves works as a structural engineer in Denver.", d1),
+        ("Brion Lang has a strong aversion to outdoor activities and prefers reading and playing chess.", d2),
+        ("Brion Lang might enjoy outdoor activities such as hiking or cycling.", d1),
+    ]
+    gram = [
+        [1.0, 0.63, 0.55, 0.44, 0.46, 0.3],
+        [0.63, 1.0, 0.61, 0.52, 0.26, 0.37],
+        [0.55, 0.61, 1.0, 0.5, 0.27, 0.3],
+        [0.44, 0.52, 0.5, 1.0, 0.05, 0.12],
+        [0.46, 0.26, 0.27, 0.05, 1.0, 0.83],
+        [0.3, 0.37, 0.3, 0.12, 0.83, 1.0],
+    ]
+    text = [t for t, _ in memories]
+    assert planned(memories, gram, since=d2) == {(text[0], text[1]): False, (text[4], text[5]): True}
+    alone = [memories[0], memories[1], memories[3]]
+    assert planned(alone, [[gram[i][j] for j in (0, 1, 3)] for i in (0, 1, 3)], since=d2) == {
+        (text[0], text[1]): True
+    }
+    assert [stance(t) for t in text] == [-1, 1, 1, 0, -1, 1]
+    assert stance("Colton doesn't like hiking.") == -1
+    assert stance("Colton used to dislike hiking but now enjoys it.") == 0  # both: no clear side
 
 
 def test_a_long_cycle_lets_a_writer_in_between_its_parts(

@@ -8,12 +8,9 @@ member; compression that drops one is refused (the detail guard).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
-from collections import Counter
 from dataclasses import dataclass
-from typing import NamedTuple
 
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:\s?(?:ms|s|m|h|d|kb|mb|gb|%|x))?(?![\w])", re.I)
 # a path ends on a word character: the full stop closing a sentence is not part of it
@@ -37,10 +34,6 @@ CONTRAST = re.compile(
     r"exclusively|solely|dislikes?|longer|anymore|actually|but|however|unlike|while|whereas|"
     r"rarely|oppos\w*)\b",
     re.I,
-)
-# a negation and the words it denies, up to the end of the clause: "has never [traveled outside of Vietnam]"
-DENIAL = re.compile(
-    r"\b(?:not|never|no|none|without|(?:do|does|did|is|are|was|were|has|have|had)n['’]t)\s+([^.,;:!?]+)", re.I
 )
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[])|\n+")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
@@ -126,7 +119,7 @@ def conflict(a: str, b: str) -> str | None:
         return f"different names: {sorted(da.names - db.names)} vs {sorted(db.names - da.names)}"
     if da.numbers and db.numbers and (da.numbers - db.numbers) and (db.numbers - da.numbers):
         return f"different values: {sorted(da.numbers - db.numbers)} vs {sorted(db.numbers - da.numbers)}"
-    wa, wb = _content(a), _content(b)
+    wa, wb = content_words(a), content_words(b)
     if da.negated != db.negated and len(wa & wb) / max(1, len(wa | wb)) >= 0.4:
         return "one negates the other"
     only_a, only_b = wa - wb, wb - wa
@@ -162,128 +155,6 @@ def corrects(new: str, old: str) -> bool:
     return bool(CONTRAST.search(new)) and not CONTRAST.search(old)
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What the contradiction pass compares: who a memory is about, its words, its values, its tone."""
-
-    names: frozenset[str]
-    numbers: frozenset[str]
-    content: frozenset[str]
-    contrast: bool
-    order: tuple[str, ...]  # the names in the order they first appear: who does what to whom
-    tokens: tuple[str, ...]  # every word in order, small ones too: a correction often edits its original
-    denied: tuple[tuple[str, float], ...] = ()  # the words a negation in it denies, weighted (`denied`)
-
-    @classmethod
-    def of(cls, text: str) -> Claim:
-        d = details(text)
-        order = tuple(people(text))
-        return cls(
-            d.names,
-            d.numbers,
-            frozenset(_content(text)),
-            bool(CONTRAST.search(text)),
-            order,
-            tuple(WORD.findall(text.lower())),
-            denied(text),
-        )
-
-    def same_as(self, other: Claim) -> bool:
-        """No sign of disagreement that the word-level `conflict` misses: the same tone (no correction word on
-        one side only) and the same roles (not "A hired B" against "B hired A")."""
-        return self.contrast == other.contrast and (self.names != other.names or self.order == other.order)
-
-
-class Disagreement(NamedTuple):
-    """How a newer claim may contradict an older one."""
-
-    overlap: float  # the share of their words the two have in common
-    cover: float  # the share of the older's words the newer repeats
-    edit: float  # how much of the word sequence the two share, or an upper bound of it (`edit_bound`)
-    why: str
-    bonus: float  # what a correction adds to the contradiction score
-
-
-def disagreement(
-    new: Claim,
-    old: Claim,
-    acquainted: bool = False,
-    subjects: set[str] | None = None,
-    *,
-    edit: bool = True,
-) -> Disagreement | None:
-    """Whether `new` may contradict `old` on the same subject (how: a `Disagreement`), or None when they are
-    about different subjects or the newer only adds to the older. Two memories that name people are about the
-    same subject only if they share a name (one of `subjects`, when given: names that some memory is about,
-    not a city both mention), or if the people are `acquainted` (named together elsewhere) and the rest of the
-    two claims is the same: "Ann leads the payments team" against "Bob leads the payments team"."""
-    common = new.names & old.names
-    if subjects is not None:
-        common &= subjects
-    if new.names and old.names and not common:
-        if not acquainted:
-            return None
-        people = {w for n in new.names | old.names for w in WORD.findall(n.lower())}
-        rest_new, rest_old = new.content - people, old.content - people
-        if len(rest_new & rest_old) < SAME_CLAIM * len(rest_new | rest_old):
-            return None
-    shared = new.content & old.content
-    if not shared:
-        return None
-    overlap = len(shared) / len(new.content | old.content)
-    cover = len(shared) / len(old.content)
-    only_new, only_old = new.content - old.content, old.content - new.content
-    bonus = 0.0
-    if new.contrast and not old.contrast:
-        why = "the newer corrects or negates the older"
-        bonus = CORRECTS
-        hit = [(w, weight) for w, weight in new.denied if w in old.content]
-        if hit:  # and it denies what the older states: "has never traveled" against "enjoys traveling"
-            why += f", denying {[w for w, _ in hit]}"
-            bonus += DENIES * sum(weight for _, weight in hit)
-    elif old.contrast and not new.contrast:
-        why = "the older negates what the newer states"
-    elif new.names == old.names and new.order != old.order:
-        why = f"the same people in other roles: {list(new.order)} vs {list(old.order)}"
-    elif (new.names - old.names) and (old.names - new.names):
-        why = f"different names: {sorted(new.names - old.names)} vs {sorted(old.names - new.names)}"
-        if not new.names & old.names:
-            why = "someone else for the same claim: " + why
-    elif (new.numbers - old.numbers) and (old.numbers - new.numbers):
-        why = f"different values: {sorted(new.numbers - old.numbers)} vs {sorted(old.numbers - new.numbers)}"
-    elif only_new and only_old:
-        why = f"different claims: {sorted(only_new)[:4]} vs {sorted(only_old)[:4]}"
-    else:
-        return None  # one says no more than the other: a duplicate or a refinement, not a contradiction
-    # edit=False: a cheap upper bound of the edit ratio; the caller asks `edit_ratio` only where it matters
-    ratio = edit_ratio(new, old) if edit else edit_bound(new, old)
-    return Disagreement(overlap, cover, ratio, why, bonus)
-
-
-def edit_ratio(new: Claim, old: Claim) -> float:
-    """How much of their word sequence two claims share (difflib's ratio: 2 x matches / both lengths)."""
-    return difflib.SequenceMatcher(None, new.tokens, old.tokens, autojunk=False).ratio()
-
-
-def edit_bound(new: Claim, old: Claim) -> float:
-    """An upper bound of `edit_ratio` from the words alone, in any order (difflib's quick_ratio)."""
-    total = len(new.tokens) + len(old.tokens)
-    if not total:
-        return 1.0
-    a, b = _counts(new.tokens), _counts(old.tokens)
-    return 2.0 * sum(min(n, b[w]) for w, n in a.items() if w in b) / total  # (a & b) without a new Counter
-
-
-@functools.lru_cache(maxsize=TEXTS)
-def _counts(tokens: tuple[str, ...]) -> Counter[str]:
-    return Counter(tokens)
-
-
-CORRECTS = 0.25  # what a correction word adds to the contradiction score of a pair
-DENIES = 0.2  # and what each word it denies that the older states adds, times the word's weight
-SAME_CLAIM = 0.5  # share of their other words two claims about different people must have in common
-
-
 def stem(word: str) -> str:
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
@@ -291,26 +162,8 @@ def stem(word: str) -> str:
     return word
 
 
-def denied(text: str) -> tuple[tuple[str, float], ...]:
-    """The words a text denies, stemmed, each with a weight: the first four that carry meaning after each
-    negation, the first (most often the verb denied: "never [traveled]") weighing most."""
-    out: dict[str, float] = {}
-    for scope in DENIAL.findall(text):
-        kept = [
-            stem(w)
-            for w in WORD.findall(scope.lower())
-            if len(w) > 2 and w not in FILLER and w not in STOP and w not in DENIED_SKIP
-        ][:4]
-        for pos, w in enumerate(kept):
-            out[w] = max(out.get(w, 0.0), DENIED_WEIGHTS[pos])
-    return tuple(sorted(out.items()))
-
-
-DENIED_SKIP = frozenset("any all ever more longer".split())
-DENIED_WEIGHTS = (1.0, 0.75, 0.5, 0.25)
-
-
-def _content(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
+    """The words that carry meaning, stemmed: what two claims are compared on."""
     return {stem(w) for w in words(text) if len(w) > 2 and w not in FILLER}
 
 
@@ -390,10 +243,3 @@ def replaced(old: str, new: str, detail: str) -> bool:
         return True
     shape = _shape(detail)
     return any(_shape(d) == shape and d.lower() not in old.lower() for d in distinctive(new))
-
-
-def denies(new: str, claim: str) -> bool:
-    """Whether `new` says that what `claim` states is not so: the first word it denies, most often the verb
-    ("has never [traveled]"), is a word of the claim ("has visited over 15 countries and enjoys traveling")."""
-    said = {stem(w) for w in WORD.findall(claim.lower())}
-    return any(weight >= DENIED_WEIGHTS[0] and word in said for word, weight in denied(new))

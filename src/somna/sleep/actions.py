@@ -21,10 +21,10 @@ from typing import Any
 
 from somna import notes, skill_store
 from somna.carry import carried, updates_any
+from somna.claims import denies
 from somna.errors import Conflict, DuplicateFound, InvalidInput, NotFound
 from somna.proposals import Proposal
 from somna.store import Store
-from somna.text import denies
 
 AUTHOR = "somna-sleep"
 

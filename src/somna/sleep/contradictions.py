@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from somna.claims import Claim, Disagreement, disagreement, edit_ratio
 from somna.relations import FORMER_NAMED, adds_unrelated, exclusive, relation
 from somna.sleep.actions import Action
 from somna.sleep.planning import Planning, newer
-from somna.text import Claim, Disagreement, details, disagreement, edit_ratio, people
+from somna.text import details, people
 
 
 def contradiction_score(sim: float, overlap: float, cover: float, edit: float, bonus: float) -> float:

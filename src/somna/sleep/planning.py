@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from somna.claims import Claim
 from somna.errors import InvalidInput
 from somna.index import Row
 from somna.notes import INACTIVE
 from somna.relations import CARRIED
-from somna.text import Claim
 
 
 @dataclass
