@@ -95,6 +95,13 @@ def test_keeps_the_useful_parts_of_assignments_and_urls() -> None:
     )
     assert redact('{"api_key": "k3y-0f-th3-d4y"}')[0] == '{"api_key": "[REDACTED:secret]"}'
     assert redact("Authorization: Bearer abc123DEF456ghi")[0] == "Authorization: Bearer [REDACTED:http_auth]"
+    # a scheme said twice, and a header pasted twice into itself, still hide the token
+    assert redact("Authorization: Bearer Bearer abc123DEF456ghi")[0] == (
+        "Authorization: Bearer Bearer [REDACTED:http_auth]"
+    )
+    assert redact("Authorization: Bearer Authorization: Bearer abc123DEF456ghi")[0] == (
+        "Authorization: Bearer Authorization: Bearer [REDACTED:http_auth]"
+    )
 
 
 def test_shaped_secret_wins_over_the_assignment_around_it() -> None:

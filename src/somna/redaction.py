@@ -112,7 +112,7 @@ _AWS_SECRET = re.compile(
 _AZURE_KEY = re.compile(r"(?:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{20,200}={0,2})")
 _AZURE_SAS = re.compile(r"[?&]sig=([A-Za-z0-9%+/]{20,200}(?:%3D|=){0,2})")
 _AUTH_HEADER = re.compile(
-    r"(?:[Aa]uthorization|AUTHORIZATION)[\"']?[ \t]*[:=][ \t]*[\"']?(?i:bearer|basic|token|bot)[ \t]+"
+    r"(?:[Aa]uthorization|AUTHORIZATION)[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?i:bearer|basic|token|bot)[ \t]+)+"
     r"([A-Za-z0-9._~+/\-]{8,4096}+=*)"
 )
 _URL_PASSWORD = re.compile(  # scheme://user:PASSWORD@host; greedy, so it backtracks to the authority's last @
@@ -324,10 +324,14 @@ def scan(text: str) -> list[Finding]:
     for priority, kind, needles, pattern in _CONTEXT:
         if not any(needle in low for needle in needles):
             continue
-        for m in pattern.finditer(text):
+        at = 0
+        while m := pattern.search(text, at):
             named = _context_kind(kind, pattern, m)
             if named is not None:
                 candidates.append((priority, m.start(1), m.end(1), named))
+            # a match that is no secret may have swallowed the start of one: "Authorization: Bearer
+            # Authorization: Bearer <token>" (a header pasted twice) is looked at again from its value
+            at = m.end() if named is not None else max(m.start(1), m.start() + 1)
     if any(word in low for word in ("pass", "secret", "token", "key")):
         candidates.extend((6, start, end, kind) for start, end, kind in _assignments(text))
     if any(word in low for word in ("pass", "secret", "token", "key", "cred")):
