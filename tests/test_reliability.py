@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import REPO, mcp_client, somna
+from conftest import REPO, call, mcp_client, somna
 
 from somna import doctor, history, untrusted
 from somna.embeddings import HashEmbedder
@@ -442,3 +442,22 @@ def test_the_lock_of_a_git_commit_whose_editor_is_open_is_never_taken(store: Sto
     assert person.returncode == 0, err
     assert history.git(store.root, "log", "-1", "--format=%an|%s") == "Person|by hand\n"
     assert not history.git_running_in(store.root)
+
+
+async def test_a_store_moved_under_a_running_server_is_not_rebuilt_at_the_old_path(tmp_path: Path) -> None:
+    """A person moves the store while an agent's server runs: a write must say the store is gone and leave
+    nothing behind at the old path (no ghost `.somna/`, no lone memory file that the real store never sees),
+    and the store at its new place keeps everything and opens as before."""
+    store, moved = tmp_path / "s", tmp_path / "elsewhere"
+    somna("init", str(store))
+    async with mcp_client(store, env={"SOMNA_EMBEDDER": "hash", "SOMNA_ATTACH": "0"}) as s:
+        await call(s, "write", content="Local Postgres for api is on 5433.", type="fact")
+        store.rename(moved)
+        result = await s.call_tool("write", {"content": "CI timeout is 45 minutes.", "type": "fact"})
+        assert result.is_error
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        assert "gone" in text and "nothing was written" in text, text
+    assert not store.exists(), sorted(p.relative_to(tmp_path) for p in store.rglob("*"))
+    texts = [f.read_text() for f in (moved / "memory").rglob("*.md")]
+    assert len(texts) == 1 and "5433" in texts[0], texts
+    assert Store(moved, embedder=HashEmbedder()).search("postgres port")["hits"]

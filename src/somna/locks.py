@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from somna.errors import StoreBusy
+from somna.errors import StoreBusy, StoreNotFound
 
 POLL = 0.005  # seconds between two tries: a store lock is held for milliseconds
 
@@ -70,6 +70,12 @@ class StoreLock:
             if self._held:
                 yield
                 return
+            if not self.path.parent.is_dir():  # a store moved or deleted under a running server: writing
+                # on would rebuild a ghost of it at the old path, with the note lost to the real one
+                raise StoreNotFound(
+                    f"the store {self.name} is gone from where somna opened it (moved or deleted?); "
+                    "nothing was written: start somna again where the store is now"
+                )
             with file_lock(self.path, timeout) as got:
                 if not got:
                     raise StoreBusy(f"the store {self.name} is locked by another process")
