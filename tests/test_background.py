@@ -355,6 +355,12 @@ def test_a_cycle_killed_half_way_is_undone_before_anything_is_committed_as_human
     assert list((root / ".somna" / "recovered").rglob(".tmp-abc123.md"))
     kept = list((root / ".somna" / "recovered").rglob("n0-0.md"))
     assert kept and kept[0].read_text(encoding="utf-8") == "half written\n"  # set aside, not lost
+    out = somna("--store", str(root), "status")  # said where a person looks, not only in a server's log
+    assert "last interrupted sleep cycle: undone at" in out.stdout and "1 commit(s) reverted" in out.stdout, (
+        out.stdout
+    )
+    undo = json.loads(somna("--store", str(root), "status", "--json").stdout)["stores"][0]["last_undo"]
+    assert undo["name"] == "sleep cycle" and undo["reverted"] == 1 and undo["restored"] >= 2, undo
 
 
 @pytest.mark.slow  # two cycles over 100 pairs: some 40 s
@@ -575,4 +581,10 @@ def test_status_without_a_daemon_and_with_proposals_waiting(tmp_path: Path) -> N
     out = somna("--store", str(root), "status", "--json")
     state = json.loads(out.stdout)
     assert out.returncode == 3 and state["stores"][0]["review"] == 1 and state["ok"], out.stdout
+    (root / "inbox").mkdir(exist_ok=True)
+    (root / "inbox" / "session.md").write_text("user: the build broke again\n", encoding="utf-8")
+    out = somna("--store", str(root), "status")  # why a transcript waits: no model to read it
+    assert "inbox: 1 transcript(s) waiting (read only with a model: no [llm] in somna.toml)" in out.stdout, (
+        out.stdout
+    )
     assert not daemons(root)

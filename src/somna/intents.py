@@ -45,6 +45,7 @@ class Intents:
         self.file = somna_dir / "intent.json"
         self.lock = somna_dir / "intent.lock"
         self.failed = somna_dir / "intent-failed.json"
+        self.undone = somna_dir / "intent-undone.json"  # the last undo, for `somna status`
         self.tracked = tracked
         self.recovered = recovered
 
@@ -101,6 +102,10 @@ class Intents:
             if data is None:
                 return None
             done = self._undo(data)
+            if not done.get("error"):
+                record = {"name": done.get("name"), "at": notes.now_iso(), "started": data.get("started"),
+                          "reverted": len(done["reverted"]), "restored": len(done["restored"])}  # fmt: skip
+                notes.atomic_write(self.undone, json.dumps(record))
             self.file.unlink(missing_ok=True)
             log.warning("undid the interrupted %s: %s", data.get("name", "operation"), done)
             return done

@@ -325,13 +325,13 @@ def scan(text: str) -> list[Finding]:
         if not any(needle in low for needle in needles):
             continue
         at = 0
-        while m := pattern.search(text, at):
-            named = _context_kind(kind, pattern, m)
+        while found := pattern.search(text, at):
+            named = _context_kind(kind, pattern, found)
             if named is not None:
-                candidates.append((priority, m.start(1), m.end(1), named))
+                candidates.append((priority, found.start(1), found.end(1), named))
             # a match that is no secret may have swallowed the start of one: "Authorization: Bearer
             # Authorization: Bearer <token>" (a header pasted twice) is looked at again from its value
-            at = m.end() if named is not None else max(m.start(1), m.start() + 1)
+            at = found.end() if named is not None else max(found.start(1), found.start() + 1)
     if any(word in low for word in ("pass", "secret", "token", "key")):
         candidates.extend((6, start, end, kind) for start, end, kind in _assignments(text))
     if any(word in low for word in ("pass", "secret", "token", "key", "cred")):

@@ -19,9 +19,10 @@ from typing import Any
 from somna import background
 from somna.commands.common import EXIT_ERROR, EXIT_OK, print_json
 from somna.config import Settings
-from somna.errors import StoreNotFound
+from somna.errors import InvalidInput, StoreNotFound
 from somna.layout import Layout
 from somna.proposals import Queue
+from somna.sleep.llm_client import LLMConfig
 from somna.sleep.transcripts import inbox_files
 
 EXIT_REVIEW = 3
@@ -104,6 +105,12 @@ def store_status(path: Path, scope: str) -> dict[str, Any]:
         "cycles": len(spent),
     }
     out["inbox"] = len(inbox_files(layout.root))
+    if out["inbox"]:
+        try:
+            out["llm"] = LLMConfig.load(layout.root) is not None
+        except InvalidInput as exc:
+            out["llm"] = False
+            out["problems"].append(f"the [llm] settings: {exc}")
     out["review"] = len(Queue(layout, nullcontext, lambda *_: None).paths())
     failed = layout.somna / "intent-failed.json"
     if failed.exists():
@@ -111,6 +118,11 @@ def store_status(path: Path, scope: str) -> dict[str, Any]:
             f"an interrupted sleep cycle could not be undone cleanly ({failed}): see `git log` of the store "
             "for its commits by somna-sleep; remove the file once settled"
         )
+    undone = layout.somna / "intent-undone.json"
+    try:
+        out["last_undo"] = json.loads(undone.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
     if daemon.get("last_failure"):
         out["last_failure"] = daemon["last_failure"]
     return out
@@ -139,9 +151,15 @@ def human_lines(s: dict[str, Any], on: bool) -> list[str]:
         )
     elif d is not None:
         lines.append("  last sleep: never")
-    if "inbox" in s:
+    if u := s.get("last_undo"):
         lines.append(
-            f"  inbox: {s['inbox']} transcript(s) waiting; review queue: {s['review']} proposal(s)"
+            f"  last interrupted {u.get('name') or 'operation'}: undone at {u.get('at')} ({u.get('reverted')} "
+            f"commit(s) reverted, {u.get('restored')} file(s) restored); the next cycle plans it again"
+        )
+    if "inbox" in s:
+        why = " (read only with a model: no [llm] in somna.toml)" if s["inbox"] and not s.get("llm") else ""
+        lines.append(
+            f"  inbox: {s['inbox']} transcript(s) waiting{why}; review queue: {s['review']} proposal(s)"
             + (" — `somna proposals`" if s["review"] else "")
         )
         llm = s["llm_today"]
