@@ -178,7 +178,10 @@ def test_a_correction_takes_the_rank_of_what_it_superseded(tmp_path: Path) -> No
         )
         store.sync()
         hits = store.search(query, limit=3)["hits"]
-        assert hits[0]["id"] == "staging-k8s" and hits[0]["replaces"] == ["pg-staging"]
+        # both links of the chain match the query ("staging"), and each scores above what holds now on its
+        # own: it takes the rank of each, the middle link's first (one hop), then the stale fact's (two)
+        assert hits[0]["id"] == "staging-k8s" and hits[0]["replaces"] == ["aurora-staging", "pg-staging"]
+        assert not {"aurora-staging", "pg-staging"} & {h["id"] for h in hits}
     finally:
         store.close()
 

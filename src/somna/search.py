@@ -24,7 +24,7 @@ from somna.text import STOP, corrects, people, same_frame
 RRF_K = 60
 MAX_QUERY = 2000
 MODES = ("hybrid", "words", "vectors")
-# Two hits ranked close (score ratio) where the newer replaces the older go newer first: a correction that
+# Two hits ranked close (a few places apart) where the newer replaces the older go newer first: a correction that
 # sleep-time has not paired with what it corrects yet must not sit below the stale version. The newer
 # replaces the older when it says nearly the same thing (cosine), not of someone else; or, about the same
 # subject (a shared name, or the same opening words), when it corrects it (a correction word the older
@@ -35,7 +35,10 @@ MODES = ("hybrid", "words", "vectors")
 # claims, a name and a "not" somewhere in it are no correction, and on LongMemEval-S (turns written one at
 # a time) moving later turns of a conversation above earlier ones cost a third of the MRR@10.
 MAX_CHAIN = 5  # corrections of corrections followed, at most, from a superseded hit to what holds now
-NEWER_FIRST_CLOSE = 0.9
+# "Close" counts places, not a score ratio: a ratio means something else on each fusion's scale (with RRF's
+# flat scores 0.9 spanned about 7 places at the top; with normalised scores, a correction that is a few
+# words longer than the fact it corrects already scores 15% lower on words).
+NEWER_FIRST_PLACES = 5
 NEWER_FIRST_SIMILAR = 0.85
 NEWER_FIRST_RELATED = 0.5  # cosine floor for a correction or another value of the same slot
 
@@ -44,10 +47,11 @@ NEWER_FIRST_RELATED = 0.5  # cosine floor for a correction or another value of t
 class RankSettings:
     """How candidates are ranked; bench/lme_ranking.py switches these to compare variants."""
 
-    fusion: str = "rrf"  # "rrf" (ranks) or "scores" (normalised scores, weighted)
+    fusion: str = "scores"  # "rrf" (ranks) or "scores" (normalised scores, weighted)
     words_weight: float = 0.5  # the share of the words' side in the fusion
     k: int = 0  # the RRF constant (0: RRF_K)
-    floor: str = "pool"  # with "scores": each scaled from the pool's lowest score ("pool") or from 0 ("zero")
+    floor: str = "zero"  # with "scores": each scaled from the pool's lowest score ("pool") or from 0 ("zero")
+    scale: str = "range"  # with "scores": divided by the span from the floor ("range") or the spread ("std")
     newer_first: str = "close"  # "close": as described above; "off"
     stopwords: bool = False  # question words dropped from the words query
     claim_words: int = 50  # newer-first by slot or correction only between memories this short (0: any)
@@ -123,6 +127,9 @@ def fuse_scores(words: list[tuple[int, float]], vectors: list[tuple[int, float]]
         hi = max(sc for _, sc in pairs)
         lo = 0.0 if RANKING.floor == "zero" else min(sc for _, sc in pairs)
         span = hi - lo
+        if RANKING.scale == "std":
+            mean = sum(sc for _, sc in pairs) / len(pairs)
+            span = math.sqrt(sum((sc - mean) ** 2 for _, sc in pairs) / len(pairs))
         for rowid, sc in pairs:
             fused[rowid] = fused.get(rowid, 0.0) + weight * ((sc - lo) / span if span > 0 else 1.0)
     return fused
@@ -198,7 +205,7 @@ def newer_first(index: Index, shown: list[tuple[float, Row]]) -> list[tuple[floa
 
     out = list(shown)
     for j in range(1, len(out)):
-        score_j, r_j = out[j]
+        _, r_j = out[j]
         if r_j.rowid not in unit or not r_j.created:
             continue
         for i in range(j):
@@ -207,7 +214,7 @@ def newer_first(index: Index, shown: list[tuple[float, Row]]) -> list[tuple[floa
                 r_i.rowid in unit
                 and r_i.created
                 and r_j.created > r_i.created
-                and score_j >= NEWER_FIRST_CLOSE * score_i
+                and j - i <= NEWER_FIRST_PLACES
                 and replaces(r_j, r_i)
             ):
                 out.insert(i, (score_i, r_j))
