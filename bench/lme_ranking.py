@@ -125,15 +125,19 @@ def build(q: dict[str, Any], real: Any, work: Path) -> None:
 # fusion settings it needs, so that the names keep their meaning when the defaults change.
 RRF = {"fusion": "rrf", "words_weight": 0.5, "k": 0}
 SC = {"fusion": "scores", "floor": "zero", "scale": "range"}
+NP = {"pairs": False}
 VARIANTS: dict[str, dict[str, Any]] = {
     "somna": {},  # as in src
     "newer-first off": {"newer_first": "off"},
     "newer-first any length": {"claim_words": 0},
     "question words dropped": {"stopwords": True},
-    "RRF": RRF,  # the fusion before this change (newer-first by places, as now)
+    "word pairs not queried": {"pairs": False},
+    "RRF": RRF | NP,  # the fusion before this change (newer-first by places, as now)
+    "RRF + word pairs": RRF,
     "RRF k=20": RRF | {"k": 20},
     "RRF words 0.6": RRF | {"words_weight": 0.6},
     **{f"scores words {w}": SC | {"words_weight": w} for w in (0.4, 0.5, 0.6, 0.7, 0.8)},
+    **{f"scores words {w}, no pairs": SC | NP | {"words_weight": w} for w in (0.4, 0.5, 0.6)},
     **{f"min-max {w}": SC | {"floor": "pool", "words_weight": w} for w in (0.5, 0.6, 0.7)},
     **{f"z {w}": SC | {"floor": "pool", "scale": "std", "words_weight": w} for w in (0.5, 0.6, 0.7)},
 }

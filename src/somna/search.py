@@ -16,12 +16,12 @@ from typing import NamedTuple, NotRequired, TypedDict
 from somna import untrusted
 from somna.embeddings import Embedder
 from somna.errors import InvalidInput
+from somna.fusion import fuse_scores, rrf, without_question_words, word_pairs
 from somna.index import Index, Row
 from somna.indexer import ready_model
 from somna.notes import INACTIVE
-from somna.text import STOP, corrects, people, same_frame
+from somna.text import corrects, people, same_frame
 
-RRF_K = 60
 MAX_QUERY = 2000
 MODES = ("hybrid", "words", "vectors")
 # Two hits ranked close (a few places apart) where the newer replaces the older go newer first: a correction that
@@ -55,22 +55,15 @@ class RankSettings:
     newer_first: str = "close"  # "close": as described above; "off"
     stopwords: bool = False  # question words dropped from the words query
     claim_words: int = 50  # newer-first by slot or correction only between memories this short (0: any)
+    pairs: bool = True  # successive words of the query (question words left out) also queried as phrases
 
 
 RANKING = RankSettings()
-# the words of a question that say it is a question, not what it is about ("how many ... did I ...")
-ASKING = STOP | frozenset(
-    "what which when where who whom whose why how many much did do does done i me my mine myself you your we "
-    "our us can could would should will shall am have has had been being there any some".split()
-)
 
 
 def words_query(text: str) -> str:
     """The words side's query: with RANKING.stopwords, without the words that only make it a question."""
-    if not RANKING.stopwords:
-        return text
-    kept = [w for w in re.findall(r"\w+", text) if w.lower() not in ASKING]
-    return " ".join(kept) if kept else text
+    return without_question_words(text) if RANKING.stopwords else text
 
 
 class SearchHit(TypedDict):
@@ -104,37 +97,6 @@ class Candidates:
     mode: str
 
 
-def rrf(
-    rankings: list[list[int]], k: int | None = None, weights: list[float] | None = None
-) -> dict[int, float]:
-    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to the score of what it ranks (k:
-    RRF_K, weights: 1 each)."""
-    k = RRF_K if k is None else k
-    fused: dict[int, float] = {}
-    for n, ranking in enumerate(rankings):
-        w = weights[n] if weights else 1.0
-        for rank, key in enumerate(ranking):
-            fused[key] = fused.get(key, 0.0) + w / (k + rank + 1)
-    return fused
-
-
-def fuse_scores(words: list[tuple[int, float]], vectors: list[tuple[int, float]]) -> dict[int, float]:
-    """Each list's scores scaled to [0, 1] over its candidates, then weighted and added."""
-    fused: dict[int, float] = {}
-    for pairs, weight in ((words, RANKING.words_weight), (vectors, 1.0 - RANKING.words_weight)):
-        if not pairs:
-            continue
-        hi = max(sc for _, sc in pairs)
-        lo = 0.0 if RANKING.floor == "zero" else min(sc for _, sc in pairs)
-        span = hi - lo
-        if RANKING.scale == "std":
-            mean = sum(sc for _, sc in pairs) / len(pairs)
-            span = math.sqrt(sum((sc - mean) ** 2 for _, sc in pairs) / len(pairs))
-        for rowid, sc in pairs:
-            fused[rowid] = fused.get(rowid, 0.0) + weight * ((sc - lo) / span if span > 0 else 1.0)
-    return fused
-
-
 def candidates(
     index: Index,
     embedder: Embedder | None,
@@ -148,7 +110,8 @@ def candidates(
     """The best `n` rows by words and by meaning (vectors only once the model is loaded); `vector`: the
     text's embedding, when the caller made it already (the exam embeds its queries in batches). A long
     memory's meaning is its best window's (`chunks`, max-sim: vectors.py), or its first vector's alone."""
-    words = index.search_words(words_query(text), n) if mode in ("hybrid", "words") else []
+    pairs = word_pairs(text) if RANKING.pairs else []
+    words = index.search_words(words_query(text), n, pairs) if mode in ("hybrid", "words") else []
     vectors: list[tuple[int, float]] = []
     used = "words"
     if mode in ("hybrid", "vectors") and embedder is not None and ready_model(index, embedder) is not None:
@@ -330,7 +293,9 @@ def rank(
         (v for v in found.vectors if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id)
     )
     if RANKING.fusion == "scores":
-        fused = fuse_scores([(r, sc) for r, sc, _ in words], vectors)
+        missing = tuple(max(0.0, got[-1][1]) if len(got) >= pool else 0.0 for got in (words, vectors))
+        fused = fuse_scores([(r, sc) for r, sc, _ in words], vectors, RANKING.words_weight, RANKING.floor,
+                            RANKING.scale, (missing[0], missing[1]))  # fmt: skip
     else:
         fused = rrf(
             [[rowid for rowid, _, _ in words], [rowid for rowid, _ in vectors]],
