@@ -137,7 +137,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "RRF k=20": RRF | {"k": 20},
     "RRF words 0.6": RRF | {"words_weight": 0.6},
     **{f"scores words {w}": SC | {"words_weight": w} for w in (0.4, 0.5, 0.6, 0.7, 0.8)},
-    **{f"scores words {w}, no pairs": SC | NP | {"words_weight": w} for w in (0.4, 0.5, 0.6)},
+    **{f"scores words {w} no pairs": SC | NP | {"words_weight": w} for w in (0.4, 0.5, 0.6)},
     **{f"min-max {w}": SC | {"floor": "pool", "words_weight": w} for w in (0.5, 0.6, 0.7)},
     **{f"z {w}": SC | {"floor": "pool", "scale": "std", "words_weight": w} for w in (0.5, 0.6, 0.7)},
 }

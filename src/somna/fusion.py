@@ -66,9 +66,9 @@ def fuse_scores(
             mean = sum(scores) / len(scores)
             span = math.sqrt(sum((sc - mean) ** 2 for sc in scores) / len(scores))
         for rowid in everyone:
-            fused[rowid] = fused.get(rowid, 0.0) + weight * (
-                (have.get(rowid, fill) - lo) / span if span > 0 else 1.0
-            )
+            # below the floor (a negative cosine, from 0) is no evidence, not evidence against
+            sc = max(have.get(rowid, fill), lo)
+            fused[rowid] = fused.get(rowid, 0.0) + weight * ((sc - lo) / span if span > 0 else 1.0)
     return fused
 
 

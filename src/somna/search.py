@@ -329,7 +329,7 @@ def rank(
         boost *= 1.0 + 0.05 * math.exp(-_age_days(r.updated, now) / 90.0)
         if r.status in INACTIVE:
             boost *= 0.5
-        scored.append((fused[r.rowid] * boost, r))
+        scored.append((fused.get(r.rowid, 0.0) * boost, r))  # a successor the heirs added at score 0
     scored.sort(key=lambda x: (-x[0], x[1].id))
     shown = scored[:limit]
     if found.mode != "words" and RANKING.newer_first != "off":
