@@ -3,6 +3,9 @@
     .venv/bin/python bench/lme_ranking.py build --half even      # embed and write each question's store once
     .venv/bin/python bench/lme_ranking.py eval --half even        # every variant, the tuning half
     .venv/bin/python bench/lme_ranking.py eval --half odd --variants somna,final
+    .venv/bin/python bench/lme_ranking.py eval --half held-out    # the MCP bench's held-out questions
+    .venv/bin/python bench/lme_ranking.py letta --variants somna,RRF   # letta-facts, hybrid, R@1/R@5/MRR
+    .venv/bin/python bench/lme_ranking.py words --half even       # the words side alone, no store needed
 
 Not a replacement for `bench/longmemeval.py` (a real MCP session per question, the number to publish):
 this is the loop for choosing settings. Each question's turns are written once (`Store.write_many`, the
@@ -220,6 +223,45 @@ def letta(work: Path, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def words_side(qs: list[dict[str, Any]]) -> str:
+    """The words side alone, with and without the query's word pairs, on any half and no store: somna's FTS5
+    table rebuilt in memory (title, body, tags; porter; bm25 weights 3, 1, 2), the first 80 rows."""
+    from somna.db import connect
+    from somna.fusion import word_pairs
+    from somna.index import fts_query
+
+    by: dict[str, dict[str, list[dict[str, Any]]]] = {"words": {}, "words + pairs": {}}
+    for q in qs:
+        if q["question_id"].endswith("_abs"):
+            continue
+        turns = L.turns_of(q)
+        conn = connect(":memory:", vec=False)
+        conn.execute("CREATE VIRTUAL TABLE t USING fts5(title, body, tags, tokenize='porter unicode61')")
+        conn.executemany(
+            "INSERT INTO t (rowid, title, body, tags) VALUES (?, ?, ?, ?)",
+            [
+                (i, t.content.split("\n", 1)[0], t.content, f"lme-s{t.session:02d}")
+                for i, t in enumerate(turns)
+            ],
+        )
+        for name, pairs in (("words", []), ("words + pairs", word_pairs(q["question"]))):
+            match = " OR ".join([fts_query(q["question"])] + [f'"{p}"' for p in pairs])
+            sql = "SELECT rowid FROM t WHERE t MATCH ? ORDER BY bm25(t, 3.0, 1.0, 2.0) LIMIT 80"
+            ranked = [r for (r,) in conn.execute(sql, (match,))]
+            sc = L.score(ranked, turns, set(q["answer_session_ids"]))
+            by[name].setdefault(q["question_type"], []).append(sc)
+        conn.close()
+    lines = []
+    for name, types in by.items():
+        rs = [sc for v in types.values() for sc in v]
+        lines.append(
+            f"{name:14s} n={len(rs)} s@5 {statistics.fmean(r['session_any@5'] for r in rs):.3f} "
+            f"t@10 {statistics.fmean(r['turn_any@10'] for r in rs):.3f} "
+            f"MRR {statistics.fmean(r['mrr@10'] for r in rs):.3f}"
+        )
+    return "\n".join(lines)
+
+
 def show(q: dict[str, Any], work: Path, names: list[str]) -> None:
     """The top 10 of each variant for one question: turn, answer or not, and the start of its text."""
     d = work / q["question_id"]
@@ -277,7 +319,7 @@ def table(res: dict[str, Any]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=("build", "eval", "show", "letta"))
+    ap.add_argument("cmd", choices=("build", "eval", "show", "letta", "words"))
     ap.add_argument("--ids", default="", help="show: these question ids")
     ap.add_argument("--half", default="even", choices=("even", "odd", "held-out", "all"))
     ap.add_argument("--work", type=Path, default=WORK)
@@ -296,6 +338,9 @@ def main() -> int:
         print(f"built in {time.monotonic() - t0:.0f} s")
         return 0
     names = [n for n in args.variants.split(",") if n] or list(VARIANTS)
+    if args.cmd == "words":
+        print(words_side(qs))
+        return 0
     if args.cmd == "letta":
         res = letta(args.work, names)
         if args.out:

@@ -1,4 +1,4 @@
-"""Hybrid search: BM25 words and sqlite-vec vectors fused by reciprocal rank, then usage boosts.
+"""Hybrid search: BM25 words and sqlite-vec vectors fused by their scores (fusion.py), then usage boosts.
 
 The pipeline: query -> candidates (words, vectors) -> fusion -> heirs (a superseded memory hands its rank
 to what replaced it) -> filters and usage boosts -> newer first -> compact hits. It takes the index and
