@@ -230,8 +230,12 @@ def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
 def bm25_weights(
     title: float, body: float, tags: float
 ) -> Callable[[Store], contextlib.AbstractContextManager[None]]:
-    def search_words(self: Any, query: str, limit: int) -> list[tuple[int, float, str]]:
-        match = somna_index.fts_query(query)
+    def search_words(
+        self: Any, query: str, limit: int, pairs: list[str] | None = None
+    ) -> list[tuple[int, float, str]]:
+        match = " OR ".join(
+            [m for m in [somna_index.fts_query(query)] if m] + [f'"{p}"' for p in pairs or []]
+        )
         if not match:
             return []
         w = f"bm25(notes_fts, {title}, {body}, {tags})"
@@ -257,8 +261,13 @@ def pool_size(n: int) -> Callable[[Store], contextlib.AbstractContextManager[Non
     return lambda store: patched(somna_search, "candidates", candidates)
 
 
+def ranking(**kw: Any) -> Callable[[Store], contextlib.AbstractContextManager[None]]:
+    """somna.search.RANKING with these settings (see bench/lme_ranking.py for the LongMemEval side)."""
+    return lambda store: patched(somna_search, "RANKING", somna_search.RankSettings(**kw))
+
+
 def rrf_k(k: int) -> Callable[[Store], contextlib.AbstractContextManager[None]]:
-    return lambda store: patched(somna_search, "RRF_K", k)
+    return ranking(fusion="rrf", k=k)
 
 
 def stopwords_dropped() -> Callable[[Store], contextlib.AbstractContextManager[None]]:
@@ -289,18 +298,15 @@ VARIANTS: dict[str, Callable[[Store], contextlib.AbstractContextManager[None]]] 
 }
 
 
-def ranking(**kw: Any) -> Callable[[Store], contextlib.AbstractContextManager[None]]:
-    """somna.search.RANKING with these settings (see bench/lme_ranking.py for the LongMemEval side)."""
-    return lambda store: patched(somna_search, "RANKING", somna_search.RankSettings(**kw))
-
-
 CLAIMS = {"claim_words": 50}
 RANKING_VARIANTS: dict[str, Callable[[Store], contextlib.AbstractContextManager[None]]] = {
     "ranking: newer-first off": ranking(newer_first="off"),
     "ranking: newer-first between short claims": ranking(**CLAIMS),
     "ranking: + question words dropped": ranking(stopwords=True, **CLAIMS),
-    "ranking: + RRF k=20": ranking(k=20, **CLAIMS),
-    "ranking: + scores 0.6": ranking(fusion="scores", floor="zero", words_weight=0.6, **CLAIMS),
+    "ranking: RRF (before score fusion)": ranking(fusion="rrf", **CLAIMS),
+    "ranking: + RRF k=20": ranking(fusion="rrf", k=20, **CLAIMS),
+    "ranking: scores 0.6": ranking(words_weight=0.6, **CLAIMS),
+    "ranking: word pairs not queried": ranking(pairs=False, **CLAIMS),
 }
 VARIANTS |= RANKING_VARIANTS
 

@@ -3,6 +3,9 @@
     .venv/bin/python bench/lme_ranking.py build --half even      # embed and write each question's store once
     .venv/bin/python bench/lme_ranking.py eval --half even        # every variant, the tuning half
     .venv/bin/python bench/lme_ranking.py eval --half odd --variants somna,final
+    .venv/bin/python bench/lme_ranking.py eval --half held-out    # the MCP bench's held-out questions
+    .venv/bin/python bench/lme_ranking.py letta --variants somna,RRF   # letta-facts, hybrid, R@1/R@5/MRR
+    .venv/bin/python bench/lme_ranking.py words --half even       # the words side alone, no store needed
 
 Not a replacement for `bench/longmemeval.py` (a real MCP session per question, the number to publish):
 this is the loop for choosing settings. Each question's turns are written once (`Store.write_many`, the
@@ -87,6 +90,8 @@ def save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
 def halves(questions: list[dict[str, Any]], half: str) -> list[dict[str, Any]]:
     if half == "all":
         return questions
+    if half == "held-out":  # the MCP bench's held-out run (--every 4 --offset 1), a quarter of the odd half
+        return L.select(questions, n=None, every=4, offset=1, types=None)
     return L.select(questions, n=None, every=2, offset=0 if half == "even" else 1, types=None)
 
 
@@ -119,25 +124,25 @@ def build(q: dict[str, Any], real: Any, work: Path) -> None:
     (d / "done").write_text("")
 
 
-# Variants: settings of somna.search.RANKING (dataclasses.replace on the defaults).
-SC = {"fusion": "scores", "floor": "zero"}
+# Variants: settings of somna.search.RANKING (dataclasses.replace on the defaults). Each names all the
+# fusion settings it needs, so that the names keep their meaning when the defaults change.
+RRF = {"fusion": "rrf", "words_weight": 0.5, "k": 0}
+SC = {"fusion": "scores", "floor": "zero", "scale": "range"}
+NP = {"pairs": False}
 VARIANTS: dict[str, dict[str, Any]] = {
     "somna": {},  # as in src
-    "before": {"claim_words": 0},  # newer-first between memories of any length, as before issue 15
     "newer-first off": {"newer_first": "off"},
-    "claims <= 30 words": {"claim_words": 30},
-    "claims <= 80 words": {"claim_words": 80},
+    "newer-first any length": {"claim_words": 0},
     "question words dropped": {"stopwords": True},
-    "RRF k=10": {"k": 10},
-    "RRF k=20": {"k": 20},
-    "RRF k=120": {"k": 120},
-    "RRF words 0.6": {"words_weight": 0.6},
-    "RRF words 0.4": {"words_weight": 0.4},
-    "scores words 0.5": SC | {"words_weight": 0.5},
-    "scores words 0.6": SC | {"words_weight": 0.6},
-    "scores words 0.7": SC | {"words_weight": 0.7},
-    "scores words 0.8": SC | {"words_weight": 0.8},
-    "scores (pool floor) 0.6": {"fusion": "scores", "words_weight": 0.6},
+    "word pairs not queried": {"pairs": False},
+    "RRF": RRF | NP,  # the fusion before this change (newer-first by places, as now)
+    "RRF + word pairs": RRF,
+    "RRF k=20": RRF | {"k": 20},
+    "RRF words 0.6": RRF | {"words_weight": 0.6},
+    **{f"scores words {w}": SC | {"words_weight": w} for w in (0.4, 0.5, 0.6, 0.7, 0.8)},
+    **{f"scores words {w} no pairs": SC | NP | {"words_weight": w} for w in (0.4, 0.5, 0.6)},
+    **{f"min-max {w}": SC | {"floor": "pool", "words_weight": w} for w in (0.5, 0.6, 0.7)},
+    **{f"z {w}": SC | {"floor": "pool", "scale": "std", "words_weight": w} for w in (0.5, 0.6, 0.7)},
 }
 
 
@@ -171,6 +176,90 @@ def evaluate(qs: list[dict[str, Any]], work: Path, names: list[str]) -> dict[str
         sc = L.score(L.bm25_ranking(turns, q["question"]), turns, gold)
         out["bm25"].setdefault(q["question_type"], []).append((q["question_id"], sc))
     return {"systems": out, "ranks": per}
+
+
+def letta(work: Path, names: list[str]) -> dict[str, Any]:
+    """letta-facts (2,000 facts in one store, 1,100 questions; as bench/letta_retrieval.py, hybrid mode):
+    the store is built once under work/letta with cached vectors; recall@1/5 and MRR@10 per variant."""
+    import letta_retrieval as LR
+
+    rows = LR.load_rows(LR.DATA)
+    qs = LR.questions(rows)
+    facts = list(dict.fromkeys(f for row in rows for f in row["facts"]))
+    d = work / "letta"
+    cache = load_cache(d / "vectors.npz")
+    if not (d / "done").exists():
+        real = make_embedder("minilm")
+        real.wait(300)
+        emb = CachedEmbedder(real, cache)
+        st = Store.init(d / "store", embedder=emb)
+        ids = st.write_many([{"content": f} for f in facts], author="bench")
+        emb.embed([q["question"] for q in qs])
+        st.close()
+        save_cache(d / "vectors.npz", cache)
+        (d / "ids.json").write_text(json.dumps(ids))
+        (d / "done").write_text("")
+    by_fact = dict(zip(facts, json.loads((d / "ids.json").read_text()), strict=True))
+    st = Store(d / "store", embedder=CachedEmbedder(None, cache))
+    base = S.RANKING
+    out: dict[str, Any] = {}
+    try:
+        for n in names:
+            S.RANKING = dataclasses.replace(base, **VARIANTS.get(n, {}))
+            ranks = []
+            for q in qs:
+                want = {by_fact[f] for f in q["support"]}
+                hits = st.search(q["question"], limit=10)["hits"]
+                ranks.append(next((i for i, h in enumerate(hits, 1) if h["id"] in want), None))
+            out[n] = {
+                "recall@1": sum(r == 1 for r in ranks) / len(ranks),
+                "recall@5": sum(1 for r in ranks if r and r <= 5) / len(ranks),
+                "mrr@10": sum(1 / r for r in ranks if r) / len(ranks),
+            }
+            print(f"{n:26s} " + " ".join(f"{k} {v:.3f}" for k, v in out[n].items()), flush=True)
+    finally:
+        S.RANKING = base
+        st.close()
+    return out
+
+
+def words_side(qs: list[dict[str, Any]]) -> str:
+    """The words side alone, with and without the query's word pairs, on any half and no store: somna's FTS5
+    table rebuilt in memory (title, body, tags; porter; bm25 weights 3, 1, 2), the first 80 rows."""
+    from somna.db import connect
+    from somna.fusion import word_pairs
+    from somna.index import fts_query
+
+    by: dict[str, dict[str, list[dict[str, Any]]]] = {"words": {}, "words + pairs": {}}
+    for q in qs:
+        if q["question_id"].endswith("_abs"):
+            continue
+        turns = L.turns_of(q)
+        conn = connect(":memory:", vec=False)
+        conn.execute("CREATE VIRTUAL TABLE t USING fts5(title, body, tags, tokenize='porter unicode61')")
+        conn.executemany(
+            "INSERT INTO t (rowid, title, body, tags) VALUES (?, ?, ?, ?)",
+            [
+                (i, t.content.split("\n", 1)[0], t.content, f"lme-s{t.session:02d}")
+                for i, t in enumerate(turns)
+            ],
+        )
+        for name, pairs in (("words", []), ("words + pairs", word_pairs(q["question"]))):
+            match = " OR ".join([fts_query(q["question"])] + [f'"{p}"' for p in pairs])
+            sql = "SELECT rowid FROM t WHERE t MATCH ? ORDER BY bm25(t, 3.0, 1.0, 2.0) LIMIT 80"
+            ranked = [r for (r,) in conn.execute(sql, (match,))]
+            sc = L.score(ranked, turns, set(q["answer_session_ids"]))
+            by[name].setdefault(q["question_type"], []).append(sc)
+        conn.close()
+    lines = []
+    for name, types in by.items():
+        rs = [sc for v in types.values() for sc in v]
+        lines.append(
+            f"{name:14s} n={len(rs)} s@5 {statistics.fmean(r['session_any@5'] for r in rs):.3f} "
+            f"t@10 {statistics.fmean(r['turn_any@10'] for r in rs):.3f} "
+            f"MRR {statistics.fmean(r['mrr@10'] for r in rs):.3f}"
+        )
+    return "\n".join(lines)
 
 
 def show(q: dict[str, Any], work: Path, names: list[str]) -> None:
@@ -230,9 +319,9 @@ def table(res: dict[str, Any]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=("build", "eval", "show"))
+    ap.add_argument("cmd", choices=("build", "eval", "show", "letta", "words"))
     ap.add_argument("--ids", default="", help="show: these question ids")
-    ap.add_argument("--half", default="even", choices=("even", "odd", "all"))
+    ap.add_argument("--half", default="even", choices=("even", "odd", "held-out", "all"))
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--variants", default="")
     ap.add_argument("--out", default="", help="write the table and per-question ranks to this JSON")
@@ -249,6 +338,14 @@ def main() -> int:
         print(f"built in {time.monotonic() - t0:.0f} s")
         return 0
     names = [n for n in args.variants.split(",") if n] or list(VARIANTS)
+    if args.cmd == "words":
+        print(words_side(qs))
+        return 0
+    if args.cmd == "letta":
+        res = letta(args.work, names)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+        return 0
     if args.cmd == "show":
         for q in L.load(L.DATA):
             if q["question_id"] in args.ids.split(","):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from somna import search
 from somna.embeddings import HashEmbedder
 from somna.store import Store
 from somna.text import corrects, same_frame
@@ -178,7 +181,10 @@ def test_a_correction_takes_the_rank_of_what_it_superseded(tmp_path: Path) -> No
         )
         store.sync()
         hits = store.search(query, limit=3)["hits"]
-        assert hits[0]["id"] == "staging-k8s" and hits[0]["replaces"] == ["pg-staging"]
+        # both links of the chain match the query ("staging"), and each scores above what holds now on its
+        # own: it takes the rank of each, the middle link's first (one hop), then the stale fact's (two)
+        assert hits[0]["id"] == "staging-k8s" and hits[0]["replaces"] == ["aurora-staging", "pg-staging"]
+        assert not {"aurora-staging", "pg-staging"} & {h["id"] for h in hits}
     finally:
         store.close()
 
@@ -239,5 +245,49 @@ def test_turns_of_one_conversation_do_not_reorder_each_other(tmp_path: Path) -> 
         words = [h["id"] for h in store.search(query, limit=5, mode="words")["hits"]]
         assert words == ["a-turn", "b-reply"]
         assert [h["id"] for h in store.search(query, limit=5)["hits"]] == ["a-turn", "b-reply"]
+    finally:
+        store.close()
+
+
+def test_a_newer_value_far_below_stays_where_it_ranks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newer-first moves a hit up over close neighbours only (at most NEWER_FIRST_PLACES places): another
+    value for the same slot that the query matches worse than eight other memories stays below them."""
+    store = Store.init(tmp_path, embedder=HashEmbedder())
+    try:
+        note(
+            store.root,
+            "a-older",
+            "Deploys of the Atlas gateway go through GitHub Actions.",
+            "2020-01-01T00:00:00Z",
+        )
+        note(
+            store.root,
+            "z-newer",
+            "Deploys of the Atlas gateway go through the Buildkite pipeline.",
+            "2020-03-01T00:00:00Z",
+        )
+        for n in range(8):
+            note(
+                store.root,
+                f"m-{n}",
+                f"GitHub Actions job {n} checks the Atlas gateway build.",
+                "2020-01-01T00:00:00Z",
+            )
+        for n in range(20):
+            note(
+                store.root,
+                f"other-{n}",
+                f"The billing API rate limit is {n} requests per minute.",
+                "2020-01-01T00:00:00Z",
+            )
+        store.sync()
+        query = "Atlas gateway deploys GitHub Actions"
+        ids = [h["id"] for h in store.search(query, limit=12)["hits"]]
+        assert ids.index("z-newer") > ids.index("a-older") + search.NEWER_FIRST_PLACES
+        monkeypatch.setattr(search, "NEWER_FIRST_PLACES", 50)  # at any distance it would go above the older
+        ids = [h["id"] for h in store.search(query, limit=12)["hits"]]
+        assert ids.index("z-newer") == ids.index("a-older") - 1
     finally:
         store.close()

@@ -117,6 +117,8 @@ def test_words_common_to_most_rows_leave_the_query_without_changing_the_ranking(
     s.ensure_synced()
     query = "the billing worker 3"
     assert s.index._fts_match(query) == '"billing" OR "3"'  # "the" and "worker" are in every row
+    # a pair of words is asked for as a phrase only when both of its words are
+    assert s.index._fts_match(query, ["billing worker", "billing 3"]) == '"billing" OR "3" OR "billing 3"'
     full = [
         (r, round(x, 4))
         for r, x in (

@@ -273,14 +273,18 @@ class Index(VectorIndex):
         return int(self.conn.execute("SELECT count(*) FROM notes").fetchone()[0])
 
     # -- words (FTS5) -----------------------------------------------------------------------------
-    def search_words(self, query: str, limit: int) -> list[tuple[int, float, str]]:
+    def search_words(
+        self, query: str, limit: int, pairs: list[str] | None = None
+    ) -> list[tuple[int, float, str]]:
         """(rowid, BM25 score, "") best first; snippets come later, for the hits shown (`snippets`).
 
         A word found in more than half of the rows has a BM25 weight of zero (FTS5 clamps its IDF to
         1e-6), so it is left out of the query: the ranking is the same and the common words of a question
         ("the", "how", "to") no longer make SQLite score nearly every row of a large store. From
-        LARGE_ROWS rows on, only the specific words (in at most 5% of rows) are queried: see _fts_match."""
-        match = self._fts_match(query)
+        LARGE_ROWS rows on, only the specific words (in at most 5% of rows) are queried: see _fts_match.
+        `pairs` ("a b"): also queried as phrases, so a row with two of the query's words side by side
+        scores above one with them apart (a phrase is rarer than its words: BM25 weighs it higher)."""
+        match = self._fts_match(query, pairs)
         if not match:
             return []
         return [
@@ -305,13 +309,13 @@ class Index(VectorIndex):
             )
         )
 
-    def _fts_match(self, query: str) -> str:
+    def _fts_match(self, query: str, pairs: list[str] | None = None) -> str:
         words = list(dict.fromkeys(re.findall(r"\w+", query.lower())[:64]))
         if len(words) < 2:
             return fts_query(query)
         rows = self.conn.execute("SELECT max(rowid) FROM notes").fetchone()[0] or 0
         if rows < COMMON_MIN_ROWS:
-            return fts_query(query)
+            return " OR ".join(f'"{w}"' for w in words + (pairs or []))
         # max(rowid) >= the number of rows, so "df > max(rowid) / 2" never drops a word that still counts
         keep = [w for w in words if self._doc_freq(w, rows) * 2 <= rows]
         if rows >= LARGE_ROWS:
@@ -320,7 +324,10 @@ class Index(VectorIndex):
             # find the same top hits for nearly every query (docs/performance.md), and vectors fuse in.
             rare = [w for w in keep if self._doc_freq(w, rows) <= rows * RARE_FRACTION]
             keep = rare or keep
-        return " OR ".join(f'"{w}"' for w in (keep or words))
+        # a phrase of kept words only: matching a phrase reads the rows of each of its words
+        kept = set(keep)
+        phrases = [p for p in pairs or [] if kept.issuperset(p.split())]
+        return " OR ".join(f'"{w}"' for w in (keep or words) + phrases)
 
     def _doc_freq(self, word: str, rows: int) -> int:
         """Rows that contain the word, cached until the store has grown or shrunk by 5%."""

@@ -1,4 +1,4 @@
-"""Hybrid search: BM25 words and sqlite-vec vectors fused by reciprocal rank, then usage boosts.
+"""Hybrid search: BM25 words and sqlite-vec vectors fused by their scores (fusion.py), then usage boosts.
 
 The pipeline: query -> candidates (words, vectors) -> fusion -> heirs (a superseded memory hands its rank
 to what replaced it) -> filters and usage boosts -> newer first -> compact hits. It takes the index and
@@ -16,15 +16,15 @@ from typing import NamedTuple, NotRequired, TypedDict
 from somna import untrusted
 from somna.embeddings import Embedder
 from somna.errors import InvalidInput
+from somna.fusion import fuse_scores, rrf, without_question_words, word_pairs
 from somna.index import Index, Row
 from somna.indexer import ready_model
 from somna.notes import INACTIVE
-from somna.text import STOP, corrects, people, same_frame
+from somna.text import corrects, people, same_frame
 
-RRF_K = 60
 MAX_QUERY = 2000
 MODES = ("hybrid", "words", "vectors")
-# Two hits ranked close (score ratio) where the newer replaces the older go newer first: a correction that
+# Two hits ranked close (a few places apart) where the newer replaces the older go newer first: a correction that
 # sleep-time has not paired with what it corrects yet must not sit below the stale version. The newer
 # replaces the older when it says nearly the same thing (cosine), not of someone else; or, about the same
 # subject (a shared name, or the same opening words), when it corrects it (a correction word the older
@@ -35,7 +35,10 @@ MODES = ("hybrid", "words", "vectors")
 # claims, a name and a "not" somewhere in it are no correction, and on LongMemEval-S (turns written one at
 # a time) moving later turns of a conversation above earlier ones cost a third of the MRR@10.
 MAX_CHAIN = 5  # corrections of corrections followed, at most, from a superseded hit to what holds now
-NEWER_FIRST_CLOSE = 0.9
+# "Close" counts places, not a score ratio: a ratio means something else on each fusion's scale (with RRF's
+# flat scores 0.9 spanned about 7 places at the top; with normalised scores, a correction that is a few
+# words longer than the fact it corrects already scores 15% lower on words).
+NEWER_FIRST_PLACES = 5
 NEWER_FIRST_SIMILAR = 0.85
 NEWER_FIRST_RELATED = 0.5  # cosine floor for a correction or another value of the same slot
 
@@ -44,29 +47,23 @@ NEWER_FIRST_RELATED = 0.5  # cosine floor for a correction or another value of t
 class RankSettings:
     """How candidates are ranked; bench/lme_ranking.py switches these to compare variants."""
 
-    fusion: str = "rrf"  # "rrf" (ranks) or "scores" (normalised scores, weighted)
+    fusion: str = "scores"  # "rrf" (ranks) or "scores" (normalised scores, weighted)
     words_weight: float = 0.5  # the share of the words' side in the fusion
     k: int = 0  # the RRF constant (0: RRF_K)
-    floor: str = "pool"  # with "scores": each scaled from the pool's lowest score ("pool") or from 0 ("zero")
+    floor: str = "zero"  # with "scores": each scaled from the pool's lowest score ("pool") or from 0 ("zero")
+    scale: str = "range"  # with "scores": divided by the span from the floor ("range") or the spread ("std")
     newer_first: str = "close"  # "close": as described above; "off"
     stopwords: bool = False  # question words dropped from the words query
     claim_words: int = 50  # newer-first by slot or correction only between memories this short (0: any)
+    pairs: bool = True  # successive words of the query (question words left out) also queried as phrases
 
 
 RANKING = RankSettings()
-# the words of a question that say it is a question, not what it is about ("how many ... did I ...")
-ASKING = STOP | frozenset(
-    "what which when where who whom whose why how many much did do does done i me my mine myself you your we "
-    "our us can could would should will shall am have has had been being there any some".split()
-)
 
 
 def words_query(text: str) -> str:
     """The words side's query: with RANKING.stopwords, without the words that only make it a question."""
-    if not RANKING.stopwords:
-        return text
-    kept = [w for w in re.findall(r"\w+", text) if w.lower() not in ASKING]
-    return " ".join(kept) if kept else text
+    return without_question_words(text) if RANKING.stopwords else text
 
 
 class SearchHit(TypedDict):
@@ -100,34 +97,6 @@ class Candidates:
     mode: str
 
 
-def rrf(
-    rankings: list[list[int]], k: int | None = None, weights: list[float] | None = None
-) -> dict[int, float]:
-    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to the score of what it ranks (k:
-    RRF_K, weights: 1 each)."""
-    k = RRF_K if k is None else k
-    fused: dict[int, float] = {}
-    for n, ranking in enumerate(rankings):
-        w = weights[n] if weights else 1.0
-        for rank, key in enumerate(ranking):
-            fused[key] = fused.get(key, 0.0) + w / (k + rank + 1)
-    return fused
-
-
-def fuse_scores(words: list[tuple[int, float]], vectors: list[tuple[int, float]]) -> dict[int, float]:
-    """Each list's scores scaled to [0, 1] over its candidates, then weighted and added."""
-    fused: dict[int, float] = {}
-    for pairs, weight in ((words, RANKING.words_weight), (vectors, 1.0 - RANKING.words_weight)):
-        if not pairs:
-            continue
-        hi = max(sc for _, sc in pairs)
-        lo = 0.0 if RANKING.floor == "zero" else min(sc for _, sc in pairs)
-        span = hi - lo
-        for rowid, sc in pairs:
-            fused[rowid] = fused.get(rowid, 0.0) + weight * ((sc - lo) / span if span > 0 else 1.0)
-    return fused
-
-
 def candidates(
     index: Index,
     embedder: Embedder | None,
@@ -141,7 +110,8 @@ def candidates(
     """The best `n` rows by words and by meaning (vectors only once the model is loaded); `vector`: the
     text's embedding, when the caller made it already (the exam embeds its queries in batches). A long
     memory's meaning is its best window's (`chunks`, max-sim: vectors.py), or its first vector's alone."""
-    words = index.search_words(words_query(text), n) if mode in ("hybrid", "words") else []
+    pairs = word_pairs(text) if RANKING.pairs else []
+    words = index.search_words(words_query(text), n, pairs) if mode in ("hybrid", "words") else []
     vectors: list[tuple[int, float]] = []
     used = "words"
     if mode in ("hybrid", "vectors") and embedder is not None and ready_model(index, embedder) is not None:
@@ -198,7 +168,7 @@ def newer_first(index: Index, shown: list[tuple[float, Row]]) -> list[tuple[floa
 
     out = list(shown)
     for j in range(1, len(out)):
-        score_j, r_j = out[j]
+        _, r_j = out[j]
         if r_j.rowid not in unit or not r_j.created:
             continue
         for i in range(j):
@@ -207,7 +177,7 @@ def newer_first(index: Index, shown: list[tuple[float, Row]]) -> list[tuple[floa
                 r_i.rowid in unit
                 and r_i.created
                 and r_j.created > r_i.created
-                and score_j >= NEWER_FIRST_CLOSE * score_i
+                and j - i <= NEWER_FIRST_PLACES
                 and replaces(r_j, r_i)
             ):
                 out.insert(i, (score_i, r_j))
@@ -323,7 +293,9 @@ def rank(
         (v for v in found.vectors if v[0] in rows), key=lambda v: (-round(v[1], 6), rows[v[0]].id)
     )
     if RANKING.fusion == "scores":
-        fused = fuse_scores([(r, sc) for r, sc, _ in words], vectors)
+        missing = tuple(max(0.0, got[-1][1]) if len(got) >= pool else 0.0 for got in (words, vectors))
+        fused = fuse_scores([(r, sc) for r, sc, _ in words], vectors, RANKING.words_weight, RANKING.floor,
+                            RANKING.scale, (missing[0], missing[1]))  # fmt: skip
     else:
         fused = rrf(
             [[rowid for rowid, _, _ in words], [rowid for rowid, _ in vectors]],
@@ -357,7 +329,7 @@ def rank(
         boost *= 1.0 + 0.05 * math.exp(-_age_days(r.updated, now) / 90.0)
         if r.status in INACTIVE:
             boost *= 0.5
-        scored.append((fused[r.rowid] * boost, r))
+        scored.append((fused.get(r.rowid, 0.0) * boost, r))  # a successor the heirs added at score 0
     scored.sort(key=lambda x: (-x[0], x[1].id))
     shown = scored[:limit]
     if found.mode != "words" and RANKING.newer_first != "off":

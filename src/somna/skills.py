@@ -28,8 +28,8 @@ from somna import notes
 from somna.db import connect
 from somna.embeddings import Embedder
 from somna.errors import InvalidInput, NotFound
+from somna.fusion import rrf
 from somna.index import fts_query
-from somna.search import rrf
 from somna.skill_format import (
     MAX_NAME,
     MAX_SKILL_MD,
