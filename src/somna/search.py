@@ -31,9 +31,10 @@ MODES = ("hybrid", "words", "vectors")
 # lacks) or fills the same slot with another value ("... runs on port 8080" -> "... runs on port 9090").
 # Not merely for being newer and on the same subject: with memories written one at a time, that moved a
 # newer, unrelated fact about the same person above the answer for 13% of the letta-facts questions.
-# Nor between long memories (more than Ranking.claim_words words): a chat turn or a procedure holds many
-# claims, a name and a "not" somewhere in it are no correction, and on LongMemEval-S (turns written one at
-# a time) moving later turns of a conversation above earlier ones cost a third of the MRR@10.
+# Nor between long memories (more than RankSettings.claim_words words), by any of these rules: a chat turn or
+# a procedure holds many claims, a name and a "not" somewhere in it are no correction, two long turns on one
+# topic are near-duplicates in meaning without one replacing the other, and on LongMemEval-S (turns written
+# one at a time) moving later turns of a conversation above earlier ones cost a third of the MRR@10.
 MAX_CHAIN = 5  # corrections of corrections followed, at most, from a superseded hit to what holds now
 # "Close" counts places, not a score ratio: a ratio means something else on each fusion's scale (with RRF's
 # flat scores 0.9 spanned about 7 places at the top; with normalised scores, a correction that is a few
@@ -54,7 +55,7 @@ class RankSettings:
     scale: str = "range"  # with "scores": divided by the span from the floor ("range") or the spread ("std")
     newer_first: str = "close"  # "close": as described above; "off"
     stopwords: bool = False  # question words dropped from the words query
-    claim_words: int = 50  # newer-first by slot or correction only between memories this short (0: any)
+    claim_words: int = 50  # newer-first only between memories this short (0: any)
     pairs: bool = True  # successive words of the query (question words left out) also queried as phrases
 
 
@@ -158,10 +159,10 @@ def newer_first(index: Index, shown: list[tuple[float, Row]]) -> list[tuple[floa
             return False
         a, b = text(new), text(old)
         names_a, names_b = set(people(a)), set(people(b))
+        if RANKING.claim_words and max(len(a.split()), len(b.split())) > RANKING.claim_words:
+            return False  # two chat turns on one topic are alike in meaning, and neither replaces the other
         if cos >= NEWER_FIRST_SIMILAR:
             return not (names_a and names_b and not names_a & names_b)  # the same claim of someone else
-        if RANKING.claim_words and max(len(a.split()), len(b.split())) > RANKING.claim_words:
-            return False
         if same_frame(a, b):
             return True
         return bool(names_a & names_b) and corrects(a, b)
