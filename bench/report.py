@@ -354,7 +354,7 @@ def markdown(r: dict[str, Any]) -> str:
     if sl:
         lines += [
             "",
-            f"## Sleep cycle at 10k memories",
+            "## Sleep cycle at 10k memories",
             "",
             f"{sl['seconds']} s for one full cycle; LLM: {sl['llm']}.",
         ]

@@ -251,7 +251,9 @@ async def shared_setup(store: Path, clients: int, logs: Path, timeout: float) ->
             assert server.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")
             await anyio.sleep(0.1)
         url = json.loads(info_file.read_text(encoding="utf-8"))["url"]
-        token = (store / ".somna" / "http-token").read_text(encoding="utf-8").strip()  # made at the first start
+        token = (
+            (store / ".somna" / "http-token").read_text(encoding="utf-8").strip()
+        )  # made at the first start
         loaded = await wait_for(MODEL_READY, [log], timeout)
 
         async with AsyncExitStack() as stack:

@@ -149,8 +149,8 @@ def generate(root: Path, n: int) -> list[tuple[str, str, str]]:
 def measure(sizes: list[int], embedders: list[str], budget: int) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from somna.embeddings import make_embedder
-    from somna.server import compose_instructions
     from somna.scopes import Memory
+    from somna.server import compose_instructions
     from somna.skills import Catalog, tokens
     from somna.store import Store
 

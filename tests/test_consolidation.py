@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from somna.index import Row
 from somna.carry import carried, updates_any
+from somna.index import Row
 from somna.relations import other_subject, relation, specific
 from somna.sleep.passes import Snapshot, Thresholds, plan
 
@@ -144,14 +144,26 @@ def test_rewordings_are_judged_in_time_order_and_below_the_cosine_when_no_value_
     d1, d2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
     memories = [
         # the newer first in the snapshot: the older's "instead" is no cue of change said by the newer
-        ("Flaky test test_webhook_retry_backoff depends on a real time.sleep. Freeze time with freezegun "
-         "(@freeze_time) and tick it by hand to make it deterministic.", d2),  # fmt: skip
-        ("test_webhook_retry_backoff is flaky because it sleeps on the wall clock; use freezegun instead of "
-         "real time.", d1),  # fmt: skip
+        (
+            "Flaky test test_webhook_retry_backoff depends on a real time.sleep. Freeze time with freezegun "
+            "(@freeze_time) and tick it by hand to make it deterministic.",
+            d2,
+        ),  # fmt: skip
+        (
+            "test_webhook_retry_backoff is flaky because it sleeps on the wall clock; use freezegun instead of "
+            "real time.",
+            d1,
+        ),  # fmt: skip
         # the same advice in other words, neither pinning down a value the other lacks: merged at 0.7
-        ("Check #deploys in Slack before investigating a prod alert; there may be a rollout in progress.", d1),
-        ("Prod alert? Look at the #deploys channel first. Half of our alerts are caused by a rollout that is "
-         "still going.", d2),  # fmt: skip
+        (
+            "Check #deploys in Slack before investigating a prod alert; there may be a rollout in progress.",
+            d1,
+        ),
+        (
+            "Prod alert? Look at the #deploys channel first. Half of our alerts are caused by a rollout that is "
+            "still going.",
+            d2,
+        ),  # fmt: skip
         # alike at 0.7 too, but one adds values the other lacks: a look-alike, left apart
         ("ledger-api unit tests run under pytest-timeout with --timeout=10 seconds per test.", d1),
         ("ledger-api's `unit` CI job has timeout-minutes: 10; if it hits that, something is hanging.", d2),
@@ -172,7 +184,9 @@ def test_a_number_spelled_out_is_the_same_value() -> None:
 def test_a_number_with_another_unit_is_no_former_value() -> None:
     """The learning curve once saw "Metabase moved to port 3030" supersede the vitest timeout of 5000 ms: both
     four digits, one a port, the other milliseconds. A number said in another unit is no older value."""
-    vitest = "harbor-web vitest unit tests: the per-test timeout is 5000 ms (testTimeout in vitest.config.ts)."
+    vitest = (
+        "harbor-web vitest unit tests: the per-test timeout is 5000 ms (testTimeout in vitest.config.ts)."
+    )
     metabase = "Metabase moved to port 3030: harbor-web's next dev server grabs 3001 whenever 3000 is busy."
     assert relation(metabase, vitest)[0] != "update"
     assert relation(metabase, "Metabase for the analytics stack is on http://localhost:3001.")[0] == "update"

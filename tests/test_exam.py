@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,9 @@ def test_an_answer_that_only_a_look_alike_still_holds_is_lost(store: Store) -> N
     assert [d["data"]["old"] for d in report.dropped] == [unit["id"]]
 
 
-def test_a_fact_denied_by_a_later_one_about_the_same_person_is_superseded_and_not_carried(store: Store) -> None:
+def test_a_fact_denied_by_a_later_one_about_the_same_person_is_superseded_and_not_carried(
+    store: Store,
+) -> None:
     old = store.write("Anjel Huyen enjoys traveling and has visited over 15 countries.", author="agent")
     time.sleep(1.1)
     new = store.write("Anjel Huyen has never traveled outside of Vietnam.", author="agent", force=True)
@@ -210,8 +212,8 @@ def test_a_cycle_killed_between_staging_and_landing_changes_nothing(store: Store
     before = {p.name: p.read_text() for p in (store.root / "memory").glob("*.md")}
     store.close()
     staged = set(Path(tempfile.gettempdir()).glob("somna-staging-*"))
-    proc = subprocess.run([sys.executable, "-c", KILLED_CYCLE, str(store.root), old["id"], new["id"]], capture_output=True, text=True,
-                          timeout=120, env={**os.environ})  # fmt: skip
+    argv = [sys.executable, "-c", KILLED_CYCLE, str(store.root), old["id"], new["id"]]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ})
     assert proc.returncode == -9, proc.stderr
     after = open_store(store.root, embedder=HashEmbedder())
     assert git(after.root, "rev-parse", "HEAD") == head

@@ -171,7 +171,9 @@ async def test_ten_concurrent_clients_write_and_search_through_one_server(somna_
             for i in range(10):
                 tg.start_soon(client, i, found)
 
-        async with http_session(server.url, token=server.token, name="checker") as s:  # everyone sees everyone's writes
+        async with http_session(
+            server.url, token=server.token, name="checker"
+        ) as s:  # everyone sees everyone's writes
             for topic in topics:
                 hits = (await call(s, "search", query=f"{topic} service port"))["hits"]
                 assert any(topic in h["title"].lower() or topic in h["snippet"].lower() for h in hits), topic

@@ -55,7 +55,7 @@ async def test_full_session_over_stdio(tmp_path: Path) -> None:
         ids = []
         for content, _ in facts:
             ids.append((await call(s, "write", content=content, type="lesson"))["id"])
-        for (content, query), mid in zip(facts, ids, strict=True):
+        for (_content, query), mid in zip(facts, ids, strict=True):
             hits = (await call(s, "search", query=query))["hits"]
             assert hits and hits[0]["id"] == mid, (query, hits)
 

@@ -99,7 +99,6 @@ def test_the_packaged_int8_model_matches_the_float_model_on_real_texts() -> None
     """The default model (an int8 ONNX file) and the float weights somna ran before agree to cosine 0.99 on
     every text, so a store keeps its vectors when somna moves to the packaged model (minilm.py)."""
     import numpy as np
-
     from conftest import SHARED
 
     texts = [

@@ -653,7 +653,9 @@ def test_ten_cycles_with_a_model_that_answers_badly_lose_no_probe(
     # no cue word ("now"): the deterministic passes cannot tell which holds, so the model is asked
     store.write("The catalog service cache TTL is 900 seconds.", author="agent", force=True)
     store.write("The dev database listens on port 5433; see config/db.toml.", author="agent")
-    store.write("The dev database listens on port 5433, not 5432; see config/db.toml.", author="agent", force=True)
+    store.write(
+        "The dev database listens on port 5433, not 5432; see config/db.toml.", author="agent", force=True
+    )
     store.write("Run `make lint` before pushing; it runs ruff with --fix.", author="agent")
     store.write("Integration tests time out after 45 minutes in CI.", author="agent")
     exam.add_probe(store, "which port does the dev database listen on", "5433", author="human")
@@ -663,7 +665,9 @@ def test_ten_cycles_with_a_model_that_answers_badly_lose_no_probe(
         text = user_text(body)
         if "B (written" in text:  # the judge: the outdated value holds
             a = text.split("\n\nB (written")[0]
-            return json.dumps({"holds": "A" if ("300" in a or "5432" in a) else "B", "reason": "older is right"})
+            return json.dumps(
+                {"holds": "A" if ("300" in a or "5432" in a) else "B", "reason": "older is right"}
+            )
         if '"title"' in str(body["messages"][0]["content"]) or "merge" in text.lower():
             return json.dumps({"title": "Notes", "content": "Some settings of the services."})  # drops it all
         return json.dumps({"memories": []})
@@ -682,7 +686,9 @@ def test_ten_cycles_with_a_model_that_answers_badly_lose_no_probe(
         lost = exam.regressions(start, after, store, successors)
         assert not lost, f"cycle {round_ + 1} lost {[r.why() for r in lost]}"
     assert len(stub.requests) >= 5  # the model was asked, and answered wrongly, cycle after cycle
-    assert any("what is the catalog cache TTL" in d["why"] for d in by_exam)  # the judge's wrong call, stopped
+    assert any(
+        "what is the catalog cache TTL" in d["why"] for d in by_exam
+    )  # the judge's wrong call, stopped
     current = [r for r in store.index.all_rows("memory") if "900 seconds" in r.body]
     assert current and all(r.status == "active" for r in current)  # the bad verdicts retired nothing true
     store.close()

@@ -33,7 +33,9 @@ def draft(body: str = BODY, name: str = "release-the-cli") -> str:
 
 
 def test_a_recurring_procedure_becomes_a_reviewed_skill(
-    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    stub: StubLLM,  # noqa: F811 (the fixture imported above, as pytest passes it)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     for text in RELEASES:
@@ -65,7 +67,9 @@ def test_a_recurring_procedure_becomes_a_reviewed_skill(
 
 
 def test_a_skill_that_drops_a_recurring_detail_is_not_proposed(
-    tmp_path: Path, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    stub: StubLLM,  # noqa: F811 (the fixture imported above, as pytest passes it)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = make_store(tmp_path / "s", stub, monkeypatch)
     for text in RELEASES:

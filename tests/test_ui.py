@@ -36,7 +36,11 @@ pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)),
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
 )
-SHOTS = REPO / "docs" / "ui" if os.environ.get("SOMNA_UI_SHOTS") == "docs" else Path(tempfile.gettempdir()) / "somna-ui-shots"
+SHOTS = (
+    REPO / "docs" / "ui"
+    if os.environ.get("SOMNA_UI_SHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "somna-ui-shots"
+)
 TOML = "[sleep.thresholds]\nduplicate = 0.55\ncontradiction = 0.5\nsure = 0.6\nlink = 0.45\n"
 RATE = "Retry on HTTP 429: back off 2 s, and only for idempotent endpoints."
 HOSTILE = (
