@@ -260,16 +260,17 @@ def run(store: Store, probes: list[Probe], k: int = K, vectors: Vectors | None =
     vectors.update(_embedded(store, [q for q in dict.fromkeys(p.query for p in probes) if q not in vectors]))
     store.ensure_synced()
     out, texts = [], {}  # a memory's text, read once for all probes (bodies are not in a hit)
-    for probe in probes:  # a search's ranking: the ids, without the snippets and provenance of its hits
-        found = ranking(store.index, store.embedder, probe.query, limit=k, vector=vectors[probe.query])
-        outcome = Outcome(probe, False, hits=[row.id for _, row in found.shown])
-        for rank, hid in enumerate(outcome.hits, start=1):
-            if hid not in texts:
-                texts[hid] = _text_of(store, hid)
-            if holds(texts[hid], probe.expect):
-                outcome.passed, outcome.answered_by, outcome.rank = True, hid, rank
-                break
-        out.append(outcome)
+    with store.index.many_searches():
+        for probe in probes:  # a search's ranking: the ids, without the snippets and provenance of its hits
+            found = ranking(store.index, store.embedder, probe.query, limit=k, vector=vectors[probe.query])
+            outcome = Outcome(probe, False, hits=[row.id for _, row in found.shown])
+            for rank, hid in enumerate(outcome.hits, start=1):
+                if hid not in texts:
+                    texts[hid] = _text_of(store, hid)
+                if holds(texts[hid], probe.expect):
+                    outcome.passed, outcome.answered_by, outcome.rank = True, hid, rank
+                    break
+            out.append(outcome)
     return out
 
 
