@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -53,7 +52,9 @@ def open_store(args: argparse.Namespace, tmp: Path) -> Store:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--coding", type=Path, help="the coding corpus's store in this folder (written if absent)")
+    ap.add_argument(
+        "--coding", type=Path, help="the coding corpus's store in this folder (written if absent)"
+    )
     ap.add_argument("--all", action="store_true", help="every derived probe, not `somna exam`'s sample")
     ap.add_argument("--dump", type=Path, help="write every outcome here (JSON)")
     ap.add_argument("--against", type=Path, help="compare with the outcomes of another revision")
