@@ -48,8 +48,7 @@ MAX_QUERY_WORDS = 16
 MIN_WORD = 6  # letters of a word that may stand for a memory's detail when it has no other
 EXAMS = "exams"
 SOURCES = ("store", "use", "person")
-Vector = list[float] | None  # a query's vector (None: search on words)
-Vectors = dict[str, Vector]  # by query
+Vectors = dict[str, list[float] | None]  # a query's vector (None: search on words), by query
 
 
 class ExamError(InvalidInput):
@@ -82,6 +81,7 @@ class Outcome:
     answered_by: str | None = None
     rank: int | None = None
     hits: list[str] = field(default_factory=list)
+    below: list[str] = field(default_factory=list)  # what ranked after the hits (the gate's blame)
 
     def to_json(self) -> dict[str, Any]:
         return {"probe": self.probe.to_json(), "passed": self.passed, "answered_by": self.answered_by,
@@ -262,14 +262,14 @@ def run(store: Store, probes: list[Probe], k: int = K, vectors: Vectors | None =
     vectors = {} if vectors is None else vectors
     todo = [q for q in dict.fromkeys(p.query for p in probes) if q not in vectors]
     store.ensure_synced()
-    out, texts = [], {}  # a memory's text, read once for all probes (bodies are not in a hit)
+    out, texts = [], {}  # type: ignore[var-annotated]  # a memory's text, read once (bodies are not in a hit)
     with _embedding(store, todo, vectors) as vector, store.index.many_searches():
         for probe in probes:  # a search's ranking: the ids, without the snippets and provenance of its hits
             found = ranking(store.index, store.embedder, probe.query, limit=k, vector=vector(probe.query))
-            outcome = Outcome(probe, False, hits=[row.id for _, row in found.shown])
+            hits = [r.id for _, r in found.shown]
+            outcome = Outcome(probe, False, hits=hits, below=[r.id for _, r in found.below])
             for rank, hid in enumerate(outcome.hits, start=1):
-                if hid not in texts:
-                    texts[hid] = _text_of(store, hid)
+                texts[hid] = texts[hid] if hid in texts else _text_of(store, hid)
                 if holds(texts[hid], probe.expect):
                     outcome.passed, outcome.answered_by, outcome.rank = True, hid, rank
                     break
@@ -278,7 +278,9 @@ def run(store: Store, probes: list[Probe], k: int = K, vectors: Vectors | None =
 
 
 @contextmanager
-def _embedding(store: Store, queries: list[str], vectors: Vectors) -> Iterator[Callable[[str], Vector]]:
+def _embedding(
+    store: Store, queries: list[str], vectors: Vectors
+) -> Iterator[Callable[[str], list[float] | None]]:
     """A query's vector when asked for, embedded in batches on a thread of its own while the searches run (half
     the exam's time each at 10k memories); None with no model loaded: search on words, as an agent's."""
     embedder, pool = store.embedder, ThreadPoolExecutor(1, thread_name_prefix="somna-exam-embed")
@@ -289,7 +291,7 @@ def _embedding(store: Store, queries: list[str], vectors: Vectors) -> Iterator[C
             batch = queries[at : at + EMBED_BATCH]
             made |= dict.fromkeys(batch, (batch, pool.submit(embedder.embed, batch)))
 
-    def vector(query: str) -> Vector:
+    def vector(query: str) -> list[float] | None:
         if query not in vectors:
             vectors.update(zip(made[query][0], made[query][1].result(), strict=True))
         return vectors[query]

@@ -50,10 +50,13 @@ class Verdict:
     before: float = 1.0  # the exam's score on the store as it is
     after: float = 1.0  # and on the staging store with the kept plan applied
     rounds: int = 0
+    shifted: list[str] = field(
+        default_factory=list
+    )  # answers pushed a few places down by no change: see check
 
     def summary(self) -> dict[str, object]:
         return {"probes": self.probes, "score_before": round(self.before, 4), "score_after": round(self.after, 4),
-                "dropped": len(self.dropped), "rounds": self.rounds}  # fmt: skip
+                "dropped": len(self.dropped), "rounds": self.rounds, "shifted": len(self.shifted)}  # fmt: skip
 
 
 class Remembering:
@@ -167,11 +170,13 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
             after = exam.run(stage, probes, vectors=vectors)
             lost = exam.regressions(before, after, stage, successors, original=store)
         verdict.after = exam.score(after)
-        if not lost:
-            return verdict
         # only what took effect is to blame: of two supersedes of one memory, the second found it superseded
         # already, and is tried on its own in the next round
-        culprits = _culprits(lost, took)
+        culprits, shifted = _culprits(lost, took)
+        verdict.shifted = [r.why() for r in shifted]
+        lost = [r for r in lost if r not in shifted]
+        if not lost:
+            return verdict
         if not culprits:
             break
         for action, why in culprits:
@@ -209,22 +214,41 @@ def _apply(stage: Store, actions: list[Action]) -> tuple[dict[str, str], list[tu
     return successors, took
 
 
-def _culprits(lost: list[exam.Regression], took: list[tuple[Action, set[str]]]) -> list[tuple[Action, str]]:
-    """The changes to drop for the probes they made fail: those that touched the memory a probe was about
-    or that answered it before; failing that, those that wrote a memory now among the probe's hits (one may
-    outrank the answer); failing both for every probe, every change that wrote new memories."""
+def _culprits(
+    lost: list[exam.Regression], took: list[tuple[Action, set[str]]]
+) -> tuple[list[tuple[Action, str]], list[exam.Regression]]:
+    """The changes to drop for the probes they made fail: those that touched the memory a probe was about or
+    that answered it before, and those that wrote a memory now ranked above that answer (among the hits,
+    or below them when the answer is there); failing both for every probe, every change that wrote new
+    memories. Also the regressions no change explains (`shifted`): an answer that no change touched, now
+    a few places lower, below look-alikes that no change wrote. What moved it is the store's statistics
+    as a whole (how rare each word is, which vectors the binary pre-selection keeps), which any write
+    moves; dropping changes one by one would not find a culprit. A person's probe is never one of them."""
     out: list[tuple[Action, str]] = []
+    shifted = []
     for regression in lost:
-        memories = {regression.probe.about, regression.before.answered_by} - {"", None}
+        after, answer = regression.after, regression.before.answered_by
+        memories = {regression.probe.about, answer} - {"", None}
         direct = [a for a, _ in took if set(a.targets) & memories]
-        above = [a for a, wrote in took if wrote & set(regression.after.hits)]
-        for action in direct or above:
+        ranked = after.hits + after.below
+        at = ranked.index(answer) if answer in ranked else None
+        window = set(ranked[:at] if at is not None else after.hits)
+        above = [a for a, wrote in took if wrote & window]
+        if (
+            not direct
+            and not above
+            and at is not None
+            and at < 2 * exam.K
+            and regression.probe.source != "person"
+        ):
+            shifted.append(regression)
+        for action in direct + above:
             if all(action is not a for a, _ in out):
                 out.append((action, f"the exam: {regression.why()}"))
-    if out:
-        return out
-    why = f"the exam: {lost[0].why()}"
-    return [(a, why) for a, _ in took if a.kind in NEW_MEMORIES]
+    if out or len(shifted) == len(lost):
+        return out, shifted
+    why = f"the exam: {next(r for r in lost if r not in shifted).why()}"
+    return [(a, why) for a, _ in took if a.kind in NEW_MEMORIES], shifted
 
 
 def accept(store: Store, proposal: Proposal, author: str, force: bool = False) -> dict[str, Any]:
