@@ -218,12 +218,12 @@ def _culprits(
     lost: list[exam.Regression], took: list[tuple[Action, set[str]]]
 ) -> tuple[list[tuple[Action, str]], list[exam.Regression]]:
     """The changes to drop for the probes they made fail: those that touched the memory a probe was about or
-    that answered it before, and those that wrote a memory now ranked above that answer (among the hits,
-    or below them when the answer is there); failing both for every probe, every change that wrote new
-    memories. Also the regressions no change explains (`shifted`): an answer that no change touched, now
-    a few places lower, below look-alikes that no change wrote. What moved it is the store's statistics
-    as a whole (how rare each word is, which vectors the binary pre-selection keeps), which any write
-    moves; dropping changes one by one would not find a culprit. A person's probe is never one of them."""
+    that answered it before; failing that, those that wrote a memory now ranked above that answer (among
+    the hits, or below them too when the answer is there); failing both for every probe, every change
+    that wrote new memories. Also the regressions no change explains (`shifted`): an answer that no change
+    touched, now a few places lower, below look-alikes that no change wrote. What moved it is the store's
+    statistics as a whole (how rare each word is, which vectors the binary pre-selection keeps), which any
+    write moves; dropping changes one by one would not find a culprit. A person's probe is never one of them."""
     out: list[tuple[Action, str]] = []
     shifted = []
     for regression in lost:
@@ -242,7 +242,7 @@ def _culprits(
             and regression.probe.source != "person"
         ):
             shifted.append(regression)
-        for action in direct + above:
+        for action in direct or above:
             if all(action is not a for a, _ in out):
                 out.append((action, f"the exam: {regression.why()}"))
     if out or len(shifted) == len(lost):
