@@ -48,7 +48,8 @@ MAX_QUERY_WORDS = 16
 MIN_WORD = 6  # letters of a word that may stand for a memory's detail when it has no other
 EXAMS = "exams"
 SOURCES = ("store", "use", "person")
-Vectors = dict[str, list[float] | None]  # a query's vector (None: search on words), by query
+Vector = list[float] | None  # a query's vector (None: search on words)
+Vectors = dict[str, Vector]  # by query
 
 
 class ExamError(InvalidInput):
@@ -262,7 +263,7 @@ def run(store: Store, probes: list[Probe], k: int = K, vectors: Vectors | None =
     vectors = {} if vectors is None else vectors
     todo = [q for q in dict.fromkeys(p.query for p in probes) if q not in vectors]
     store.ensure_synced()
-    out, texts = [], {}  # type: ignore[var-annotated]  # a memory's text, read once (bodies are not in a hit)
+    out, texts = [], dict[str, str]()  # a memory's text, read once for all probes (bodies are not in a hit)
     with _embedding(store, todo, vectors) as vector, store.index.many_searches():
         for probe in probes:  # a search's ranking: the ids, without the snippets and provenance of its hits
             found = ranking(store.index, store.embedder, probe.query, limit=k, vector=vector(probe.query))
@@ -278,9 +279,7 @@ def run(store: Store, probes: list[Probe], k: int = K, vectors: Vectors | None =
 
 
 @contextmanager
-def _embedding(
-    store: Store, queries: list[str], vectors: Vectors
-) -> Iterator[Callable[[str], list[float] | None]]:
+def _embedding(store: Store, queries: list[str], vectors: Vectors) -> Iterator[Callable[[str], Vector]]:
     """A query's vector when asked for, embedded in batches on a thread of its own while the searches run (half
     the exam's time each at 10k memories); None with no model loaded: search on words, as an agent's."""
     embedder, pool = store.embedder, ThreadPoolExecutor(1, thread_name_prefix="somna-exam-embed")
@@ -291,7 +290,7 @@ def _embedding(
             batch = queries[at : at + EMBED_BATCH]
             made |= dict.fromkeys(batch, (batch, pool.submit(embedder.embed, batch)))
 
-    def vector(query: str) -> list[float] | None:
+    def vector(query: str) -> Vector:
         if query not in vectors:
             vectors.update(zip(made[query][0], made[query][1].result(), strict=True))
         return vectors[query]
@@ -393,8 +392,7 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
 
 
 def _text_of(store: Store, ref: str) -> str:
-    row = store.index.get(ref)
-    return text_of(row) if row is not None else ""
+    return text_of(row) if (row := store.index.get(ref)) is not None else ""
 
 
 def text_of(row: Row) -> str:
