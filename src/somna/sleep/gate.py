@@ -184,7 +184,11 @@ def check(store: Store, actions: list[Action], probes: list[exam.Probe] | None =
             verdict.dropped.append((action, why))
     # answers still lost and no change to blame, or after MAX_ROUNDS: nothing that changes what a search
     # finds lands this cycle
-    why = f"the exam still lost answers ({lost[0].why()}), and no single change could be blamed"
+    why = f"the exam still lost answers ({lost[0].why()}) " + (
+        f"after {MAX_ROUNDS} rounds of dropping the changes to blame"
+        if culprits
+        else "and no change could be blamed"
+    )
     for action in [a for a in verdict.kept if a.kind in GATED]:
         verdict.kept.remove(action)
         verdict.dropped.append((action, why))
@@ -219,11 +223,11 @@ def _culprits(
 ) -> tuple[list[tuple[Action, str]], list[exam.Regression]]:
     """The changes to drop for the probes they made fail: those that touched the memory a probe was about or
     that answered it before; failing that, those that wrote a memory now ranked above that answer (among
-    the hits, or below them too when the answer is there); failing both for every probe, every change
-    that wrote new memories. Also the regressions no change explains (`shifted`): an answer that no change
-    touched, now a few places lower, below look-alikes that no change wrote. What moved it is the store's
-    statistics as a whole (how rare each word is, which vectors the binary pre-selection keeps), which any
-    write moves; dropping changes one by one would not find a culprit. A person's probe is never one of them."""
+    the hits, or below them too when the answer is there). A derived or learned probe with neither is a
+    shift (`shifted`): its answer, touched by no change, now lower than memories that no change wrote.
+    What moved it is the store's statistics as a whole (how rare each word is, which vectors the binary
+    pre-selection keeps), which every write moves; dropping changes one by one finds no culprit. A
+    person's probe with neither blames every change that wrote new memories."""
     out: list[tuple[Action, str]] = []
     shifted = []
     for regression in lost:
@@ -231,16 +235,9 @@ def _culprits(
         memories = {regression.probe.about, answer} - {"", None}
         direct = [a for a, _ in took if set(a.targets) & memories]
         ranked = after.hits + after.below
-        at = ranked.index(answer) if answer in ranked else None
-        window = set(ranked[:at] if at is not None else after.hits)
+        window = set(ranked[: ranked.index(answer)] if answer in ranked else after.hits)
         above = [a for a, wrote in took if wrote & window]
-        if (
-            not direct
-            and not above
-            and at is not None
-            and at < 2 * exam.K
-            and regression.probe.source != "person"
-        ):
+        if not direct and not above and regression.probe.source != "person":
             shifted.append(regression)
         for action in direct or above:
             if all(action is not a for a, _ in out):
