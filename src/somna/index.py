@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,7 +122,9 @@ class Index(VectorIndex):
         conn.execute("ATTACH DATABASE ? AS state", (str(somna_dir / "state.db"),))
         super().__init__(conn)
         self._df: dict[str, tuple[int, int]] = {}  # word -> (rows containing it, max rowid then)
-        self._ranked: dict[int, Row] | None = None  # rows read for ranking, during many_searches
+        self._ranked: tuple[int, dict[int, Row]] | None = (
+            None  # (thread, rows read for ranking): many_searches
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -129,8 +132,9 @@ class Index(VectorIndex):
     @contextmanager
     def many_searches(self) -> Iterator[None]:
         """Many searches in a row, with nothing written meanwhile (the exam): each row that a search ranks is
-        read once, not once a search (a candidate of one probe is a candidate of many)."""
-        self._ranked = {}
+        read once, not once a search (a candidate of one probe is a candidate of many). Only this thread's
+        searches: an agent's search on another thread of the server reads the rows as they are."""
+        self._ranked = (threading.get_ident(), {})
         try:
             with super().many_searches():
                 yield
@@ -244,7 +248,8 @@ class Index(VectorIndex):
         """Rows by rowid; body=False leaves body "" and related [] (search ranks ~130 candidates a query
         and shows a few: their bodies are fetched with `bodies`)."""
         wanted = list(rowids)
-        ranked = self._ranked if not body else None  # see many_searches
+        held = self._ranked  # see many_searches
+        ranked = held[1] if held is not None and held[0] == threading.get_ident() and not body else None
         ids = wanted if ranked is None else [i for i in wanted if i not in ranked]
         cols = _ROW_COLS if body else _ROW_COLS_LEAN
         sql = f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))"
