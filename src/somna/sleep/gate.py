@@ -35,7 +35,7 @@ log = logging.getLogger("somna.sleep.gate")
 
 STAGING_PREFIX = "somna-staging-"
 STALE = 6 * 3600  # seconds after which a staging folder is one that a killed cycle left behind
-MAX_ROUNDS = 4  # tries of a shrinking plan before the gate gives up and lets no gated change through
+MAX_ROUNDS = 8  # tries of a shrinking plan before the gate gives up (6 were needed at 10k memories)
 GATED = ("merge", "supersede", "archive", "split", "extract", "compress")  # they change what a search finds
 NEW_MEMORIES = ("merge", "split", "extract", "compress")  # they write memories that may outrank an answer
 
