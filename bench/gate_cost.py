@@ -3,7 +3,7 @@
 store. Writes bench/results/gate_cost.{json,md} with the command line, the seconds of wall time and of CPU
 (the child's user + system: the machine is shared, and its load average is recorded too).
 
-    .venv/bin/python bench/gate_cost.py [--n 10000] [--runs 1] [--keep DIR] [--no-exam]
+    .venv/bin/python bench/gate_cost.py [--n 10000] [--runs 1] [--keep DIR] [--no-exam | --exam-only]
 
 --keep DIR saves each cycle's JSON report there, to compare the plans of two revisions action for action.
 """
@@ -91,15 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--keep", type=Path, default=None, help="save each cycle's JSON report in this folder")
     ap.add_argument("--no-exam", action="store_true", help="do not time `somna exam`")
+    ap.add_argument("--exam-only", action="store_true", help="time `somna exam` only, no cycle")
     ap.add_argument("--out", default="gate_cost", help="results file name (bench/results/NAME.{json,md})")
     args = ap.parse_args(argv)
     root, info = search_latency.build(args.n, search_latency.model())
     exams = [] if args.no_exam else [exam_time(root) for _ in range(args.runs)]
     runs = []
-    for _ in range(args.runs):  # interleaved, so that a busy machine weighs on both alike
+    for _ in range(0 if args.exam_only else args.runs):  # interleaved: a busy machine weighs on both alike
         runs += [cycle(root, gate=False, keep=args.keep), cycle(root, gate=True, keep=args.keep)]
     ratio = {k: round(min(r[k] for r in runs if r["gate"]) / min(r[k] for r in runs if not r["gate"]), 2)
-             for k in ("seconds", "cpu_s")}  # fmt: skip
+             for k in ("seconds", "cpu_s")} if runs else {"seconds": None, "cpu_s": None}  # fmt: skip
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
     command = "python bench/gate_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {"command": command, "machine": machine, "memories": args.n, "store": info, "exam": exams,
@@ -115,15 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"- `somna exam` ({e['probes']} probes, score {e['score']}): **{e['seconds']} s** wall, "
               f"{e['cpu_s']} s CPU, load {e['load']} (target < 30 s)" for e in exams]  # fmt: skip
-    lines += [
-        "",
-        "| gate | seconds | CPU s | load | applied | queued | exam |",
-        "| --- | ---: | ---: | --- | --- | --- | --- |",
-    ]
+    lines += (
+        []
+        if not runs
+        else [
+            "",
+            "| gate | seconds | CPU s | load | applied | queued | exam |",
+            "| --- | ---: | ---: | --- | --- | --- | --- |",
+        ]
+    )
     lines += [f"| {'on' if r['gate'] else 'off'} | {r['seconds']} | {r['cpu_s']} | {r['load']} | {r['applied']} | "
               f"{r['queued']} | {r['exam']} |" for r in runs]  # fmt: skip
-    lines += ["", f"- best with the gate / best without: **{ratio['seconds']}×** wall, **{ratio['cpu_s']}×** CPU "
-              "(target < 2×)"]  # fmt: skip
+    lines += [] if not runs else ["", f"- best with the gate / best without: **{ratio['seconds']}×** wall, "
+                                  f"**{ratio['cpu_s']}×** CPU (target < 2×)"]  # fmt: skip
     dropped = [d for r in runs if r["gate"] for d in r["dropped"]]
     if dropped:
         lines += ["- dropped by the gate (first few): " + "; ".join(dropped[:3])]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,9 +122,24 @@ class Index(VectorIndex):
         conn.execute("ATTACH DATABASE ? AS state", (str(somna_dir / "state.db"),))
         super().__init__(conn)
         self._df: dict[str, tuple[int, int]] = {}  # word -> (rows containing it, max rowid then)
+        self._ranked: tuple[int, dict[int, Row]] | None = (
+            None  # (thread, rows read for ranking): many_searches
+        )
 
     def close(self) -> None:
         self.conn.close()
+
+    @contextmanager
+    def many_searches(self) -> Iterator[None]:
+        """Many searches in a row, with nothing written meanwhile (the exam): each row that a search ranks is
+        read once, not once a search (a candidate of one probe is a candidate of many). Only this thread's
+        searches: an agent's search on another thread of the server reads the rows as they are."""
+        self._ranked = (threading.get_ident(), {})
+        try:
+            with super().many_searches():
+                yield
+        finally:
+            self._ranked = None
 
     # -- rows -------------------------------------------------------------------------------
     def file_stats(self) -> dict[str, tuple[int, int, str]]:
@@ -230,17 +247,17 @@ class Index(VectorIndex):
     def rows(self, rowids: Iterable[int], *, body: bool = True) -> dict[int, Row]:
         """Rows by rowid; body=False leaves body "" and related [] (search ranks ~130 candidates a query
         and shows a few: their bodies are fetched with `bodies`)."""
-        ids = list(rowids)
-        if not ids:
-            return {}
+        wanted = list(rowids)
+        held = self._ranked  # see many_searches
+        ranked = held[1] if held is not None and held[0] == threading.get_ident() and not body else None
+        ids = wanted if ranked is None else [i for i in wanted if i not in ranked]
         cols = _ROW_COLS if body else _ROW_COLS_LEAN
-        return {
-            r[0]: _row(r)
-            for r in self.conn.execute(
-                f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),),
-            )
-        }
+        sql = f"SELECT {cols} FROM notes WHERE rowid IN (SELECT value FROM json_each(?))"
+        out = {r[0]: _row(r) for r in self.conn.execute(sql, (json.dumps(ids),))} if ids else {}
+        if ranked is None:
+            return out
+        ranked.update(out)
+        return {i: ranked[i] for i in wanted if i in ranked}
 
     def by_ids(self, note_ids: Iterable[str]) -> dict[str, Row]:
         """Rows by note id, without their bodies."""

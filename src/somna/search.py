@@ -227,6 +227,7 @@ class Ranking(NamedTuple):
     why: dict[int, set[str]]  # by rowid: words, meaning
     snippets: dict[int, str]
     heirs: dict[int, list[str]]
+    below: list[tuple[float, Row]] = []  # the candidates ranked after the shown ones, best first
 
 
 def search(
@@ -335,7 +336,7 @@ def rank(
     shown = scored[:limit]
     if found.mode != "words" and RANKING.newer_first != "off":
         shown = newer_first(index, shown)
-    return Ranking(found.mode, shown, why, snippets, heirs)
+    return Ranking(found.mode, shown, why, snippets, heirs, scored[limit:])
 
 
 def _hit(

@@ -203,6 +203,8 @@ class Cycle:
         for action, why in verdict.dropped:
             self._record(self.report.dropped, action, why)
         self.report.exam = verdict.summary()
+        self.report.notes += [f"the exam: {why}, lower, moved by no change of the plan (not held "
+                              "against it)" for why in verdict.shifted[:3]]  # fmt: skip
         dropped = {id(a) for a, _ in verdict.dropped}
         return [a for a in actions if id(a) not in dropped]
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,8 @@ MAX_QUERY_WORDS = 16
 MIN_WORD = 6  # letters of a word that may stand for a memory's detail when it has no other
 EXAMS = "exams"
 SOURCES = ("store", "use", "person")
-Vectors = dict[str, list[float] | None]  # a query's vector (None: search on words), by query
+Vector = list[float] | None  # a query's vector (None: search on words)
+Vectors = dict[str, Vector]  # by query
 
 
 class ExamError(InvalidInput):
@@ -79,6 +82,7 @@ class Outcome:
     answered_by: str | None = None
     rank: int | None = None
     hits: list[str] = field(default_factory=list)
+    below: list[str] = field(default_factory=list)  # what ranked after the hits (the gate's blame)
 
     def to_json(self) -> dict[str, Any]:
         return {"probe": self.probe.to_json(), "passed": self.passed, "answered_by": self.answered_by,
@@ -257,33 +261,44 @@ def run(store: Store, probes: list[Probe], k: int = K, vectors: Vectors | None =
     """Ask every probe of the store; a probe passes when one of its first k active hits holds its details.
     `vectors` (by query, filled here): the gate's runs before and after a change embed each query once."""
     vectors = {} if vectors is None else vectors
-    vectors.update(_embedded(store, [q for q in dict.fromkeys(p.query for p in probes) if q not in vectors]))
+    todo = [q for q in dict.fromkeys(p.query for p in probes) if q not in vectors]
     store.ensure_synced()
-    out, texts = [], {}  # a memory's text, read once for all probes (bodies are not in a hit)
-    for probe in probes:  # a search's ranking: the ids, without the snippets and provenance of its hits
-        found = ranking(store.index, store.embedder, probe.query, limit=k, vector=vectors[probe.query])
-        outcome = Outcome(probe, False, hits=[row.id for _, row in found.shown])
-        for rank, hid in enumerate(outcome.hits, start=1):
-            if hid not in texts:
-                texts[hid] = _text_of(store, hid)
-            if holds(texts[hid], probe.expect):
-                outcome.passed, outcome.answered_by, outcome.rank = True, hid, rank
-                break
-        out.append(outcome)
+    out, texts = [], dict[str, str]()  # a memory's text, read once for all probes (bodies are not in a hit)
+    with _embedding(store, todo, vectors) as vector, store.index.many_searches():
+        for probe in probes:  # a search's ranking: the ids, without the snippets and provenance of its hits
+            found = ranking(store.index, store.embedder, probe.query, limit=k, vector=vector(probe.query))
+            hits = [r.id for _, r in found.shown]
+            outcome = Outcome(probe, False, hits=hits, below=[r.id for _, r in found.below])
+            for rank, hid in enumerate(outcome.hits, start=1):
+                texts[hid] = texts[hid] if hid in texts else _text_of(store, hid)
+                if holds(texts[hid], probe.expect):
+                    outcome.passed, outcome.answered_by, outcome.rank = True, hid, rank
+                    break
+            out.append(outcome)
     return out
 
 
-def _embedded(store: Store, queries: list[str]) -> Vectors:
-    """The queries' vectors in batches (one model call per EMBED_BATCH, not one per probe), or Nones when no
-    model is loaded (search then runs on words, as it would for an agent)."""
-    embedder = store.embedder
-    if embedder is None or not embedder.ready or not queries:
-        return dict.fromkeys(queries)
-    out: Vectors = {}
-    for start in range(0, len(queries), EMBED_BATCH):
-        batch = queries[start : start + EMBED_BATCH]
-        out.update(zip(batch, embedder.embed(batch), strict=True))
-    return out
+@contextmanager
+def _embedding(store: Store, queries: list[str], vectors: Vectors) -> Iterator[Callable[[str], Vector]]:
+    """A query's vector when asked for, embedded in batches on a thread of its own while the searches run (half
+    the exam's time each at 10k memories); None with no model loaded: search on words, as an agent's."""
+    embedder, pool = store.embedder, ThreadPoolExecutor(1, thread_name_prefix="somna-exam-embed")
+    made: dict[str, tuple[list[str], Future[list[list[float]]]]] = {}
+    vectors.update({} if embedder is not None and embedder.ready else dict.fromkeys(queries))
+    if embedder is not None and embedder.ready:
+        for at in range(0, len(queries), EMBED_BATCH):
+            batch = queries[at : at + EMBED_BATCH]
+            made |= dict.fromkeys(batch, (batch, pool.submit(embedder.embed, batch)))
+
+    def vector(query: str) -> Vector:
+        if query not in vectors:
+            vectors.update(zip(made[query][0], made[query][1].result(), strict=True))
+        return vectors[query]
+
+    try:
+        yield vector
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def sample(probes: list[Probe], size: int) -> list[Probe]:
@@ -377,8 +392,7 @@ def _answered_by_successor(b: Outcome, a: Outcome, store: Store, successors: dic
 
 
 def _text_of(store: Store, ref: str) -> str:
-    row = store.index.get(ref)
-    return text_of(row) if row is not None else ""
+    return text_of(row) if (row := store.index.get(ref)) is not None else ""
 
 
 def text_of(row: Row) -> str:
