@@ -1,9 +1,8 @@
 """The derived index (index.db, rebuildable from the files at any time, with state.db attached): the rows
 of notes, their words (FTS5 with BM25), the problems of files that could not be indexed, and feedback.
 
-Every statement on those tables is here; the tables themselves, and their migrations, are in schema.py.
-The vectors (notes_vec, vec_bits, vec_cache) are in vectors.py, whose `VectorIndex` this `Index`
-inherits: see there why it is not a separate object.
+Every statement on those tables is here; the tables and their migrations are in schema.py; the vectors
+in vectors.py, whose `VectorIndex` this `Index` inherits (see there why it is not a separate object).
 """
 
 from __future__ import annotations
@@ -294,13 +293,11 @@ class Index(VectorIndex):
         self, query: str, limit: int, pairs: list[str] | None = None
     ) -> list[tuple[int, float, str]]:
         """(rowid, BM25 score, "") best first; snippets come later, for the hits shown (`snippets`).
-
-        A word found in more than half of the rows has a BM25 weight of zero (FTS5 clamps its IDF to
-        1e-6), so it is left out of the query: the ranking is the same and the common words of a question
-        ("the", "how", "to") no longer make SQLite score nearly every row of a large store. From
-        LARGE_ROWS rows on, only the specific words (in at most 5% of rows) are queried: see _fts_match.
-        `pairs` ("a b"): also queried as phrases, so a row with two of the query's words side by side
-        scores above one with them apart (a phrase is rarer than its words: BM25 weighs it higher)."""
+        A word in more than half of the rows has a BM25 weight of zero (FTS5 clamps its IDF to 1e-6), so it
+        is left out: the same ranking, and a question's common words ("the", "how") no longer make SQLite
+        score nearly every row. From LARGE_ROWS rows on, only specific words (in at most 5% of rows) are
+        queried (_fts_match). `pairs` ("a b") are also queried as phrases: a row with two of the query's
+        words side by side scores above one with them apart (a phrase is rarer than its words)."""
         match = self._fts_match(query, pairs)
         if not match:
             return []
@@ -342,8 +339,7 @@ class Index(VectorIndex):
             rare = [w for w in keep if self._doc_freq(w, rows) <= rows * RARE_FRACTION]
             keep = rare or keep
         # a phrase of kept words only: matching a phrase reads the rows of each of its words
-        kept = set(keep)
-        phrases = [p for p in pairs or [] if kept.issuperset(p.split())]
+        phrases = [p for p in pairs or [] if set(keep).issuperset(p.split())]
         return " OR ".join(f'"{w}"' for w in (keep or words) + phrases)
 
     def _doc_freq(self, word: str, rows: int) -> int:
