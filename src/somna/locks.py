@@ -70,8 +70,9 @@ class StoreLock:
             if self._held:
                 yield
                 return
-            if not self.path.parent.is_dir():  # a store moved or deleted under a running server: writing
-                # on would rebuild a ghost of it at the old path, with the note lost to the real one
+            if not self.path.parent.parent.is_dir():  # the store (the lock is in its .somna/) moved or
+                # deleted under a running server: writing on would rebuild a ghost of it at the old path,
+                # with the note lost to the real one (a .somna/ removed by hand is simply made again)
                 raise StoreNotFound(
                     f"the store {self.name} is gone from where somna opened it (moved or deleted?); "
                     "nothing was written: start somna again where the store is now"
