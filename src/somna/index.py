@@ -121,9 +121,7 @@ class Index(VectorIndex):
         conn.execute("ATTACH DATABASE ? AS state", (str(somna_dir / "state.db"),))
         super().__init__(conn)
         self._df: dict[str, tuple[int, int]] = {}  # word -> (rows containing it, max rowid then)
-        self._ranked: tuple[int, dict[int, Row]] | None = (
-            None  # (thread, rows read for ranking): many_searches
-        )
+        self._ranked: tuple[int, dict[int, Row]] | None = None  # (thread, rows it ranked): many_searches
 
     def close(self) -> None:
         self.conn.close()

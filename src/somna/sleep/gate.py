@@ -50,9 +50,8 @@ class Verdict:
     before: float = 1.0  # the exam's score on the store as it is
     after: float = 1.0  # and on the staging store with the kept plan applied
     rounds: int = 0
-    shifted: list[str] = field(
-        default_factory=list
-    )  # answers pushed a few places down by no change: see check
+    # answers pushed a few places down by no change: see _culprits
+    shifted: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         return {"probes": self.probes, "score_before": round(self.before, 4), "score_after": round(self.after, 4),
