@@ -53,6 +53,22 @@ def test_probes_ask_for_each_memorys_details_without_naming_them(store: Store) -
     assert exam.score(exam.run(store, probes)) == 1.0
 
 
+def test_a_derived_question_is_the_same_in_every_process() -> None:
+    """A detail that holds another ("uv sync --group dev" holds "--group") is taken out whole, whatever order
+    the details come in: two processes of one store derive the same probes, and a gate's verdict does not
+    depend on which process asks."""
+    text = "Run `uv sync --group dev` before pytest; Python 3.12.4 (see https://docs.astral.sh/uv/)"
+    code = f"from somna.sleep import exam; print(exam._question({text!r}, '3.12.4'))"
+    asked = {
+        subprocess.run(
+            [sys.executable, "-c", code], env=os.environ | {"PYTHONHASHSEED": str(seed)},
+            capture_output=True, text=True, check=True,
+        ).stdout
+        for seed in range(6)
+    }  # fmt: skip
+    assert asked == {"run before pytest python see\n"}
+
+
 def test_an_update_keeps_its_question_answered_a_wrong_successor_does_not() -> None:
     assert exam.updated(NODE_20, NODE_22, "20")
     assert exam.updated("The API runs on port 8080.", "The API now runs on port 9090.", "8080")

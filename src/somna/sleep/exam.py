@@ -118,7 +118,7 @@ def _question(text: str, *expected: str) -> str:
     without = text
     for detail in expected:
         without = re.sub(re.escape(detail), " ", without, flags=re.IGNORECASE)
-    for other in details(without).all():
+    for other in sorted(details(without).all(), key=lambda d: (-len(d), d)):  # a detail holds shorter ones
         if other.strip():
             without = without.replace(other, " ")
     words = [w for w in WORD.findall(without.lower()) if not NUMBER.fullmatch(w)]
