@@ -45,7 +45,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from somna.errors import InvalidInput
-from somna.secret_words import near_words
+from somna.secret_words import UUID, WORD_RUNS, near_words
 
 log = logging.getLogger("somna.redaction")
 
@@ -156,12 +156,10 @@ _VALUE = re.compile(  # group 1 "double-quoted", 2 'single-quoted', 3 \"JSON-esc
     r"\"((?:[^\"\\\n]|\\.){1,8192}+)\"|'([^'\n]{1,8192}+)'|\\\"((?:[^\"\\\n]|\\[^\"\n]){1,8192}+)\\\""
     r"|([^\s'\"`,;&()\[\]{}<>|\\]{1,8192}+)"
 )
-_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _WORD_CHAR = re.compile(r"\w")
 _KEY_BODY = re.compile(r"[A-Za-z0-9+/]{32}")
 _PLAIN_WORD = re.compile(r"[A-Za-z][a-z]*")
 _EOL = re.compile(r"[ \t]*[;}\]]?[ \t]*(?:#[^\n]*)?(?:\r?\n|\Z|(?:\\r)?\\n|\\?[\"'`])")  # also "\n" in JSON
-_NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _IDENT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-/]*|[A-Za-z]:\\[\w.\-\\ ]*")
 _PLACEHOLDER = re.compile(
@@ -209,13 +207,13 @@ def _looks_random(value: str) -> bool:
     """Machine-made: letters with digits (hunter2) or short case runs (khGzRjqYzX), unlike RefreshTokenT."""
     if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
         return True
-    words: list[str] = _NAME_WORDS.findall(value)
+    words: list[str] = WORD_RUNS.findall(value)
     return sum(len(w) < 3 and w.isalpha() for w in words) >= 2
 
 
 def _name_kind(name: str) -> str | None:
     """What a name announces (``password``, ``token``, ``secret``), or None when it only mentions a secret."""
-    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    words = [w.lower() for w in WORD_RUNS.findall(name)]
     for i in range(len(words) - 1, -1, -1):
         w = words[i]
         if w.endswith(_SECRET_ENDINGS) or w in _SECRET_NAMES:
@@ -261,15 +259,13 @@ def _assignments(text: str) -> list[tuple[int, int, str]]:
         group = v.lastindex or 1
         start, end = v.span(group)
         value = text[start:end].rstrip(".:!?") if group == 4 else text[start:end]  # redact "pw." whole
-        if _is_placeholder(value) or any(
-            w.lower().endswith(_SECRET_WORDS) for w in _NAME_WORDS.findall(value)
-        ):
+        if _is_placeholder(value) or any(w.lower().endswith(_SECRET_WORDS) for w in WORD_RUNS.findall(value)):
             continue  # a placeholder, or a value that names a secret: pad_token=eos_token, key: PrivateKeyT
         if named != "password" and (not any(c.isalpha() for c in value) or " " in value):
             continue  # keys and tokens have letters and no spaces: "lastModifiedSecret": 1556312220
         if not m.group(4) and named != "password" and not _looks_random(value):
             continue  # docker build --secret id=npmrc,src=...
-        if named == "token" and (len(value) < 8 or not _looks_random(value) or _UUID.fullmatch(value)):
+        if named == "token" and (len(value) < 8 or not _looks_random(value) or UUID.fullmatch(value)):
             continue  # tokens are machine-made: "pad_token": "<pad>" is vocabulary, a UUID a request id
         if group == 4:
             op, loose = m.group(4), bool(m.group(3) or m.group(5)) or m.group(4) != "="

@@ -17,18 +17,19 @@ _WORD = re.compile(  # the secret word, then at most three words before the toke
     r"(?i:\b(secrets?|pass(?:word|wd|phrase)s?|tokens?|api[ _\-]?keys?|access[ _\-]?keys?|credentials?|creds)\b)"
     r"[\\\"'`]?[ \t]*(?:[:=]|\bis\b|\bwas\b)?(?:[ \t]+[^\s]{1,24}){0,3}?[ \t]*[:=]?[ \t]*[\"'`]?$"
 )
-_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+# UUID and WORD_RUNS are redaction.py's too
+UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _HASH_WORDS = re.compile(r"(?i:\b(?:sha\d*|md5|commit|digest|hash|checksum|uuid|id)\b)")
 _PATH_PART = re.compile(r"(?:^|/)[a-z]{3,}(?:/|$)")
 _SNAKE = re.compile(r"[a-z0-9]+(?:[_\-][a-z0-9]+)+|[A-Z0-9]+(?:_[A-Z0-9]+)+")
-_RUNS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+WORD_RUNS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _PLACEHOLDER = re.compile(r"(?i:example|placeholder|redacted|your|x{5,})")
 
 
 def machine_made(token: str) -> bool:
     """A token a machine made: letters and digits in a mix no name has (not a UUID, a path, snake_case)."""
-    if _UUID.fullmatch(token) or _SNAKE.fullmatch(token) or _PLACEHOLDER.search(token):
+    if UUID.fullmatch(token) or _SNAKE.fullmatch(token) or _PLACEHOLDER.search(token):
         return False
     if token.startswith(("/", "~")) or "//" in token or _PATH_PART.search(token):
         return False  # a path: /var/lib/app/5f0c...
@@ -38,7 +39,7 @@ def machine_made(token: str) -> bool:
     if (
         mixed
     ):  # short case runs (Qm8vT2xZ...), unlike a CamelCase name with a digit (Gemma3nMultimodalEmbedder)
-        runs = [w for w in _RUNS.findall(token) if w.isalpha()]
+        runs = [w for w in WORD_RUNS.findall(token) if w.isalpha()]
         return len(set(token)) >= 12 and 2 * sum(len(w) <= 2 for w in runs) >= len(runs)
     return len(token) >= 32 and len(set(token)) >= 10
 
